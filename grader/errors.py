@@ -1,0 +1,117 @@
+"""Exceptions that carry a grading outcome, shared by adapters, tests and the runner.
+
+Every problem with a submission is raised as a :class:`SubmissionProblem`; its
+``status`` is the outcome shown to the student for that test.
+"""
+
+PASSED = "passed"
+FAILED = "failed"
+ERROR = "error"
+TIMEOUT = "timeout"
+CRASHED = "crashed"
+OUT_OF_MEMORY = "out of memory"
+NOT_IMPLEMENTED = "not implemented"
+MISSING = "missing"
+HIDDEN = "hidden, graded later"
+
+#: Outcomes from the most to the least telling, used to summarise an exercise.
+SEVERITY = (CRASHED, OUT_OF_MEMORY, TIMEOUT, ERROR, MISSING, NOT_IMPLEMENTED, FAILED, HIDDEN, PASSED)
+
+
+class SubmissionProblem(Exception):
+    """Something about the submission costs it the test; ``status`` names the outcome."""
+
+    status = ERROR
+
+
+class NotImplementedYet(SubmissionProblem):
+    """The student's function still raises ``NotImplementedError`` (the stub's TODO)."""
+
+    status = NOT_IMPLEMENTED
+
+
+class StudentCodeError(SubmissionProblem):
+    """The student's code raised an exception.
+
+    ``exc_type`` is the exception's class name (a string, so that it can cross a
+    process boundary), ``where`` the innermost line of the submission that raised.
+    """
+
+    def __init__(self, call, exc_type, message, where=""):
+        self.call, self.exc_type, self.message, self.where = call, exc_type, message, where
+        text = f"{call} raised {exc_type}: {message}"
+        if where:
+            text += f"\n  at {where}"
+        super().__init__(text)
+
+
+class SubmissionImportError(SubmissionProblem):
+    """The submission file could not be imported (syntax error, exception at import)."""
+
+
+class MissingName(SubmissionProblem):
+    """The submission file does not define a function or class the contract asks for."""
+
+
+class ForbiddenCall(SubmissionProblem):
+    """The student's code called the library function that does the whole exercise."""
+
+    status = FAILED
+
+
+class BadOutput(SubmissionProblem):
+    """The student's code returned something that is not the contract's type or shape."""
+
+    status = FAILED
+
+
+class WorkerTimeout(SubmissionProblem):
+    """A call ran past its wall-clock or CPU-time limit."""
+
+    status = TIMEOUT
+
+
+class WorkerCrashed(SubmissionProblem):
+    """The process running the student's code died (a signal, ``os._exit``)."""
+
+    status = CRASHED
+
+
+class WorkerOutOfMemory(SubmissionProblem):
+    """The student's code ran past the memory limit."""
+
+    status = OUT_OF_MEMORY
+
+
+class PropertyFailure(AssertionError):
+    """A property of the exercise does not hold for the student's code.
+
+    ``more`` is an optional callable returning extra lines (the catalog hints); it runs
+    only when the message is read, so hypothesis does not pay for it while shrinking.
+    """
+
+    status = FAILED
+
+    def __init__(self, message, more=None):
+        super().__init__(message)
+        self._message, self._more, self._text = message, more, None
+
+    def __str__(self):
+        if self._text is None:
+            extra = []
+            if self._more is not None:
+                try:
+                    extra = list(self._more())
+                except Exception:  # a hint must never hide the failure itself
+                    extra = []
+            self._text = "\n".join([self._message, *extra])
+        return self._text
+
+
+def worst(statuses):
+    """The most telling outcome among ``statuses`` (see :data:`SEVERITY`)."""
+    present = set(statuses)
+    for status in SEVERITY:
+        if status in present:
+            return status
+    return PASSED

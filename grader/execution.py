@@ -1,0 +1,244 @@
+"""Running one call of student code: the part of an adapter that sits next to it.
+
+This module is what an adapter executes on the student's side of the seam, in the
+grader's process (:class:`grader.adapter.InProcess`) or in an isolated worker.  It never
+imports the references, the tests or the scores.  Everything it hands back has been
+through :func:`sanitize`: plain ``torch.Tensor`` objects (detached copies), ``int``,
+``float``, ``bool``, ``str``, ``None``, and tuples, lists and dicts of those.
+"""
+
+import collections
+import contextlib
+import copy
+import importlib.util
+import linecache
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grader import guards
+from grader.errors import (BadOutput, MissingName, NotImplementedYet, StudentCodeError,
+                           SubmissionImportError, SubmissionProblem)
+
+#: Methods of a constructed module that the tests may call through a handle.
+MODULE_METHODS = ("state_dict", "load_state_dict", "to", "train", "eval")
+
+
+@dataclass
+class Call:
+    """One request to the student's code.
+
+    ``name`` is a public function or class of the module, or, when ``obj`` is set, a
+    method of the constructed object ``obj`` (``"forward"`` calls the module).
+    ``grad_wrt`` lists argument positions (ints) or keyword names to differentiate; with
+    ``cotangents`` (one per tensor the call returns, ``None`` to skip one) the call
+    also back-propagates ``sum(output * cotangent)`` and reports the gradients.
+    """
+
+    name: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    obj: Any = None
+    grad_wrt: tuple = ()
+    cotangents: Any = None
+    want_inputs_after: bool = False
+    default_dtype: Any = None
+
+
+@dataclass
+class CallResult:
+    """What came back: outputs, gradients and (on request) the inputs after the call."""
+
+    outputs: Any = None
+    grads: dict = field(default_factory=dict)
+    param_grads: dict = field(default_factory=dict)
+    inputs_after: Any = None
+
+
+def load_module(path, module):
+    """Import the submission file ``path`` under a private module name.
+
+    The submission's folder is never put on ``sys.path``.  Any failure (including
+    ``SystemExit``) becomes a :class:`SubmissionImportError` naming the file and cause.
+    """
+    path = Path(path)
+    private = f"_submission_{module}_{abs(hash(str(path.resolve()))):x}"
+    try:
+        spec = importlib.util.spec_from_file_location(private, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[private] = mod
+        spec.loader.exec_module(mod)
+    except NotImplementedError as exc:
+        raise SubmissionImportError(f"{path.name} raised NotImplementedError at import: {exc}") from None
+    except SyntaxError as exc:
+        raise SubmissionImportError(
+            f"{path.name} does not compile: SyntaxError: {exc.msg} (line {exc.lineno})"
+            + (f"\n    {exc.text.strip()}" if exc.text else "")) from None
+    except BaseException as exc:  # noqa: B036 - SystemExit at import must not stop the grader
+        sys.modules.pop(private, None)
+        where = student_location(exc, path)
+        raise SubmissionImportError(
+            f"{path.name} failed to import: {type(exc).__name__}: {exc}" + (f"\n  at {where}" if where else "")
+        ) from None
+    return mod
+
+
+def student_location(exc, path):
+    """``'attention.py line 42: scores = ...'`` for the innermost frame in ``path``."""
+    path = str(Path(path).resolve())
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if str(Path(frame.filename).resolve()) == path:
+            code = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
+            found = f"{Path(path).name} line {frame.lineno}: {code}"
+    return found
+
+
+def resolve(mod, module, name):
+    """The public ``name`` of the loaded submission module, or :class:`MissingName`."""
+    target = mod.__dict__.get(name)
+    if target is None or not callable(target):
+        raise MissingName(f"{module}.py does not define {name} (the contract asks for it)")
+    return target
+
+
+def module_method(obj, name):
+    """A callable for method ``name`` of ``obj`` whose result :func:`sanitize` accepts:
+    ``state_dict`` as a plain dict of tensors, every other method ``None``."""
+    bound = getattr(obj, name)
+    if name == "state_dict":
+        return lambda *a, **k: dict(bound(*a, **k))
+    return lambda *a, **k: (bound(*a, **k), None)[1]
+
+
+def run_call(target, call, label, path, module_obj=None):
+    """Run ``target`` (a function, class or bound method) as ``call`` describes.
+
+    ``label`` names the call in messages (``attention.sdpa: scaled_dot_product_attention``),
+    ``path`` is the submission file (to point at the failing line), ``module_obj`` the
+    ``nn.Module`` whose parameter gradients are wanted.
+    """
+    args, kwargs = _copy(call.args), _copy(call.kwargs)
+    for key in call.grad_wrt:
+        holder = args if isinstance(key, int) else kwargs
+        holder[key] = holder[key].detach().clone().requires_grad_(True)
+    if module_obj is not None:
+        for p in module_obj.parameters():
+            p.grad = None
+    with _default_dtype(call.default_dtype), _student_errors(label, path):
+        with guards.forbid_library_solutions():
+            raw = target(*args, **kwargs)
+        result = CallResult()
+        if call.cotangents is not None:
+            _backward(raw, call.cotangents, label)
+            result.grads = {key: _grad_of(args if isinstance(key, int) else kwargs, key) for key in call.grad_wrt}
+            if module_obj is not None:
+                result.param_grads = {n: _plain_grad(p) for n, p in module_obj.named_parameters()}
+    result.outputs = sanitize(raw, f"{label} returned")
+    if call.want_inputs_after:
+        result.inputs_after = sanitize((tuple(args), kwargs), f"{label} inputs")
+    return result
+
+
+def _copy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, tuple):
+        return [_copy(v) for v in value]  # a list, so grad_wrt can swap entries
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
+def _grad_of(holder, key):
+    return _plain_grad(holder[key])
+
+
+def _plain_grad(tensor):
+    grad = tensor.grad
+    return None if grad is None else grad.detach().clone()
+
+
+def tensor_leaves(value):
+    """The tensors inside ``value`` (nested tuples and lists), in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensor_leaves(v)]
+    return []
+
+
+def _backward(raw, cotangents, label):
+    leaves = tensor_leaves(raw)
+    if len(leaves) != len(cotangents):
+        raise BadOutput(f"{label} returned {len(leaves)} tensor(s), expected {len(cotangents)}")
+    total = None
+    for leaf, cot in zip(leaves, cotangents):
+        if cot is None or not leaf.requires_grad:
+            continue
+        if tuple(leaf.shape) != tuple(cot.shape):
+            raise BadOutput(f"{label} returned a tensor of shape {tuple(leaf.shape)}, "
+                            f"expected {tuple(cot.shape)}")
+        term = (leaf * cot.to(leaf.dtype)).sum()
+        total = term if total is None else total + term
+    if total is not None:
+        total.backward()
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype):
+    if dtype is None:
+        yield
+        return
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+@contextlib.contextmanager
+def _student_errors(label, path):
+    try:
+        yield
+    except SubmissionProblem as exc:
+        raise type(exc)(f"{label}: {exc}") from None
+    except NotImplementedError as exc:
+        raise NotImplementedYet(f"{label}: not implemented yet ({exc})" if str(exc) else f"{label}: not implemented yet") from None
+    except RecursionError as exc:
+        raise StudentCodeError(label, "RecursionError", str(exc), student_location(exc, path)) from None
+    except Exception as exc:
+        raise StudentCodeError(label, type(exc).__name__, str(exc), student_location(exc, path)) from None
+
+
+def sanitize(value, what, _depth=0):
+    """A plain copy of ``value``, or :class:`BadOutput` if it holds anything else.
+
+    Exact types only: a ``torch.Tensor`` subclass, an ``int`` subclass or any object
+    with custom behaviour is refused, so nothing the student made can run code later.
+    """
+    if _depth > 8:
+        raise BadOutput(f"{what} a structure nested too deeply")
+    kind = type(value)
+    if kind is torch.Tensor or kind is torch.nn.Parameter:
+        return value.detach().clone()
+    if value is None or kind in (int, float, bool, str):
+        return value
+    if kind in (tuple, list):
+        items = [sanitize(v, what, _depth + 1) for v in value]
+        return tuple(items) if kind is tuple else items
+    if kind in (dict, collections.OrderedDict):
+        out = {}
+        for k, v in value.items():
+            if type(k) not in (str, int):
+                raise BadOutput(f"{what} a dict with a {type(k).__name__} key")
+            out[k] = sanitize(v, what, _depth + 1)
+        return out
+    raise BadOutput(f"{what} a {kind.__module__}.{kind.__qualname__}, not a plain tensor, number or tuple")

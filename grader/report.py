@@ -1,0 +1,44 @@
+"""The terminal report: a table of exercises, then the feedback for each failure."""
+
+from grader.errors import HIDDEN, PASSED
+
+_MARK = {PASSED: "ok"}
+
+
+def render(report, max_messages=3):
+    """The report as text: table, per-module totals, then feedback for each exercise lost."""
+    width = max(len(r.exercise.id) for r in report.results) if report.results else 10
+    lines = [f"Submission: {report.submission}", "",
+             f"  {'exercise':<{width}}  {'points':>13}  status",
+             f"  {'-' * width}  {'-' * 13}  {'-' * 20}"]
+    for r in report.results:
+        status = r.status
+        hidden = sum(1 for rec in r.records if rec.status == HIDDEN)
+        if hidden:
+            status += f" ({hidden} hidden test{'s' if hidden > 1 else ''}, graded later)"
+        lines.append(f"  {r.exercise.id:<{width}}  {_pts(r.score, r.max_score):>13}  {status}")
+    lines.append(f"  {'-' * width}  {'-' * 13}")
+    for module, (got, possible) in report.module_scores().items():
+        lines.append(f"  {module + ' total':<{width}}  {_pts(got, possible):>13}")
+    lines.append(f"  {'TOTAL':<{width}}  {_pts(report.score, report.max_score):>13}")
+    failing = [r for r in report.results if r.feedback()]
+    if failing:
+        lines += ["", "Feedback"]
+    for r in failing:
+        lines.append(f"\n[{r.exercise.id}] {r.exercise.title}: {r.status}")
+        messages = r.feedback()
+        for msg in messages[:max_messages]:
+            first, *rest = msg.splitlines()
+            lines.append(f"  - {first}")
+            lines += [f"    {line}" for line in rest]
+        if len(messages) > max_messages:
+            lines.append(f"  ... and {len(messages) - max_messages} more (see --json)")
+    return "\n".join(lines)
+
+
+def _pts(got, possible):
+    return f"{_num(got)} / {_num(possible)}"
+
+
+def _num(x):
+    return f"{x:g}" if float(x).is_integer() else f"{x:.2f}"

@@ -1,0 +1,1 @@
+"""Trusted helpers for the property tests: strategies, checks and the pytest plugin."""

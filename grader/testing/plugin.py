@@ -1,0 +1,207 @@
+"""The pytest plugin behind every graded run.
+
+It adds the options that choose the implementation under test (``--submission``,
+``--adapter``), selects exercises (``--exercise``), records one JSON line per test for
+the grader (``--results``), shows progress, and makes hypothesis deterministic: the same
+submission always gets the same examples and so the same score.
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, settings
+
+from grader import ROOT, rubric
+from grader.adapter import open_implementation
+from grader.errors import FAILED, HIDDEN, PASSED, PropertyFailure, SubmissionProblem
+
+settings.register_profile(
+    "grading",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=20,
+    print_blob=False,
+    report_multiple_bugs=False,
+    # no Phase.explain: it re-runs a failing test many times to annotate the report
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("grading")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("grader", "DL Basic autograder")
+    group.addoption("--submission", default=None,
+                    help="folder with attention.py, lstm.py, ... to test (default: solutions/)")
+    group.addoption("--adapter", default="inprocess", help="how to reach the submission (default: inprocess)")
+    group.addoption("--exercise", action="append", default=[],
+                    help="only the tests of this exercise ID or module (repeatable)")
+    group.addoption("--results", default=None, help="append one JSON line per graded test to this file")
+    group.addoption("--staff", action="store_true", help="also run the hidden tests (staff grading)")
+    group.addoption("--progress", action="store_true", help="show a progress bar on stderr")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
+    config.addinivalue_line("markers", "hidden: a test run only in staff grading; students see 'hidden, graded later'")
+    config._grader = _Recorder(config)
+    config.pluginmanager.register(config._grader, "grader-recorder")
+
+
+def implementation_fixture(module):
+    """A module-scoped ``impl`` fixture: the submission's ``module`` behind the adapter."""
+
+    @pytest.fixture(scope="module")
+    def impl(request):
+        folder = request.config.getoption("--submission") or str(ROOT / "solutions")
+        implementation = open_implementation(folder, module, request.config.getoption("--adapter"))
+        yield implementation
+        implementation.close()
+
+    return impl
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same torch seed and default dtype."""
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.float32)
+    yield
+
+
+def exercise_of(item):
+    """``(exercise ID, weight)`` of a graded test item, or ``None``."""
+    marker = item.get_closest_marker("exercise")
+    if marker is None:
+        return None
+    return marker.args[0], marker.kwargs.get("weight", 1)
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = set(config.getoption("--exercise"))
+    staff = config.getoption("--staff")
+    keep, dropped = [], []
+    for item in items:
+        found = exercise_of(item)
+        if found is None:
+            if "impl" in getattr(item, "fixturenames", ()):
+                raise pytest.UsageError(f"{item.nodeid} uses impl but has no @pytest.mark.exercise")
+            (dropped if wanted else keep).append(item)
+            continue
+        ex_id = found[0]
+        if ex_id not in rubric.BY_ID:
+            raise pytest.UsageError(f"{item.nodeid}: unknown exercise {ex_id!r} (see grader/rubric.py)")
+        if wanted and ex_id not in wanted and ex_id.split(".")[0] not in wanted:
+            dropped.append(item)
+            continue
+        if item.get_closest_marker("hidden") and not staff:
+            config._grader.hidden.append(item)
+            dropped.append(item)
+            continue
+        keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    config._grader.total = len(items)
+
+
+def _root_cause(exc):
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def describe_failure(item, exc):
+    """``(status, message)`` for a test that raised ``exc``."""
+    exc = _root_cause(exc)
+    if isinstance(exc, (SubmissionProblem, PropertyFailure)):
+        return exc.status, str(exc)
+    doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
+    prop = doc[0] if doc else item.name
+    notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("Falsifying")]
+    text = f"{prop}\n  {type(exc).__name__}: {exc}".rstrip()
+    if notes:
+        text += "\n  " + notes[0].replace("\n", "\n  ")
+    return FAILED, text
+
+
+class _Recorder:
+    def __init__(self, config):
+        self.config = config
+        self.path = config.getoption("--results")
+        self.progress = config.getoption("--progress")
+        self.hidden = []
+        self.total = 0
+        self.done = 0
+        self.started = time.monotonic()
+        self.outcome = {}
+        self._items = {}
+
+    def _write(self, record):
+        if self.path:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def pytest_collection_finish(self, session):
+        for item in self.hidden:
+            ex_id, weight = exercise_of(item)
+            self._write({"nodeid": item.nodeid, "exercise": ex_id, "weight": weight, "status": HIDDEN,
+                         "hidden": True, "message": "", "property": _property(item)})
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if exercise_of(item) is None:
+            return
+        if report.failed and item.nodeid not in self.outcome:
+            self.outcome[item.nodeid] = describe_failure(item, call.excinfo.value)
+        elif report.when == "call" and report.passed:
+            self.outcome.setdefault(item.nodeid, (PASSED, ""))
+        elif report.skipped and item.nodeid not in self.outcome:
+            self.outcome[item.nodeid] = ("skipped", str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "")
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        item_outcome = self.outcome.get(nodeid)
+        item = self._items.get(nodeid)
+        self.done += 1
+        if item is not None and item_outcome is not None:
+            ex_id, weight = exercise_of(item)
+            status, message = item_outcome
+            self._write({"nodeid": nodeid, "exercise": ex_id, "weight": weight, "status": status,
+                         "hidden": bool(item.get_closest_marker("hidden")), "message": message,
+                         "property": _property(item)})
+        if self.progress:
+            capman = self.config.pluginmanager.getplugin("capturemanager")
+            with capman.global_and_fixture_disabled():
+                self._show(item)
+
+    def _show(self, item):
+        width = 24
+        filled = width * self.done // max(self.total, 1)
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / max(self.done, 1) * (self.total - self.done)
+        name = exercise_of(item)[0] if item is not None and exercise_of(item) else ""
+        sys.stderr.write(f"\r  grading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+                         f"  ETA {eta:4.0f}s  {name:<32}")
+        if self.done >= self.total:
+            sys.stderr.write("\r" + " " * 90 + "\r")
+        sys.stderr.flush()
+
+
+def _property(item):
+    doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
+    return doc[0] if doc else item.name
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    session.config._grader._items = {item.nodeid: item for item in session.items}

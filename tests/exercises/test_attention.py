@@ -1,0 +1,574 @@
+"""Property tests of module ``attention`` (exercise IDs ``attention.*``).
+
+Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
+own ``F.scaled_dot_product_attention`` and ``nn.MultiheadAttention``, closed-form
+formulas, and the reference in ``solutions/`` (loaded by :mod:`grader.reference`).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grader import reference
+from grader.execution import Call
+from grader.testing import strategies as S
+from grader.testing.checks import assert_close, assert_equal, catalog_hints, describe, expect_tensor, fail, unpack
+from grader.testing.plugin import implementation_fixture
+
+MODULE = "attention"
+impl = implementation_fixture(MODULE)
+ref = reference.load(MODULE)
+
+SDPA = "scaled_dot_product_attention"
+
+
+# ----------------------------------------------------------------------------- inputs
+
+@st.composite
+def sdpa_inputs(draw, masked=True, dtype=None):
+    """q, k, v with B, H, L_q, L_k, d_k, d_v all different, and a broadcastable mask
+    (every query keeps at least one key) or ``None``."""
+    b, h, lq, lk, dk, dv = draw(S.distinct_sizes(6))
+    lead = draw(st.sampled_from([(b,), (b, h)]))
+    dtype = dtype or draw(S.dtypes)
+    g = S.generator(draw(S.seeds))
+    q = S.uniform(g, *lead, lq, dk, dtype=dtype, scale=2.0)
+    k = S.uniform(g, *lead, lk, dk, dtype=dtype, scale=2.0)
+    v = S.uniform(g, *lead, lk, dv, dtype=dtype, scale=2.0)
+    mask = None
+    if masked:
+        shapes = [(lq, lk), (*lead, lq, lk)]
+        shapes += [(b, 1, 1, lk), (b, 1, lq, lk)] if len(lead) == 2 else [(b, 1, lk)]
+        mask = S.random_mask(g, *draw(st.sampled_from(shapes)))
+    return q, k, v, mask
+
+
+def _sdpa_io(q, k, v, mask):
+    return describe(q=q, k=k, v=v, mask=mask)
+
+
+def _replay_sdpa(q, k, v, mask, index):
+    return lambda ns: ns.scaled_dot_product_attention(q, k, v, mask)[index]
+
+
+def _call_sdpa(impl, q, k, v, mask):
+    inputs = _sdpa_io(q, k, v, mask)
+    got = unpack(impl.call(SDPA, q, k, v, mask), ("out", "weights"), SDPA, inputs)
+    return got, inputs
+
+
+# ----------------------------------------------------------------------------- attention.sdpa
+
+@pytest.mark.exercise("attention.sdpa", weight=2)
+@given(sdpa_inputs())
+def test_sdpa_weights_match_formula(impl, inputs):
+    """weights = softmax(q k^T / sqrt(d_k)) over the keys, masked keys removed"""
+    q, k, v, mask = inputs
+    (out, weights), io = _call_sdpa(impl, q, k, v, mask)
+    scores = (q.double() @ k.double().transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    expected = torch.softmax(scores, dim=-1).to(q.dtype)
+    assert_close(weights, expected, "weights", prop="weights differ from softmax(q k^T / sqrt(d_k)) over the keys",
+                 inputs=io, module=MODULE, replay=_replay_sdpa(q, k, v, mask, 1))
+
+
+@pytest.mark.exercise("attention.sdpa", weight=2)
+@given(sdpa_inputs())
+def test_sdpa_output_matches_torch(impl, inputs):
+    """out agrees with torch.nn.functional.scaled_dot_product_attention"""
+    q, k, v, mask = inputs
+    (out, weights), io = _call_sdpa(impl, q, k, v, mask)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert_close(out, expected, "out", prop="out differs from F.scaled_dot_product_attention (weights @ v)",
+                 inputs=io, module=MODULE, replay=_replay_sdpa(q, k, v, mask, 0))
+
+
+@pytest.mark.exercise("attention.sdpa")
+@given(sdpa_inputs(masked=False))
+def test_sdpa_rows_sum_to_one(impl, inputs):
+    """each query's weights are a distribution over the keys: they sum to 1"""
+    q, k, v, _ = inputs
+    (out, weights), io = _call_sdpa(impl, q, k, v, None)
+    expect_tensor(weights, "weights", shape=(*q.shape[:-1], k.shape[-2]), dtype=q.dtype, inputs=io)
+    sums = weights.sum(dim=-1)
+    assert_close(sums, torch.ones_like(sums), "row sums", prop="weights do not sum to 1 over the keys (last axis)",
+                 inputs=io, hints=["softmax over the key axis: torch.softmax(scores, dim=-1)"])
+
+
+@pytest.mark.exercise("attention.sdpa")
+@given(sdpa_inputs())
+def test_sdpa_masked_keys_get_zero_weight(impl, inputs):
+    """a key the mask forbids (False) gets weight exactly 0"""
+    q, k, v, mask = inputs
+    (out, weights), io = _call_sdpa(impl, q, k, v, mask)
+    expect_tensor(weights, "weights", shape=(*q.shape[:-1], k.shape[-2]), dtype=q.dtype, inputs=io)
+    forbidden = ~mask.expand_as(weights)
+    leaked = weights[forbidden]
+    if bool((leaked != 0).any()):
+        hints = []
+        allowed_zero = bool((weights[~forbidden] == 0).any())
+        if allowed_zero:
+            hints.append("keys the mask allows get zero weight: is the mask polarity inverted? True means 'may attend'")
+        fail("masked-out keys (mask False) must get weight exactly 0",
+             [f"{int((leaked != 0).sum())} masked weight(s) are non-zero, the largest {float(leaked.abs().max()):.3g}"],
+             io, hints, catalog_hints("weights", MODULE, _replay_sdpa(q, k, v, mask, 1), weights,
+                                      ref.scaled_dot_product_attention(q, k, v, mask)[1]))
+
+
+@pytest.mark.exercise("attention.sdpa", weight=2)
+@given(sdpa_inputs(masked=False))
+def test_sdpa_fully_masked_rows_are_zero(impl, inputs):
+    """a query whose keys are all masked gets zero weights and a zero output, never NaN"""
+    q, k, v, _ = inputs
+    g = S.generator(q.numel())
+    lq, lk = q.shape[-2], k.shape[-2]
+    mask = S.random_mask(g, *q.shape[:-1], lk)
+    empty = torch.zeros(lq, dtype=torch.bool)
+    empty[torch.randint(0, lq, (1,), generator=g)] = True
+    mask = mask & ~empty[:, None]
+    (out, weights), io = _call_sdpa(impl, q, k, v, mask)
+    expected_out, expected_w = ref.scaled_dot_product_attention(q, k, v, mask)
+    for name, got, want in (("weights", weights, expected_w), ("out", out, expected_out)):
+        expect_tensor(got, name, shape=want.shape, dtype=want.dtype, inputs=io)
+        if bool(torch.isnan(got).any()):
+            fail(f"{name} contains NaN for a query whose keys are all masked",
+                 [f"{int(torch.isnan(got).sum())} NaN value(s) in {name}"], io,
+                 ["softmax of a row that is all -inf is NaN: give such rows finite scores, then zero their weights"])
+        assert_close(got, want, name, prop=f"{name} of a fully masked query must be all zeros (other rows unchanged)",
+                     inputs=io, module=MODULE, replay=_replay_sdpa(q, k, v, mask, 1 if name == "weights" else 0))
+
+
+@pytest.mark.exercise("attention.sdpa")
+@given(sdpa_inputs(masked=False, dtype=torch.float64))
+def test_sdpa_scale_is_sqrt_d_k(impl, inputs):
+    """log(w_i / w_j) = (q.k_i - q.k_j) / sqrt(d_k): the temperature is sqrt(d_k), d_k != d_v"""
+    q, k, v, _ = inputs
+    (out, weights), io = _call_sdpa(impl, q, k, v, None)
+    expect_tensor(weights, "weights", shape=(*q.shape[:-1], k.shape[-2]), dtype=q.dtype, inputs=io)
+    scores = q @ k.transpose(-2, -1)
+    raw = scores[..., 0:1] - scores[..., 1:]
+    if bool((weights <= 0).any()):
+        fail("every weight must be positive when nothing is masked", [], io)
+    logodds = weights[..., 0:1].log() - weights[..., 1:].log()
+    scale = float((logodds * raw).sum() / (raw * raw).sum())
+    d_k, d_v = q.shape[-1], v.shape[-1]
+    if abs(scale * math.sqrt(d_k) - 1) > 1e-6:
+        named = {"1 / sqrt(d_k)": 1 / math.sqrt(d_k), "1 / d_k (did you scale by d_k instead of sqrt(d_k)?)": 1 / d_k,
+                 "1 (no scaling at all?)": 1.0, "1 / sqrt(d_v) (did you use v's size instead of d_k?)": 1 / math.sqrt(d_v),
+                 "sqrt(d_k) (did you multiply instead of divide?)": math.sqrt(d_k)}
+        closest = min(named, key=lambda n: abs(named[n] - scale))
+        fail("scores must be divided by sqrt(d_k) before the softmax",
+             [f"your effective scale: {scale:.4g}, expected 1/sqrt({d_k}) = {1 / math.sqrt(d_k):.4g}"], io,
+             [f"your scale looks like {closest}"] if abs(named[closest] - scale) < 1e-3 else [])
+
+
+@pytest.mark.exercise("attention.sdpa")
+@given(sdpa_inputs())
+def test_sdpa_keeps_dtype_and_inputs(impl, inputs):
+    """outputs keep the input dtype; q, k, v and mask are not modified in place"""
+    q, k, v, mask = inputs
+    io = _sdpa_io(q, k, v, mask)
+    result = impl.invoke(Call(SDPA, (q, k, v, mask), want_inputs_after=True))
+    out, weights = unpack(result.outputs, ("out", "weights"), SDPA, io)
+    expect_tensor(out, "out", shape=(*q.shape[:-1], v.shape[-1]), dtype=q.dtype, inputs=io)
+    expect_tensor(weights, "weights", shape=(*q.shape[:-1], k.shape[-2]), dtype=q.dtype, inputs=io)
+    for name, before, after in zip(("q", "k", "v", "mask"), (q, k, v, mask), result.inputs_after[0]):
+        if before is not None and not torch.equal(before, after):
+            fail(f"{SDPA} modified its input {name} in place", ["inputs must never be changed"], io,
+                 ["use out-of-place ops (x = x / s, not x /= s or x.div_(s); masked_fill, not masked_fill_)"])
+
+
+@pytest.mark.exercise("attention.sdpa", weight=2)
+@given(sdpa_inputs(dtype=torch.float64))
+def test_sdpa_gradients(impl, inputs):
+    """gradients with respect to q, k and v match the reference (autograd is not broken)"""
+    q, k, v, mask = inputs
+    io = _sdpa_io(q, k, v, mask)
+    g = S.generator(7)
+    cot = (S.uniform(g, *q.shape[:-1], v.shape[-1]), S.uniform(g, *q.shape[:-1], k.shape[-2]))
+    result = impl.invoke(Call(SDPA, (q, k, v, mask), grad_wrt=(0, 1, 2), cotangents=cot))
+    expected = _reference_grads(lambda a, b, c: ref.scaled_dot_product_attention(a, b, c, mask), (q, k, v), cot)
+    for i, name in enumerate(("q", "k", "v")):
+        _check_grad(result.grads.get(i), expected[i], f"d/d{name}", io)
+
+
+def _reference_grads(fn, inputs, cotangents):
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    outs = fn(*leaves)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    grads = torch.autograd.grad(outs, leaves, grad_outputs=cotangents, allow_unused=True)
+    return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(inputs, grads)]
+
+
+def _check_grad(got, expected, name, io):
+    if got is None:
+        fail(f"no gradient reaches {name.split('/d', 1)[-1]}", ["the autograd graph is cut"], io,
+             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"])
+    assert_close(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=io)
+
+
+@pytest.mark.exercise("attention.sdpa", weight=2)
+@given(sdpa_inputs(masked=False), st.data())
+def test_sdpa_causal_mask_is_causal(impl, inputs, data):
+    """with a causal mask, the output at position t does not change when inputs after t change"""
+    q, _, _, _ = inputs
+    length = q.shape[-2]
+    g = S.generator(length)
+    k = S.uniform(g, *q.shape, dtype=q.dtype, scale=2.0)
+    v = S.uniform(g, *q.shape[:-1], q.shape[-1] + 1, dtype=q.dtype, scale=2.0)
+    t = data.draw(st.integers(0, length - 2), label="t")
+    mask = ref.causal_mask(length)
+    (out1, _), io = _call_sdpa(impl, q, k, v, mask)
+    k2, v2, q2 = k.clone(), v.clone(), q.clone()
+    for x in (q2, k2, v2):
+        x[..., t + 1:, :] = S.uniform(g, *x[..., t + 1:, :].shape, dtype=x.dtype, scale=2.0)
+    (out2, _), _ = _call_sdpa(impl, q2, k2, v2, mask)
+    expect_tensor(out1, "out", shape=v.shape, dtype=v.dtype, inputs=io)
+    assert_close(out2[..., : t + 1, :], out1[..., : t + 1, :], f"out[..., :{t + 1}]",
+                 prop=f"causality: out at positions <= {t} changed when only positions > {t} changed", inputs=io,
+                 hints=["is the mask polarity inverted (True means 'may attend')? is the mask applied before the softmax?"])
+
+
+# ----------------------------------------------------------------------------- masks
+
+@pytest.mark.exercise("attention.causal_mask", weight=2)
+@given(st.integers(2, 16))
+def test_causal_mask_is_lower_triangular(impl, length):
+    """causal_mask(L)[t, s] is True exactly where s <= t, bool (L, L)"""
+    got = impl.call("causal_mask", length)
+    expected = torch.tril(torch.ones(length, length, dtype=torch.bool))
+    assert_equal(got, expected, "mask", prop="causal_mask must be True where key position <= query position",
+                 inputs=f"length={length}", module=MODULE, replay=lambda ns: ns.causal_mask(length),
+                 hints=["True means 'may attend': query t sees keys 0..t"])
+
+
+@pytest.mark.exercise("attention.causal_mask")
+@given(st.integers(2, 9))
+def test_causal_mask_honours_device(impl, length):
+    """causal_mask(L, device=...) creates the mask on that device"""
+    got = impl.call("causal_mask", length, device="meta")
+    expect_tensor(got, "mask", shape=(length, length), dtype=torch.bool, device="meta",
+                  inputs=f"length={length}, device='meta'")
+
+
+@st.composite
+def lengths_batch(draw):
+    b, max_len = draw(S.distinct_sizes(2, lo=2, hi=10))
+    lengths = draw(st.lists(st.integers(0, max_len), min_size=b, max_size=b))
+    lengths[0], lengths[-1] = max_len, 0 if draw(st.booleans()) else lengths[-1]
+    return torch.tensor(lengths, dtype=torch.long), max_len
+
+
+@pytest.mark.exercise("attention.padding_mask", weight=2)
+@given(lengths_batch())
+def test_padding_mask_marks_real_tokens(impl, drawn):
+    """padding_mask(lengths, L)[b, p] is True exactly where p < lengths[b], bool (B, L)"""
+    lengths, max_len = drawn
+    got = impl.call("padding_mask", lengths, max_len)
+    expected = torch.arange(max_len)[None, :] < lengths[:, None]
+    assert_equal(got, expected, "mask", prop="padding_mask must be True for real tokens (position < length)",
+                 inputs=describe(lengths=lengths, max_len=max_len), module=MODULE,
+                 replay=lambda ns: ns.padding_mask(lengths, max_len))
+
+
+@pytest.mark.exercise("attention.padding_mask")
+@given(lengths_batch())
+def test_padding_mask_on_lengths_device(impl, drawn):
+    """padding_mask is created on lengths.device"""
+    lengths, max_len = drawn
+    got = impl.call("padding_mask", lengths.to("meta"), max_len)
+    expect_tensor(got, "mask", shape=(len(lengths), max_len), dtype=torch.bool, device="meta",
+                  inputs=describe(lengths=lengths.to("meta"), max_len=max_len))
+
+
+# ----------------------------------------------------------------------------- attention.heads
+
+@st.composite
+def heads_input(draw):
+    b, length, heads, d = draw(S.distinct_sizes(4, lo=2, hi=7))
+    g = S.generator(draw(S.seeds))
+    x = S.uniform(g, b, length, heads * d, dtype=draw(S.dtypes))
+    return x, heads
+
+
+@pytest.mark.exercise("attention.heads", weight=2)
+@given(heads_input())
+def test_split_heads_layout(impl, drawn):
+    """split_heads gives (B, H, L, d) and head h holds features h*d:(h+1)*d"""
+    x, heads = drawn
+    b, length, embed = x.shape
+    d = embed // heads
+    io = describe(x=x, num_heads=heads)
+    got = impl.call("split_heads", x, heads)
+    expected = torch.stack([x[:, :, h * d:(h + 1) * d] for h in range(heads)], dim=1)
+    assert_close(got, expected, "split", prop="split_heads: head h must hold features h*d:(h+1)*d, shape (B, H, L, d)",
+                 inputs=io, module=MODULE, replay=lambda ns: ns.split_heads(x, heads))
+
+
+@pytest.mark.exercise("attention.heads")
+@given(heads_input())
+def test_merge_heads_layout(impl, drawn):
+    """merge_heads puts head h back into features h*d:(h+1)*d, shape (B, L, H*d)"""
+    x, heads = drawn
+    b, length, embed = x.shape
+    y = x.reshape(b, heads, length, embed // heads)  # any (B, H, L, d) tensor
+    got = impl.call("merge_heads", y)
+    expected = torch.cat([y[:, h] for h in range(heads)], dim=-1)
+    assert_close(got, expected, "merged", prop="merge_heads: features h*d:(h+1)*d must come from head h",
+                 inputs=describe(x=y), module=MODULE, replay=lambda ns: ns.merge_heads(y))
+
+
+@pytest.mark.exercise("attention.heads")
+@given(heads_input())
+def test_split_and_merge_are_inverses(impl, drawn):
+    """merge_heads(split_heads(x, H)) == x"""
+    x, heads = drawn
+    split = impl.call("split_heads", x, heads)
+    expect_tensor(split, "split", shape=(x.shape[0], heads, x.shape[1], x.shape[2] // heads), dtype=x.dtype,
+                  inputs=describe(x=x, num_heads=heads))
+    back = impl.call("merge_heads", split)
+    assert_close(back, x, "merge_heads(split_heads(x))", prop="merge_heads must undo split_heads",
+                 inputs=describe(x=x, num_heads=heads))
+
+
+# ----------------------------------------------------------------------------- attention.mha
+
+@st.composite
+def mha_inputs(draw, masked=True, dtype=None, self_attention=False):
+    b, heads, lq, lk, d = draw(S.distinct_sizes(5, lo=2, hi=6))
+    embed = heads * d
+    dtype = dtype or draw(S.dtypes)
+    bias = draw(st.booleans())
+    g = S.generator(draw(S.seeds))
+    if self_attention:
+        lk = lq
+    query = S.uniform(g, b, lq, embed, dtype=dtype, scale=1.5)
+    key = query if self_attention else S.uniform(g, b, lk, embed, dtype=dtype, scale=1.5)
+    value = query if self_attention else S.uniform(g, b, lk, embed, dtype=dtype, scale=1.5)
+    mask = None
+    if masked:
+        shape = draw(st.sampled_from([(lq, lk), (b, 1, lq, lk), (b, heads, lq, lk), (b, 1, 1, lk)]))
+        mask = S.random_mask(g, *shape)
+    state = mha_state(g, embed, bias, dtype)
+    return dict(embed=embed, heads=heads, bias=bias, query=query, key=key, value=value, mask=mask, state=state)
+
+
+def mha_state(gen, embed, bias, dtype):
+    """Random weights in the contract's layout (q_proj, k_proj, v_proj, out_proj)."""
+    state = {}
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        state[f"{name}.weight"] = S.uniform(gen, embed, embed, dtype=dtype, scale=1 / math.sqrt(embed))
+        if bias:
+            state[f"{name}.bias"] = S.uniform(gen, embed, dtype=dtype, scale=0.5)
+    return state
+
+
+def torch_mha(case):
+    """``nn.MultiheadAttention`` holding the case's weights."""
+    embed, heads, dtype = case["embed"], case["heads"], case["query"].dtype
+    mha = torch.nn.MultiheadAttention(embed, heads, bias=case["bias"], batch_first=True, dtype=dtype)
+    s = case["state"]
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([s["q_proj.weight"], s["k_proj.weight"], s["v_proj.weight"]]))
+        mha.out_proj.weight.copy_(s["out_proj.weight"])
+        if case["bias"]:
+            mha.in_proj_bias.copy_(torch.cat([s["q_proj.bias"], s["k_proj.bias"], s["v_proj.bias"]]))
+            mha.out_proj.bias.copy_(s["out_proj.bias"])
+    return mha.eval()
+
+
+def torch_mask(case):
+    mask = case["mask"]
+    if mask is None or mask.dim() == 2:
+        return None if mask is None else ~mask
+    b, lq, lk = case["query"].shape[0], case["query"].shape[1], case["key"].shape[1]
+    return ~mask.expand(b, case["heads"], lq, lk).reshape(b * case["heads"], lq, lk)
+
+
+def make_mha(impl, case):
+    handle = impl.construct("MultiHeadAttention", case["embed"], case["heads"], bias=case["bias"])
+    handle.to(dtype=case["query"].dtype)
+    handle.load_state_dict(case["state"])
+    return handle
+
+
+def _mha_io(case):
+    return describe(embed_dim=case["embed"], num_heads=case["heads"], bias=case["bias"], query=case["query"],
+                    key=case["key"], value=case["value"], mask=case["mask"])
+
+
+def _replay_mha(case, index):
+    def replay(ns):
+        m = ns.MultiHeadAttention(case["embed"], case["heads"], bias=case["bias"]).to(case["query"].dtype)
+        m.load_state_dict(case["state"])
+        return m(case["query"], case["key"], case["value"], case["mask"])[index].detach()
+    return replay
+
+
+@pytest.mark.exercise("attention.mha", weight=3)
+@given(mha_inputs())
+def test_mha_matches_torch(impl, case):
+    """out and per-head weights agree with torch.nn.MultiheadAttention given the same weights"""
+    io = _mha_io(case)
+    handle = make_mha(impl, case)
+    result = handle.invoke(Call("forward", (case["query"], case["key"], case["value"], case["mask"]),
+                                want_inputs_after=True))
+    out, weights = unpack(result.outputs, ("out", "weights"), "MultiHeadAttention.forward", io)
+    exp_out, exp_w = torch_mha(case)(case["query"], case["key"], case["value"], attn_mask=torch_mask(case),
+                                     need_weights=True, average_attn_weights=False)
+    hints = []
+    if isinstance(weights, torch.Tensor) and weights.dim() == 3:
+        hints.append("weights must be per head (B, num_heads, L_q, L_k), not averaged over the heads")
+    if isinstance(weights, torch.Tensor) and weights.shape == exp_w.shape:
+        assert_close(weights, exp_w.detach(), "weights", prop="weights differ from nn.MultiheadAttention's (per head)",
+                     inputs=io, module=MODULE, replay=_replay_mha(case, 1))
+    else:
+        expect_tensor(weights, "weights", shape=exp_w.shape, dtype=exp_w.dtype, inputs=io) if not hints else \
+            fail("weights have the wrong shape", [f"yours: {tuple(weights.shape)}, expected {tuple(exp_w.shape)}"], io,
+                 hints)
+    assert_close(out, exp_out.detach(), "out", prop="out differs from nn.MultiheadAttention's", inputs=io,
+                 module=MODULE, replay=_replay_mha(case, 0))
+    for name, arg, after in zip(("query", "key", "value"), (case["query"], case["key"], case["value"]),
+                                result.inputs_after[0]):
+        if not torch.equal(arg, after):
+            fail(f"MultiHeadAttention.forward modified {name} in place", [], io)
+
+
+@pytest.mark.exercise("attention.mha", weight=2)
+@given(mha_inputs(dtype=torch.float64))
+def test_mha_gradients_match_torch(impl, case):
+    """gradients of query, key, value and of all four projections agree with nn.MultiheadAttention"""
+    io = _mha_io(case)
+    handle = make_mha(impl, case)
+    b, lq, lk, e, h = case["query"].shape[0], case["query"].shape[1], case["key"].shape[1], case["embed"], case["heads"]
+    g = S.generator(11)
+    cot = (S.uniform(g, b, lq, e), S.uniform(g, b, h, lq, lk))
+    result = handle.invoke(Call("forward", (case["query"], case["key"], case["value"], case["mask"]),
+                                grad_wrt=(0, 1, 2), cotangents=cot))
+    oracle = torch_mha(case)
+    leaves = [case[n].detach().clone().requires_grad_(True) for n in ("query", "key", "value")]
+    outs = oracle(*leaves, attn_mask=torch_mask(case), need_weights=True, average_attn_weights=False)
+    params = [oracle.in_proj_weight, oracle.out_proj.weight] + ([oracle.in_proj_bias, oracle.out_proj.bias]
+                                                                if case["bias"] else [])
+    grads = torch.autograd.grad(outs, leaves + params, grad_outputs=cot)
+    for i, name in enumerate(("query", "key", "value")):
+        _check_grad(result.grads.get(i), grads[i], f"d/d{name}", io)
+    expected = dict(zip(("q_proj.weight", "k_proj.weight", "v_proj.weight"), grads[3].split(e)))
+    expected["out_proj.weight"] = grads[4]
+    if case["bias"]:
+        expected.update(zip(("q_proj.bias", "k_proj.bias", "v_proj.bias"), grads[5].split(e)))
+        expected["out_proj.bias"] = grads[6]
+    for pname, want in expected.items():
+        _check_grad(result.param_grads.get(pname), want, f"d/d{pname}", io)
+
+
+@pytest.mark.exercise("attention.mha")
+@given(st.integers(2, 6), st.integers(1, 4), st.booleans())
+def test_mha_has_four_linear_projections(impl, heads, d, bias):
+    """q_proj, k_proj, v_proj and out_proj are nn.Linear(E, E, bias=bias), and nothing else"""
+    embed = heads * d
+    state = impl.construct("MultiHeadAttention", embed, heads, bias=bias).state_dict()
+    expected = {f"{n}.weight": (embed, embed) for n in ("q_proj", "k_proj", "v_proj", "out_proj")}
+    if bias:
+        expected.update({f"{n}.bias": (embed,) for n in ("q_proj", "k_proj", "v_proj", "out_proj")})
+    got = {name: tuple(t.shape) for name, t in state.items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        wrong = sorted(n for n in set(got) & set(expected) if got[n] != expected[n])
+        fail("MultiHeadAttention must hold exactly q_proj, k_proj, v_proj, out_proj = nn.Linear(E, E, bias=bias)",
+             [f"missing: {missing}" if missing else "", f"unexpected: {extra}" if extra else "",
+              f"wrong shape: {[(n, got[n]) for n in wrong]}" if wrong else ""],
+             describe(embed_dim=embed, num_heads=heads, bias=bias))
+
+
+@pytest.mark.exercise("attention.mha")
+@given(st.sampled_from([(10, 4), (9, 2), (7, 3), (12, 5), (6, 4)]))
+def test_mha_rejects_indivisible_embed_dim(impl, sizes):
+    """MultiHeadAttention raises ValueError when embed_dim % num_heads != 0"""
+    from grader.errors import StudentCodeError
+    embed, heads = sizes
+    try:
+        impl.construct("MultiHeadAttention", embed, heads)
+    except StudentCodeError as err:
+        if err.exc_type != "ValueError":
+            fail("embed_dim not divisible by num_heads must raise ValueError",
+                 [f"yours raised {err.exc_type}: {err.message}"], describe(embed_dim=embed, num_heads=heads))
+        return
+    fail("embed_dim not divisible by num_heads must raise ValueError", ["yours raised nothing"],
+         describe(embed_dim=embed, num_heads=heads), ["check embed_dim % num_heads in __init__"])
+
+
+@pytest.mark.exercise("attention.mha")
+@given(mha_inputs(masked=False, self_attention=True))
+def test_mha_self_attention_is_permutation_equivariant(impl, case):
+    """without a mask, permuting the positions permutes out and both axes of weights"""
+    io = _mha_io(case)
+    handle = make_mha(impl, case)
+    x = case["query"]
+    perm = torch.randperm(x.shape[1], generator=S.generator(x.numel()))
+    if torch.equal(perm, torch.arange(x.shape[1])):
+        perm = perm.roll(1)
+    out, weights = unpack(handle(x, x, x, None), ("out", "weights"), "MultiHeadAttention.forward", io)
+    out_p, weights_p = unpack(handle(x[:, perm], x[:, perm], x[:, perm], None), ("out", "weights"),
+                              "MultiHeadAttention.forward", io)
+    expect_tensor(out, "out", shape=x.shape, dtype=x.dtype, inputs=io)
+    assert_close(out_p, out[:, perm], "out", prop=f"permuting the positions by {perm.tolist()} must permute out the same way",
+                 inputs=io)
+    if isinstance(weights, torch.Tensor) and weights.dim() == 4:
+        assert_close(weights_p, weights[:, :, perm][:, :, :, perm], "weights",
+                     prop="permuting the positions must permute both axes of the weights", inputs=io)
+
+
+@pytest.mark.exercise("attention.mha")
+@given(mha_inputs(masked=False, self_attention=True))
+def test_mha_gradients_reach_all_projections(impl, case):
+    """every projection's weight receives a non-zero gradient"""
+    io = _mha_io(case)
+    handle = make_mha(impl, case)
+    x = case["query"]
+    g = S.generator(3)
+    b, length, e, h = x.shape[0], x.shape[1], case["embed"], case["heads"]
+    cot = (S.uniform(g, b, length, e, dtype=x.dtype), None)
+    result = handle.invoke(Call("forward", (x, x, x, None), cotangents=cot))
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        grad = result.param_grads.get(f"{name}.weight")
+        if grad is None or not bool(grad.abs().sum() > 0):
+            fail(f"no gradient reaches {name}.weight", [f"is {name} used in forward, and the graph unbroken?"], io)
+
+
+# ----------------------------------------------------------------------------- positional encoding
+
+def _pe_formula(max_len, d_model):
+    p = np.arange(max_len)[:, None]
+    i = np.arange(d_model)[None, :]
+    angle = p / np.power(10000.0, (i - i % 2) / d_model)
+    return torch.from_numpy(np.where(i % 2 == 0, np.sin(angle), np.cos(angle)))
+
+
+@pytest.mark.exercise("attention.positional_encoding", weight=2)
+@given(S.distinct_sizes(2, lo=2, hi=64))
+def test_positional_encoding_formula(impl, sizes):
+    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)), in the default dtype"""
+    max_len, d_model = sizes
+    got = impl.call("sinusoidal_positional_encoding", max_len, d_model)
+    expected = _pe_formula(max_len, d_model).float()
+    assert_close(got, expected, "PE", prop="positional encoding differs from the sin/cos formula", atol=1e-4, rtol=1e-4,
+                 inputs=describe(max_len=max_len, d_model=d_model), module=MODULE,
+                 replay=lambda ns: ns.sinusoidal_positional_encoding(max_len, d_model))
+
+
+@pytest.mark.exercise("attention.positional_encoding")
+@given(S.distinct_sizes(2, lo=2, hi=40))
+def test_positional_encoding_follows_default_dtype(impl, sizes):
+    """with torch.set_default_dtype(torch.float64) the encoding is float64 and exact"""
+    max_len, d_model = sizes
+    got = impl.invoke(Call("sinusoidal_positional_encoding", (max_len, d_model), default_dtype=torch.float64)).outputs
+    assert_close(got, _pe_formula(max_len, d_model), "PE", prop="positional encoding must use the default dtype",
+                 inputs=describe(max_len=max_len, d_model=d_model, default_dtype="float64"), atol=1e-9, rtol=1e-9)
