@@ -85,7 +85,7 @@ class InProcess(Implementation):
 
     def __init__(self, module, path):
         super().__init__(module)
-        self.path = Path(path)
+        self.path = Path(path).resolve()
         self.mod = load_module(self.path, module)
         self.objects = {}
 
@@ -126,4 +126,7 @@ def open_implementation(submission, module, kind="inprocess"):
     path = Path(submission) / f"{module}.py"
     if kind == "inprocess":
         return InProcess(module, path)
+    if kind == "sandbox":
+        from grader.sandbox.client import Sandboxed
+        return Sandboxed(module, path)
     raise ValueError(f"unknown adapter {kind!r}")

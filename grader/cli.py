@@ -21,9 +21,21 @@ def main(argv=None):
     check.add_argument("--json", metavar="PATH", help="also write Gradescope results.json here")
     check.add_argument("--staff", action="store_true", help="also run the hidden tests")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
+    check.add_argument("--device", action="append", default=[], metavar="DEVICE",
+                       help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)")
+    check.add_argument("--adapter", choices=("sandbox", "inprocess"), default="sandbox",
+                       help="sandbox: isolated worker processes (default); inprocess: trusted code only")
 
     gen = sub.add_parser("generate", help="write assignments/ stubs from solutions/")
     gen.add_argument("--check", action="store_true", help="only report stubs that are out of date (exit 1)")
+
+    batch = sub.add_parser("batch", help="grade every submission (sub-folder or .zip) of a folder")
+    batch.add_argument("submissions", help="folder of submissions: one sub-folder or .zip each")
+    batch.add_argument("--out", required=True, help="results folder: <id>/results.json and grades.csv")
+    batch.add_argument("--workers", type=int, default=None,
+                       help="submissions graded at once (default: one per GPU, or 2 without a GPU)")
+    batch.add_argument("--device", action="append", default=[], metavar="DEVICE",
+                       help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)")
 
     sub.add_parser("list", help="list the exercises and their points")
 
@@ -32,7 +44,8 @@ def main(argv=None):
     mut.add_argument("--workers", type=int, default=2)
 
     args = parser.parse_args(argv)
-    return {"check": _check, "generate": _generate, "list": _list, "mutants": _mutants}[args.command](args)
+    commands = {"check": _check, "generate": _generate, "list": _list, "mutants": _mutants, "batch": _batch}
+    return commands[args.command](args)
 
 
 def _check(args):
@@ -45,7 +58,8 @@ def _check(args):
     if not folder.is_dir():
         print(f"error: submission folder {folder} does not exist", file=sys.stderr)
         return 2
-    result = runner.grade(folder, args.targets, staff=args.staff, progress=not args.quiet and sys.stderr.isatty())
+    result = runner.grade(folder, args.targets, adapter=args.adapter, staff=args.staff, devices=args.device,
+                          progress=not args.quiet and sys.stderr.isatty())
     print(report.render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_gradescope(), indent=2) + "\n", encoding="utf-8")
@@ -62,6 +76,16 @@ def _generate(args):
         return 1
     if not stale:
         print("stubs are up to date")
+    return 0
+
+
+def _batch(args):
+    from grader import batch
+    if not Path(args.submissions).is_dir():
+        print(f"error: {args.submissions} is not a folder", file=sys.stderr)
+        return 2
+    graded, skipped = batch.run(args.submissions, args.out, workers=args.workers, devices=args.device)
+    print(f"graded {graded} submission(s), {skipped} already done; gradebook: {Path(args.out) / 'grades.csv'}")
     return 0
 
 

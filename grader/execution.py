@@ -10,10 +10,12 @@ through :func:`sanitize`: plain ``torch.Tensor`` objects (detached copies), ``in
 import collections
 import contextlib
 import copy
-import importlib.util
 import linecache
+import os
+import stat
 import sys
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import torch
 
 from grader import guards
 from grader.errors import (BadOutput, MissingName, NotImplementedYet, StudentCodeError,
-                           SubmissionImportError, SubmissionProblem)
+                           SubmissionImportError, SubmissionProblem, WorkerOutOfMemory)
 
 #: Methods of a constructed module that the tests may call through a handle.
 MODULE_METHODS = ("state_dict", "load_state_dict", "to", "train", "eval")
@@ -59,40 +61,69 @@ class CallResult:
     inputs_after: Any = None
 
 
+MAX_SOURCE_BYTES = 1 << 20
+
+
+def read_submission(path):
+    """The text of submission file ``path``: a regular file (never a link), at most 1 MiB."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise SubmissionImportError(f"{path.name} cannot be read ({exc.strerror}; links are not accepted)") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise SubmissionImportError(f"{path.name} is not a regular file")
+        data = fh.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SubmissionImportError(f"{path.name} is larger than {MAX_SOURCE_BYTES} bytes")
+    return data.decode("utf-8", errors="replace")
+
+
 def load_module(path, module):
-    """Import the submission file ``path`` under a private module name.
+    """Import the submission file ``path`` under a private module name (in this process)."""
+    return load_module_source(read_submission(path), str(Path(path).resolve()), module)
+
+
+def load_module_source(source, filename, module):
+    """Execute ``source`` as a fresh module under a private name.
 
     The submission's folder is never put on ``sys.path``.  Any failure (including
     ``SystemExit``) becomes a :class:`SubmissionImportError` naming the file and cause.
     """
-    path = Path(path)
-    private = f"_submission_{module}_{abs(hash(str(path.resolve()))):x}"
+    name = Path(filename).name
+    private = f"_submission_{module}_{abs(hash(filename)):x}"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    mod = types.ModuleType(private)
+    mod.__file__ = filename
     try:
-        spec = importlib.util.spec_from_file_location(private, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[private] = mod
-        spec.loader.exec_module(mod)
-    except NotImplementedError as exc:
-        raise SubmissionImportError(f"{path.name} raised NotImplementedError at import: {exc}") from None
+        code = compile(source, filename, "exec")
     except SyntaxError as exc:
         raise SubmissionImportError(
-            f"{path.name} does not compile: SyntaxError: {exc.msg} (line {exc.lineno})"
+            f"{name} does not compile: SyntaxError: {exc.msg} (line {exc.lineno})"
             + (f"\n    {exc.text.strip()}" if exc.text else "")) from None
+    except ValueError as exc:  # e.g. null bytes
+        raise SubmissionImportError(f"{name} does not compile: {exc}") from None
+    sys.modules[private] = mod
+    try:
+        exec(code, mod.__dict__)
+    except NotImplementedError as exc:
+        raise SubmissionImportError(f"{name} raised NotImplementedError at import: {exc}") from None
     except BaseException as exc:  # noqa: B036 - SystemExit at import must not stop the grader
         sys.modules.pop(private, None)
-        where = student_location(exc, path)
+        where = student_location(exc, filename)
         raise SubmissionImportError(
-            f"{path.name} failed to import: {type(exc).__name__}: {exc}" + (f"\n  at {where}" if where else "")
+            f"{name} failed to import: {type(exc).__name__}: {exc}" + (f"\n  at {where}" if where else "")
         ) from None
     return mod
 
 
 def student_location(exc, path):
     """``'attention.py line 42: scores = ...'`` for the innermost frame in ``path``."""
-    path = str(Path(path).resolve())
+    path = str(path)
     found = ""
     for frame in traceback.extract_tb(exc.__traceback__):
-        if str(Path(frame.filename).resolve()) == path:
+        if frame.filename == path:
             code = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
             found = f"{Path(path).name} line {frame.lineno}: {code}"
     return found
@@ -193,11 +224,12 @@ def _backward(raw, cotangents, label):
 
 @contextlib.contextmanager
 def _default_dtype(dtype):
-    if dtype is None:
-        yield
-        return
+    """The grader's global flags around one call, whatever the student's code set before:
+    the default dtype (float32 unless the call asks for another), no TF32 on CUDA."""
     old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
+    torch.set_default_dtype(dtype or torch.float32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
@@ -211,10 +243,17 @@ def _student_errors(label, path):
     except SubmissionProblem as exc:
         raise type(exc)(f"{label}: {exc}") from None
     except NotImplementedError as exc:
-        raise NotImplementedYet(f"{label}: not implemented yet ({exc})" if str(exc) else f"{label}: not implemented yet") from None
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames and frames[-1].filename == str(path):  # the stub's own raise, not one inside torch
+            raise NotImplementedYet(f"{label}: not implemented yet (fill in its TODO in {Path(path).name})") from None
+        raise StudentCodeError(label, "NotImplementedError", str(exc), student_location(exc, path)) from None
+    except MemoryError:
+        raise WorkerOutOfMemory(f"{label}: ran out of memory (the limit is a few GiB)") from None
     except RecursionError as exc:
         raise StudentCodeError(label, "RecursionError", str(exc), student_location(exc, path)) from None
     except Exception as exc:
+        if "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
+            raise WorkerOutOfMemory(f"{label}: ran out of memory ({str(exc)[:200]})") from None
         raise StudentCodeError(label, type(exc).__name__, str(exc), student_location(exc, path)) from None
 
 

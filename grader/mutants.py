@@ -34,10 +34,17 @@ class Verdict:
 
 
 def grade_mutant(mutant):
-    """Grade ``mutant`` as a submission holding only its module; a :class:`Verdict`."""
+    """Grade ``mutant`` as a submission holding only its module; a :class:`Verdict`.
+
+    A wrong entry is graded on its own exercise first (points lost there are lost on the
+    module) and on the whole module only if it survives that; a correct alternative is
+    always graded on the whole module.
+    """
     with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.id}-") as tmp:
         (Path(tmp) / f"{mutant.module}.py").write_text(mutant.source(), encoding="utf-8")
-        report = runner.grade(tmp, [mutant.module])
+        report = runner.grade(tmp, [mutant.module if mutant.correct else mutant.exercise], shrink=False)
+        if not mutant.correct and report.score >= report.max_score:
+            report = runner.grade(tmp, [mutant.module], shrink=False)
     killers = [rec.nodeid.rsplit("::", 1)[-1] for r in report.results for rec in r.records if rec.status != PASSED]
     return Verdict(mutant, report.score, report.max_score, killers, report)
 

@@ -49,12 +49,13 @@ class ExerciseResult:
 
 def score_exercise(exercise, records, note="", status=None):
     """Score ``exercise`` from its test ``records``: points times the passed share of
-    weights (hidden tests not yet run count as not passed)."""
-    total = sum(r.weight for r in records)
-    passed = sum(r.weight for r in records if r.status == PASSED)
+    weights.  Hidden tests not run (a student's local check) count neither way."""
+    graded = [r for r in records if r.status != HIDDEN]
+    total = sum(r.weight for r in graded)
+    passed = sum(r.weight for r in graded if r.status == PASSED)
     score = round(exercise.points * passed / total, 2) if total else 0.0
     if status is None:
-        status = worst([r.status for r in records]) if records else MISSING
+        status = worst([r.status for r in graded]) if graded else MISSING
     return ExerciseResult(exercise, score, status, records, note)
 
 

@@ -19,69 +19,93 @@ from grader.errors import CRASHED, ERROR, MISSING, TIMEOUT
 from grader.results import Report, TestRecord, score_exercise
 
 TESTS_DIR = ROOT / "tests" / "exercises"
-#: Wall-clock limit for one module's tests.
-MODULE_TIMEOUT = 600
+#: Wall-clock limit for one module's tests (the sandbox's own budgets are tighter).
+MODULE_TIMEOUT = 900
 
 
-def grade(submission, targets=(), adapter="inprocess", staff=False, progress=False, timeout=MODULE_TIMEOUT):
-    """Grade the ``submission`` folder on the exercises ``targets`` select; a :class:`Report`."""
+def grade(submission, targets=(), adapter="sandbox", staff=False, progress=False, timeout=None,
+          shrink=True, hide=(), env=None, devices=()):
+    """Grade the ``submission`` folder on the exercises ``targets`` select; a :class:`Report`.
+
+    Student code runs in the isolated engine (``adapter="sandbox"``); ``"inprocess"`` is
+    for trusted code only.  ``shrink=False`` reports the first failing example hypothesis
+    finds rather than the smallest: the same score, found faster (used for the catalog).
+    ``hide`` lists more folders the student's code must not see (batch results); ``env``
+    adds environment variables for the grading process (sandbox limits, the GPU to use);
+    ``devices`` selects the device tests (cpu, meta, cuda, all; default cpu+meta+available cuda).
+    """
     submission = Path(submission)
     exercises = rubric.select(targets)
+    modules = list(dict.fromkeys(ex.module for ex in exercises))
+    present = [m for m in modules if (submission / f"{m}.py").is_file() and (TESTS_DIR / f"test_{m}.py").exists()]
+    records, note, status = [], "", None
+    if present:
+        records, note, status = _run_tests(submission, present, [ex for ex in exercises if ex.module in present],
+                                           adapter, staff, progress, timeout, shrink, hide, env, devices)
     results = []
-    for module in dict.fromkeys(ex.module for ex in exercises):
-        chosen = [ex for ex in exercises if ex.module == module]
-        path = submission / f"{module}.py"
-        if not path.is_file():
-            note = f"{module}.py not found in {submission}: the module scores 0"
-            results += [score_exercise(ex, [], note, MISSING) for ex in chosen]
+    for ex in exercises:
+        if ex.module not in present:
+            why = (f"{ex.module}.py not found in {submission}: the module scores 0"
+                   if not (submission / f"{ex.module}.py").is_file() else f"no tests for module {ex.module} yet")
+            results.append(score_exercise(ex, [], why, MISSING if "not found" in why else ERROR))
             continue
-        records, note, status = _run_module(submission, module, chosen, adapter, staff, progress, timeout)
-        for ex in chosen:
-            mine = [r for r in records if r.exercise == ex.id]
-            if status and not any(r.status != "skipped" for r in mine):
-                results.append(score_exercise(ex, mine, note, status))
-            else:
-                results.append(score_exercise(ex, [r for r in mine if r.status != "skipped"], note if status else ""))
+        mine = [r for r in records if r.exercise == ex.id and r.status != "skipped"]
+        if status and not mine:
+            results.append(score_exercise(ex, [], note, status))
+        else:
+            results.append(score_exercise(ex, mine))
     return Report(str(submission), results)
 
 
-def _run_module(submission, module, exercises, adapter, staff, progress, timeout):
-    """Run one module's tests; ``(records, note, status)`` where status is set when the
-    child process did not finish normally."""
-    test_file = TESTS_DIR / f"test_{module}.py"
-    if not test_file.exists():
-        return [], f"no tests for module {module} yet", ERROR
+def _run_tests(submission, modules, exercises, adapter, staff, progress, timeout, shrink, hide, extra_env, devices):
+    """Run the tests of ``modules`` in one child pytest process; ``(records, note, status)``
+    where ``status`` is set when the child did not finish normally."""
+    timeout = timeout or MODULE_TIMEOUT * len(modules)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         results = Path(tmp) / "results.jsonl"
         log = Path(tmp) / "pytest.log"
-        cmd = [sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider",
-               "--import-mode=importlib", "-p", "no:warnings", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-               "--submission", str(submission.resolve()), "--adapter", adapter, "--results", str(results)]
+        cmd = [sys.executable, "-m", "pytest", *[str(TESTS_DIR / f"test_{m}.py") for m in modules], "-q",
+               "-p", "no:cacheprovider", "--import-mode=importlib", "-p", "no:warnings", "--rootdir", str(ROOT),
+               "-c", str(ROOT / "pyproject.toml"), "--submission", str(submission.resolve()), "--adapter", adapter,
+               "--results", str(results)]
         for ex in exercises:
             cmd += ["--exercise", ex.id]
         if staff:
             cmd.append("--staff")
         if progress:
             cmd.append("--progress")
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        if not shrink:
+            cmd.append("--no-shrink")
+        for device in devices:
+            cmd += ["--device", device]
+        env = dict(os.environ, **(extra_env or {}), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
+                   GRADER_HIDE=os.pathsep.join([tmp, *map(str, hide)]))
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=None if progress else out, env=env,
                                     start_new_session=True)
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
                 code = None
+            finally:
+                _kill_group(proc.pid)
+                proc.wait()
         records = _read(results)
         tail = log.read_text(errors="replace")[-2000:]
     if code is None:
-        return records, f"{module}: grading stopped after {timeout}s (an infinite loop?)", TIMEOUT
+        return records, f"grading stopped after {timeout}s", TIMEOUT
     if code < 0:
-        return records, f"{module}: the grading process died with signal {signal.Signals(-code).name}", CRASHED
-    if code not in (0, 1):  # pytest: 0 all passed, 1 some failed
-        return records, f"{module}: the test run could not complete (pytest exit {code})\n{tail}", ERROR
+        return records, f"the grading process died with signal {signal.Signals(-code).name}", CRASHED
+    if code not in (0, 1, 5):  # pytest: 0 all passed, 1 some failed, 5 nothing selected (all hidden)
+        return records, f"the test run could not complete (pytest exit {code})\n{tail}", ERROR
     return records, "", None
+
+
+def _kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _read(path):

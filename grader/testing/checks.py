@@ -85,8 +85,9 @@ def unpack(got, names, label, inputs=""):
     return tuple(got)
 
 
-def expect_tensor(got, name, *, shape, dtype, device=None, inputs="", prop=None):
-    """Check that output ``name`` is a tensor of ``shape``, ``dtype`` and ``device``."""
+def expect_tensor(got, name, *, shape, dtype, device=None, inputs="", prop=None, finite=True):
+    """Check that output ``name`` is a tensor of ``shape``, ``dtype`` and ``device``
+    (and, with ``finite``, holds no NaN or inf)."""
     device = torch.device(device) if device is not None else None
     expected = f"{str(dtype).replace('torch.', '')} tensor of shape {tuple(shape)}"
     if device is not None:
@@ -107,6 +108,12 @@ def expect_tensor(got, name, *, shape, dtype, device=None, inputs="", prop=None)
         fail(f"{name} is on the wrong device (tensor created on the wrong device)",
              [f"yours:    {_kind(got)}", f"expected: {expected}"], inputs,
              ["create new tensors with device=<input>.device (torch.ones, torch.arange, torch.zeros ...)"])
+    if finite and (got.is_floating_point() or got.is_complex()) and got.device.type != "meta":
+        bad = ~torch.isfinite(got)
+        if bool(bad.any()):
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            fail(f"{name} contains NaN or inf", [f"{int(bad.sum())} non-finite value(s), the first at index {first}"],
+                 inputs, ["a softmax over a row that is all -inf? an overflowing exp or log?"])
     return got
 
 
@@ -124,7 +131,9 @@ def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=No
     ``module``; on failure every catalog mistake whose ``replay`` matches ``got`` becomes
     a hint.  Shapes, dtypes and devices are checked first.
     """
-    expect_tensor(got, name, shape=expected.shape, dtype=expected.dtype, device=expected.device, inputs=inputs)
+    finite = expected.device.type == "meta" or bool(torch.isfinite(expected).all())
+    expect_tensor(got, name, shape=expected.shape, dtype=expected.dtype, device=expected.device, inputs=inputs,
+                  finite=finite)
     if expected.device.type == "meta":
         return
     d_atol, d_rtol = tolerance(expected.dtype)

@@ -39,17 +39,29 @@ def pytest_addoption(parser):
     group = parser.getgroup("grader", "DL Basic autograder")
     group.addoption("--submission", default=None,
                     help="folder with attention.py, lstm.py, ... to test (default: solutions/)")
-    group.addoption("--adapter", default="inprocess", help="how to reach the submission (default: inprocess)")
+    group.addoption("--adapter", default=None,
+                    help="sandbox (isolated worker; the default for any --submission) or inprocess "
+                         "(trusted code only; the default for the reference)")
     group.addoption("--exercise", action="append", default=[],
                     help="only the tests of this exercise ID or module (repeatable)")
     group.addoption("--results", default=None, help="append one JSON line per graded test to this file")
     group.addoption("--staff", action="store_true", help="also run the hidden tests (staff grading)")
     group.addoption("--progress", action="store_true", help="show a progress bar on stderr")
+    group.addoption("--device", action="append", default=[],
+                    help="devices for the device tests: cpu, meta, cuda or all (repeatable; default: cpu and meta, "
+                         "plus cuda when available)")
+    group.addoption("--no-shrink", action="store_true",
+                    help="report the first failing example instead of the smallest (faster; for the catalog run)")
 
 
 def pytest_configure(config):
+    if config.getoption("--no-shrink", False):
+        settings.register_profile("grading-no-shrink", settings.get_profile("grading"),
+                                  phases=(Phase.explicit, Phase.reuse, Phase.generate))
+        settings.load_profile("grading-no-shrink")
     config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
     config.addinivalue_line("markers", "hidden: a test run only in staff grading; students see 'hidden, graded later'")
+    config.addinivalue_line("markers", "device(name): a device test (cpu, meta, cuda)")
     config._grader = _Recorder(config)
     config.pluginmanager.register(config._grader, "grader-recorder")
 
@@ -59,8 +71,9 @@ def implementation_fixture(module):
 
     @pytest.fixture(scope="module")
     def impl(request):
-        folder = request.config.getoption("--submission") or str(ROOT / "solutions")
-        implementation = open_implementation(folder, module, request.config.getoption("--adapter"))
+        folder = request.config.getoption("--submission")
+        adapter = request.config.getoption("--adapter") or ("sandbox" if folder else "inprocess")
+        implementation = open_implementation(folder or str(ROOT / "solutions"), module, adapter)
         yield implementation
         implementation.close()
 
@@ -85,7 +98,9 @@ def exercise_of(item):
 
 def pytest_collection_modifyitems(config, items):
     wanted = set(config.getoption("--exercise"))
-    staff = config.getoption("--staff")
+    # hidden tests run in staff grading and when the suite tests the reference itself
+    staff = config.getoption("--staff") or not config.getoption("--submission")
+    devices = selected_devices(config.getoption("--device"))
     keep, dropped = [], []
     for item in items:
         found = exercise_of(item)
@@ -100,6 +115,10 @@ def pytest_collection_modifyitems(config, items):
         if wanted and ex_id not in wanted and ex_id.split(".")[0] not in wanted:
             dropped.append(item)
             continue
+        device = item.get_closest_marker("device")
+        if device is not None and device.args[0] not in devices:
+            dropped.append(item)
+            continue
         if item.get_closest_marker("hidden") and not staff:
             config._grader.hidden.append(item)
             dropped.append(item)
@@ -109,6 +128,20 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
     config._grader.total = len(items)
+
+
+def selected_devices(requested):
+    """The devices named by ``--device`` values (``all``, comma lists); default cpu and meta,
+    plus cuda when a GPU is present."""
+    names = {d.strip() for value in requested for d in value.split(",") if d.strip()}
+    if not names:
+        names = {"cpu", "meta"} | ({"cuda"} if torch.cuda.is_available() else set())
+    if "all" in names:
+        names = {"cpu", "meta", "cuda"}
+    unknown = names - {"cpu", "meta", "cuda"}
+    if unknown:
+        raise pytest.UsageError(f"unknown device(s) {sorted(unknown)}: use cpu, meta, cuda or all")
+    return names
 
 
 def _root_cause(exc):

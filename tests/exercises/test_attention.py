@@ -18,6 +18,7 @@ from grader import reference
 from grader.execution import Call
 from grader.testing import strategies as S
 from grader.testing.checks import assert_close, assert_equal, catalog_hints, describe, expect_tensor, fail, unpack
+from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
 
 MODULE = "attention"
@@ -248,15 +249,6 @@ def test_causal_mask_is_lower_triangular(impl, length):
                  hints=["True means 'may attend': query t sees keys 0..t"])
 
 
-@pytest.mark.exercise("attention.causal_mask")
-@given(st.integers(2, 9))
-def test_causal_mask_honours_device(impl, length):
-    """causal_mask(L, device=...) creates the mask on that device"""
-    got = impl.call("causal_mask", length, device="meta")
-    expect_tensor(got, "mask", shape=(length, length), dtype=torch.bool, device="meta",
-                  inputs=f"length={length}, device='meta'")
-
-
 @st.composite
 def lengths_batch(draw):
     b, max_len = draw(S.distinct_sizes(2, lo=2, hi=10))
@@ -275,16 +267,6 @@ def test_padding_mask_marks_real_tokens(impl, drawn):
     assert_equal(got, expected, "mask", prop="padding_mask must be True for real tokens (position < length)",
                  inputs=describe(lengths=lengths, max_len=max_len), module=MODULE,
                  replay=lambda ns: ns.padding_mask(lengths, max_len))
-
-
-@pytest.mark.exercise("attention.padding_mask")
-@given(lengths_batch())
-def test_padding_mask_on_lengths_device(impl, drawn):
-    """padding_mask is created on lengths.device"""
-    lengths, max_len = drawn
-    got = impl.call("padding_mask", lengths.to("meta"), max_len)
-    expect_tensor(got, "mask", shape=(len(lengths), max_len), dtype=torch.bool, device="meta",
-                  inputs=describe(lengths=lengths.to("meta"), max_len=max_len))
 
 
 # ----------------------------------------------------------------------------- attention.heads
@@ -572,3 +554,69 @@ def test_positional_encoding_follows_default_dtype(impl, sizes):
     got = impl.invoke(Call("sinusoidal_positional_encoding", (max_len, d_model), default_dtype=torch.float64)).outputs
     assert_close(got, _pe_formula(max_len, d_model), "PE", prop="positional encoding must use the default dtype",
                  inputs=describe(max_len=max_len, d_model=d_model, default_dtype="float64"), atol=1e-9, rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- hidden (staff grading only)
+
+@pytest.mark.hidden
+@pytest.mark.exercise("attention.sdpa")
+@given(S.distinct_sizes(7, lo=2, hi=8), S.seeds, S.dtypes)
+def test_hidden_sdpa_many_leading_dims(impl, sizes, seed, dtype):
+    """scaled dot-product attention works on any number of leading dimensions"""
+    a, b, c, lq, lk, dk, dv = sizes
+    g = S.generator(seed)
+    q = S.uniform(g, a, b, c, lq, dk, dtype=dtype, scale=2.0)
+    k = S.uniform(g, a, b, c, lk, dk, dtype=dtype, scale=2.0)
+    v = S.uniform(g, a, b, c, lk, dv, dtype=dtype, scale=2.0)
+    mask = S.random_mask(g, b, 1, lq, lk)
+    (out, weights), io = _call_sdpa(impl, q, k, v, mask)
+    exp_out, exp_w = ref.scaled_dot_product_attention(q, k, v, mask)
+    assert_close(weights, exp_w, "weights", prop="weights differ from the reference on 5-D inputs", inputs=io)
+    assert_close(out, exp_out, "out", prop="out differs from the reference on 5-D inputs", inputs=io)
+
+
+@pytest.mark.hidden
+@pytest.mark.exercise("attention.mha")
+@given(S.seeds, st.booleans())
+def test_hidden_mha_long_cross_attention(impl, seed, bias):
+    """cross-attention from a short query to a long padded key sequence agrees with nn.MultiheadAttention"""
+    g = S.generator(seed)
+    b, lq, lk, heads, d = 3, 4, 17, 4, 5
+    embed = heads * d
+    query = S.uniform(g, b, lq, embed, scale=1.5)
+    key, value = S.uniform(g, b, lk, embed, scale=1.5), S.uniform(g, b, lk, embed, scale=1.5)
+    lengths = torch.tensor([lk, 9, 1])
+    mask = (torch.arange(lk)[None, :] < lengths[:, None])[:, None, None, :]
+    case = dict(embed=embed, heads=heads, bias=bias, query=query, key=key, value=value, mask=mask,
+                state=mha_state(g, embed, bias, torch.float32))
+    io = _mha_io(case)
+    out, weights = unpack(make_mha(impl, case)(query, key, value, mask), ("out", "weights"),
+                          "MultiHeadAttention.forward", io)
+    exp_out, exp_w = torch_mha(case)(query, key, value, attn_mask=torch_mask(case), need_weights=True,
+                                     average_attn_weights=False)
+    assert_close(weights, exp_w.detach(), "weights", prop="weights differ from nn.MultiheadAttention's", inputs=io)
+    assert_close(out, exp_out.detach(), "out", prop="out differs from nn.MultiheadAttention's", inputs=io)
+
+
+# ----------------------------------------------------------------------------- devices (cpu, meta, cuda)
+
+def _sdpa_device_case(g):
+    q, k, v = S.uniform(g, 2, 3, 4, 6, scale=2.0), S.uniform(g, 2, 3, 5, 6, scale=2.0), S.uniform(g, 2, 3, 5, 7)
+    return (q, k, v, S.random_mask(g, 4, 5)), {}
+
+
+def _mha_device_case(g):
+    query, key = S.uniform(g, 2, 4, 12, scale=1.5), S.uniform(g, 2, 5, 12, scale=1.5)
+    return (query, key, key.flip(1), S.random_mask(g, 2, 1, 4, 5)), {}
+
+
+DEVICE_CASES = [
+    DeviceCase("attention.sdpa", SDPA, _sdpa_device_case, ("out", "weights"), half=True),
+    DeviceCase("attention.causal_mask", "causal_mask", lambda g: ((6,), {}), ("mask",), device_kwarg="device"),
+    DeviceCase("attention.padding_mask", "padding_mask", lambda g: ((torch.tensor([3, 0, 5, 2]), 5), {}), ("mask",)),
+    DeviceCase("attention.heads", "split_heads", lambda g: ((S.uniform(g, 2, 3, 12), 4), {}), ("split",), half=True),
+    DeviceCase("attention.heads", "merge_heads", lambda g: ((S.uniform(g, 2, 4, 3, 5),), {}), ("merged",), half=True),
+    DeviceCase("attention.mha", "MultiHeadAttention", _mha_device_case, ("out", "weights"), half=True,
+               construct=((12, 3), {"bias": True}), state=lambda g: mha_state(g, 12, True, torch.float64)),
+]
+test_devices = device_tests(__name__, ref, DEVICE_CASES)

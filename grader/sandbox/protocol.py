@@ -1,0 +1,186 @@
+"""Wire format between the trusted grader and a worker: JSON plus raw tensor bytes.
+
+A frame is ``>I`` header length, the UTF-8 JSON header, then the tensor buffers whose
+lengths the header lists.  Values are plain JSON with tagged objects for what JSON lacks:
+tuples, dicts with int keys, tensors (dtype, shape, device, buffer index), dtypes and
+devices.  Nothing is ever unpickled; decoding builds only plain ``torch.Tensor`` objects
+of whitelisted dtypes whose byte count matches their shape.  Sizes are capped.
+"""
+
+import collections
+import json
+import math
+import struct
+
+import torch
+
+MAX_HEADER = 8 << 20
+MAX_PAYLOAD = 256 << 20
+MAX_DEPTH = 32
+MAX_ITEMS = 100_000
+
+DTYPES = {str(d).replace("torch.", ""): d for d in (
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
+    torch.int16, torch.int32, torch.int64, torch.complex64, torch.complex128)}
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the format or its caps."""
+
+
+def encode(value):
+    """``(header_obj, buffers)`` for a value made of plain data and tensors."""
+    buffers = []
+    return _enc(value, buffers, 0), buffers
+
+
+def _enc(value, buffers, depth):
+    if depth > MAX_DEPTH:
+        raise ProtocolError("value nested too deeply")
+    kind = type(value)
+    if value is None or kind in (bool, int, str):
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if kind in (torch.Tensor, torch.nn.Parameter):
+        t = value.detach()
+        meta = {"__tensor__": len(buffers), "dtype": str(t.dtype).replace("torch.", ""),
+                "shape": list(t.shape), "device": str(t.device)}
+        if t.device.type == "meta":
+            meta["__tensor__"] = None
+        else:
+            flat = t.to("cpu").contiguous().reshape(-1)
+            raw = flat.view(torch.uint8) if flat.numel() else flat
+            buffers.append(bytes(raw.numpy().tobytes()) if flat.numel() else b"")
+        return meta
+    if kind is tuple:
+        return {"__tuple__": [_enc(v, buffers, depth + 1) for v in value]}
+    if kind is list:
+        return [_enc(v, buffers, depth + 1) for v in value]
+    if kind in (dict, collections.OrderedDict):
+        return {"__dict__": [[_enc(k, buffers, depth + 1), _enc(v, buffers, depth + 1)] for k, v in value.items()]}
+    if kind is torch.dtype:
+        return {"__dtype__": str(value).replace("torch.", "")}
+    if kind is torch.device:
+        return {"__device__": str(value)}
+    raise ProtocolError(f"cannot send a {kind.__module__}.{kind.__qualname__}")
+
+
+def decode(obj, buffers, device_ok=None):
+    """Rebuild a value from :func:`encode`'s output (trusted-side rules: plain data only)."""
+    counter = [0]
+    return _dec(obj, buffers, 0, counter, device_ok)
+
+
+def _dec(obj, buffers, depth, counter, device_ok):
+    counter[0] += 1
+    if depth > MAX_DEPTH or counter[0] > MAX_ITEMS:
+        raise ProtocolError("value too large or nested too deeply")
+    if obj is None or type(obj) in (bool, int, float, str):
+        return obj
+    if type(obj) is list:
+        return [_dec(v, buffers, depth + 1, counter, device_ok) for v in obj]
+    if type(obj) is not dict or len(obj) == 0:
+        raise ProtocolError("unexpected JSON value")
+    if "__tuple__" in obj:
+        return tuple(_dec(v, buffers, depth + 1, counter, device_ok) for v in obj["__tuple__"])
+    if "__dict__" in obj:
+        out = {}
+        for pair in obj["__dict__"]:
+            if type(pair) is not list or len(pair) != 2:
+                raise ProtocolError("bad dict entry")
+            key = _dec(pair[0], buffers, depth + 1, counter, device_ok)
+            if type(key) not in (str, int):
+                raise ProtocolError("dict keys must be str or int")
+            out[key] = _dec(pair[1], buffers, depth + 1, counter, device_ok)
+        return out
+    if "__float__" in obj:
+        text = obj["__float__"]
+        if text not in ("nan", "inf", "-inf"):
+            raise ProtocolError("bad float")
+        return float(text)
+    if "__dtype__" in obj:
+        return _dtype(obj["__dtype__"])
+    if "__device__" in obj:
+        return torch.device(_device(obj["__device__"], device_ok))
+    if "__tensor__" in obj:
+        return _tensor(obj, buffers, device_ok)
+    raise ProtocolError("unknown tagged value")
+
+
+def _dtype(name):
+    if name not in DTYPES:
+        raise ProtocolError(f"dtype {name!r} not allowed")
+    return DTYPES[name]
+
+
+def _device(name, device_ok):
+    if type(name) is not str:
+        raise ProtocolError("bad device")
+    base = name.split(":", 1)[0]
+    if base not in ("cpu", "meta", "cuda") or (device_ok is not None and not device_ok(name)):
+        raise ProtocolError(f"device {name!r} not allowed")
+    return name
+
+
+def _tensor(obj, buffers, device_ok):
+    dtype = _dtype(obj.get("dtype"))
+    shape = obj.get("shape")
+    if type(shape) is not list or any(type(s) is not int or s < 0 for s in shape) or len(shape) > 16:
+        raise ProtocolError("bad tensor shape")
+    device = _device(obj.get("device", "cpu"), device_ok)
+    numel = math.prod(shape)
+    if device == "meta":
+        return torch.empty(shape, dtype=dtype, device="meta")
+    index = obj["__tensor__"]
+    if type(index) is not int or not 0 <= index < len(buffers):
+        raise ProtocolError("bad tensor buffer index")
+    raw = buffers[index]
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if len(raw) != numel * itemsize:
+        raise ProtocolError(f"tensor of shape {shape} and dtype {dtype} needs {numel * itemsize} bytes, got {len(raw)}")
+    if numel == 0:
+        t = torch.empty(shape, dtype=dtype)
+    else:
+        t = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape).clone()
+    return t if device == "cpu" else t.to(device)
+
+
+def pack(header_obj, buffers):
+    """Bytes of one frame."""
+    header_obj = dict(header_obj, __buffers__=[len(b) for b in buffers])
+    header = json.dumps(header_obj, separators=(",", ":")).encode()
+    if len(header) > MAX_HEADER or sum(len(b) for b in buffers) > MAX_PAYLOAD:
+        raise ProtocolError("message too large")
+    return b"".join([struct.pack(">I", len(header)), header, *buffers])
+
+
+def send(sock, header_obj, buffers=()):
+    """Write one frame to ``sock``."""
+    sock.sendall(pack(header_obj, list(buffers)))
+
+
+def _recv_exact(sock, n):
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError("connection closed")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def recv(sock):
+    """Read one frame: ``(header_obj, buffers)``; :class:`ProtocolError` past the caps."""
+    (size,) = struct.unpack(">I", _recv_exact(sock, 4))
+    if size > MAX_HEADER:
+        raise ProtocolError("header too large")
+    try:
+        header = json.loads(_recv_exact(sock, size))
+    except ValueError as exc:
+        raise ProtocolError(f"bad JSON header: {exc}") from None
+    lengths = header.pop("__buffers__", []) if type(header) is dict else None
+    if type(lengths) is not list or any(type(n) is not int or n < 0 for n in lengths) or sum(lengths) > MAX_PAYLOAD:
+        raise ProtocolError("bad buffer lengths")
+    return header, [_recv_exact(sock, n) for n in lengths]

@@ -1,0 +1,172 @@
+"""Device tests: every tensor exercise on cpu, meta and cuda.
+
+A module's tests declare :class:`DeviceCase` entries and create the test with
+:func:`device_tests`.  For each selected device and dtype the case's inputs are moved
+there; every output must come back on that device with the input's dtype.
+
+* **meta** tensors carry shapes, dtypes and devices but no values, so a machine without
+  a GPU still catches a tensor created on the wrong device (``torch.ones(n)`` without
+  ``device=``): the call fails or returns a CPU tensor, and the message names the line.
+* **cuda** results are compared with the reference computed in float64 on the CPU, with
+  tolerances per dtype (float16/bfloat16 where the case allows), and with the student's
+  own CPU result: a CPU/GPU disagreement is its own failure.
+* Without a GPU the cuda tests are skipped with a stated reason.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+import torch
+
+from grader.errors import StudentCodeError
+from grader.testing import strategies as S
+from grader.testing.checks import assert_close, describe, expect_tensor, fail, unpack
+
+DEVICES = ("cpu", "meta", "cuda")
+NO_CUDA = "CUDA is not available on this machine: the cuda device tests run on a GPU machine"
+
+#: Looser tolerances for half precision on the GPU, against a float64 reference.
+HALF_TOLERANCE = {torch.float16: (5e-3, 5e-3), torch.bfloat16: (4e-2, 4e-2)}
+
+
+@dataclass
+class DeviceCase:
+    """One tensor function (or ``nn.Module``) to run on every device.
+
+    ``build(gen)`` returns ``(args, kwargs)`` of float64 CPU tensors and plain values;
+    floating tensors are cast to the tested dtype, every tensor is moved to the device.
+    ``device_kwarg`` names an argument that receives the device (``causal_mask(device=)``).
+    For a module, ``construct=(args, kwargs)`` and ``state(gen)`` give its weights.
+    """
+
+    exercise: str
+    name: str
+    build: Callable
+    outputs: tuple
+    half: bool = False
+    device_kwarg: str = None
+    construct: Any = None
+    state: Callable = None
+    float_output: tuple = field(default=None)
+
+
+def _move(value, device, dtype):
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            return value.to(device=device, dtype=dtype)
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_move(v, device, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _move(v, device, dtype) for k, v in value.items()}
+    return value
+
+
+def _run(impl, case, args, kwargs, device, dtype, gen_state):
+    if case.construct is None:
+        return impl.call(case.name, *args, **kwargs)
+    ctor_args, ctor_kwargs = case.construct
+    handle = impl.construct(case.name, *ctor_args, **ctor_kwargs)
+    handle.to(dtype=dtype, device=device)
+    handle.load_state_dict(_move(gen_state, device, dtype))
+    return handle(*args, **kwargs)
+
+
+def _reference(ref, case, args, kwargs, state):
+    if case.construct is None:
+        return getattr(ref, case.name)(*args, **kwargs)
+    ctor_args, ctor_kwargs = case.construct
+    module = getattr(ref, case.name)(*ctor_args, **ctor_kwargs).to(torch.float64)
+    module.load_state_dict(state)
+    with torch.no_grad():
+        return module(*args, **kwargs)
+
+
+def _device_error(err, device, label):
+    text = f"{err.exc_type}: {err.message}"
+    lowered = text.lower()
+    if "meta" in lowered and ("item()" in lowered or "data-dependent" in lowered or "cannot be called" in lowered
+                              or "not implemented for 'meta'" in lowered):
+        pytest.skip(f"{label} reads tensor values, which meta tensors do not have: the meta check cannot run")
+    if "device" in lowered or "meta" in lowered or "cuda" in lowered:
+        fail(f"tensor created on the wrong device: {label} fails when its inputs are on {device}",
+             [text[:300], f"at {err.where}" if err.where else ""], "",
+             [f"create new tensors on the input's device: torch.ones(..., device=x.device), torch.arange(..., "
+              f"device=x.device), or x.new_ones(...)"])
+    raise err
+
+
+def device_tests(module, ref, cases):
+    """A pytest test running every case of ``module`` on every device (see module doc)."""
+    params = []
+    for case in cases:
+        for device in DEVICES:
+            dtypes = [torch.float32, torch.float64]
+            if device == "cuda" and case.half:
+                dtypes += [torch.float16, torch.bfloat16]
+            for dtype in dtypes:
+                name = str(dtype).replace("torch.", "")
+                params.append(pytest.param(device, dtype, case, id=f"{case.name}-{device}-{name}",
+                                           marks=[pytest.mark.exercise(case.exercise), pytest.mark.device(device)]))
+
+    @pytest.mark.parametrize("device, dtype, case", params)
+    def test_devices(impl, device, dtype, case):
+        """every output comes back on the input's device, with the input's dtype and the right values"""
+        if device == "cuda" and not torch.cuda.is_available():
+            pytest.skip(NO_CUDA)
+        gen = S.generator(20240)
+        args, kwargs = case.build(gen)
+        state = case.state(gen) if case.state else None
+        label = f"{case.exercise}: {case.name}"
+        moved_args, moved_kwargs = _move(args, device, dtype), _move(kwargs, device, dtype)
+        if case.device_kwarg:
+            moved_kwargs[case.device_kwarg] = device
+        io = describe(**{f"arg{i}": a for i, a in enumerate(moved_args)}, **moved_kwargs)
+        try:
+            got = _run(impl, case, moved_args, moved_kwargs, device, dtype, state)
+        except StudentCodeError as err:
+            _device_error(err, device, label)
+        got = unpack(got, case.outputs, case.name, io)
+        expected = unpack(_reference(ref, case, args, kwargs, state), case.outputs, case.name)
+        for out_name, mine, want in zip(case.outputs, got, expected):
+            want_dtype = dtype if want.is_floating_point() else want.dtype
+            expect_tensor(mine, out_name, shape=want.shape, dtype=want_dtype, device=torch.device(device),
+                          inputs=io, prop=f"{out_name} must come back on {device} with the input's dtype")
+        if device == "cuda":
+            _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io)
+        elif device == "cpu":
+            for out_name, mine, want in zip(case.outputs, got, expected):
+                if want.is_floating_point():
+                    assert_close(mine, want.to(dtype), out_name, inputs=io, prop=f"{out_name} differs from the reference")
+                elif not torch.equal(mine, want):
+                    fail(f"{out_name} differs from the reference", [], io)
+
+    test_devices.__module__ = module
+    return test_devices
+
+
+def _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io):
+    cpu_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    cpu_kwargs = dict(_move(kwargs, "cpu", cpu_dtype))
+    if case.device_kwarg:
+        cpu_kwargs[case.device_kwarg] = "cpu"
+    mine_cpu = unpack(_run(impl, case, _move(args, "cpu", cpu_dtype), cpu_kwargs, "cpu", cpu_dtype, state),
+                      case.outputs, case.name, io)
+    for out_name, gpu, cpu, want in zip(case.outputs, got, mine_cpu, expected):
+        if not want.is_floating_point():
+            if not torch.equal(gpu.cpu(), cpu):
+                fail(f"CPU/GPU disagreement: {out_name} differs between cpu and cuda", [], io)
+            continue
+        atol, rtol = HALF_TOLERANCE.get(dtype, (None, None))
+        if dtype in HALF_TOLERANCE:
+            scale = max(1.0, float(want.abs().max()))
+            atol = atol * scale
+        else:
+            atol, rtol = (1e-4, 1e-4) if dtype == torch.float32 else (1e-9, 1e-7)
+        gpu64, cpu64 = gpu.detach().to("cpu", torch.float64), cpu.detach().to(torch.float64)
+        if not torch.allclose(gpu64, cpu64, atol=max(atol, 1e-4), rtol=max(rtol, 1e-4)):
+            assert_close(gpu64, cpu64, out_name, atol=max(atol, 1e-4), rtol=max(rtol, 1e-4), inputs=io,
+                         prop=f"CPU/GPU disagreement: your {out_name} on cuda ({str(dtype)[6:]}) differs from your cpu result")
+        assert_close(gpu64, want.to(torch.float64), out_name, atol=atol, rtol=rtol, inputs=io,
+                     prop=f"{out_name} on cuda ({str(dtype)[6:]}) differs from the float64 CPU reference")

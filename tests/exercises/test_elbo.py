@@ -1,0 +1,594 @@
+"""Property tests of module ``elbo`` (exercise IDs ``elbo.*``).
+
+Every test reaches the submission through the ``impl`` adapter.  Oracles are
+``torch.distributions`` (``Normal``, ``Bernoulli``, ``MultivariateNormal`` and
+``kl_divergence``, computed here in float64), closed-form gradients, and a linear-Gaussian
+model whose evidence ``log p(x)`` and true posterior are known in closed form, on which
+the lecture's identity ``ELBO = log p(x) - KL(q || p(z|x))`` is checked.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.distributions import Bernoulli, Normal, kl_divergence
+
+from grader import reference
+from grader.execution import Call
+from grader.testing import strategies as S
+from grader.testing.checks import assert_close, catalog_hints, describe, expect_tensor, fail, tolerance
+from grader.testing.plugin import implementation_fixture
+
+MODULE = "elbo"
+impl = implementation_fixture(MODULE)
+ref = reference.load(MODULE)
+
+# ----------------------------------------------------------------------------- inputs
+
+@st.composite
+def tensors(draw, count, dtype=None, scale=2.0):
+    """``count`` tensors of one shape ``(*lead, K)`` with ``lead`` one of ``()``, ``(B,)``,
+    ``(B, T)`` and B, T, K distinct; values uniform in ``[-scale, scale]``."""
+    b, t, k = draw(S.distinct_sizes(3, lo=2, hi=7))
+    lead = draw(st.sampled_from([(), (b,), (b, t)]))
+    dtype = dtype or draw(S.dtypes)
+    g = S.generator(draw(S.seeds))
+    return [S.uniform(g, *lead, k, dtype=dtype, scale=scale) for _ in range(count)]
+
+
+@st.composite
+def bernoulli_inputs(draw, dtype=None, scale=4.0):
+    """Binary ``x`` and ``logits`` of one shape ``(*lead, D)``, x in the logits' dtype."""
+    logits, u = draw(tensors(2, dtype=dtype, scale=scale))
+    x = (u > 0).to(logits.dtype)
+    return x, logits
+
+
+@st.composite
+def elbo_inputs(draw, dtype=None):
+    """``x (*lead, D)`` binary, ``recon_logits (*lead, D)``, ``mu, logvar (*lead, K)``, D != K."""
+    b, t, d, k = draw(S.distinct_sizes(4, lo=2, hi=8))
+    lead = draw(st.sampled_from([(b,), (b, t)]))
+    dtype = dtype or draw(S.dtypes)
+    g = S.generator(draw(S.seeds))
+    x = (torch.rand(*lead, d, generator=g) > 0.5).to(dtype)
+    logits = S.uniform(g, *lead, d, dtype=dtype, scale=4.0)
+    mu = S.uniform(g, *lead, k, dtype=dtype, scale=2.0)
+    logvar = S.uniform(g, *lead, k, dtype=dtype, scale=2.0)
+    return x, logits, mu, logvar
+
+
+def _normal(mu, logvar):
+    return Normal(mu.double(), (0.5 * logvar.double()).exp())
+
+
+def kl_oracle(mu_q, logvar_q, mu_p=None, logvar_p=None):
+    """``KL(q || p)`` summed over the last axis, by ``torch.distributions`` in float64."""
+    mu_p = torch.zeros_like(mu_q) if mu_p is None else mu_p
+    logvar_p = torch.zeros_like(logvar_q) if logvar_p is None else logvar_p
+    return kl_divergence(_normal(mu_q, logvar_q), _normal(mu_p, logvar_p)).sum(-1)
+
+
+def bernoulli_oracle(x, logits):
+    """``sum log Bernoulli(x; sigmoid(logits))`` in float64, by the stable closed form
+    ``x l - softplus(l)`` with ``softplus(l) = max(l, 0) + log1p(exp(-|l|))``."""
+    x, logits = x.double(), logits.double()
+    return (x * logits - logits.clamp(min=0) - torch.log1p(torch.exp(-logits.abs()))).sum(-1)
+
+
+def gaussian_oracle(x, mean, logvar):
+    return _normal(mean, logvar).log_prob(x.double()).sum(-1)
+
+
+def _reference_grads(fn, inputs, cotangent):
+    """Gradients of ``sum(fn(*inputs) * cotangent)`` with respect to ``inputs`` (float64)."""
+    leaves = [x.detach().double().clone().requires_grad_(True) for x in inputs]
+    grads = torch.autograd.grad(fn(*leaves), leaves, grad_outputs=cotangent.double(), allow_unused=True)
+    return [torch.zeros_like(x) if gr is None else gr.to(x.dtype) for x, gr in zip(inputs, grads)]
+
+
+def _check_grad(got, expected, name, io):
+    if got is None:
+        fail(f"no gradient reaches {name.split('/d', 1)[-1]}", ["the autograd graph is cut"], io,
+             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"])
+    assert_close(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=io)
+
+
+def _check_inputs_kept(result, names, args, label, io):
+    for name, before, after in zip(names, args, result.inputs_after[0]):
+        if not torch.equal(before, after):
+            fail(f"{label} modified its input {name} in place", ["inputs must never be changed"], io,
+                 ["use out-of-place ops (z = mu + std * eps, not eps.mul_(std) or mu += ...)"])
+
+
+def cotangent(seed, shape, dtype=torch.float64):
+    """A fixed random cotangent of ``shape`` (``()`` included) for a backward pass."""
+    return S.uniform(S.generator(seed), *shape, 1, dtype=dtype).reshape(shape)
+
+
+def _fresh(*inputs):
+    """Copies of ``inputs`` for a catalog replay: a known mistake may write into its inputs
+    (``eps.mul_``), and the test's tensors must survive every replay."""
+    return [t.clone() for t in inputs]
+
+
+def _invoke(impl, name, args, grad=False, seed=5):
+    """Call ``name(*args)`` keeping the inputs after the call; with ``grad``, also
+    back-propagate a random cotangent of the output's shape (the reference's)."""
+    if not grad:
+        return impl.invoke(Call(name, tuple(args), want_inputs_after=True)), None
+    out_shape = getattr(ref, name)(*args).shape
+    cot = cotangent(seed, out_shape, args[0].dtype)
+    return impl.invoke(Call(name, tuple(args), grad_wrt=tuple(range(len(args))), cotangents=(cot,))), cot
+
+
+# ----------------------------------------------------------------------------- elbo.kl_standard_normal
+
+KL_STD = "gaussian_kl_standard_normal"
+
+
+@pytest.mark.exercise("elbo.kl_standard_normal", weight=2)
+@given(tensors(2))
+def test_kl_standard_normal_matches_torch(impl, drawn):
+    """KL(N(mu, exp(logvar)) || N(0, I)) agrees with torch.distributions.kl_divergence, summed over the last axis"""
+    mu, logvar = drawn
+    io = describe(mu=mu, logvar=logvar)
+    result, _ = _invoke(impl, KL_STD, (mu, logvar))
+    expected = kl_oracle(mu, logvar).to(mu.dtype)
+    assert_close(result.outputs, expected, "KL", prop="KL differs from torch.distributions.kl_divergence(q, N(0, I))"
+                 " summed over the latent axis", inputs=io, module=MODULE,
+                 replay=lambda ns: ns.gaussian_kl_standard_normal(mu, logvar))
+    _check_inputs_kept(result, ("mu", "logvar"), (mu, logvar), KL_STD, io)
+
+
+@st.composite
+def prior_or_not(draw, dtype=None):
+    """``(mu, logvar, at_prior)``: rows ``(B, K)``, those flagged in ``at_prior`` exactly the
+    prior (mu = 0, logvar = 0), the others with one coordinate at least 0.5 away from it."""
+    b, k = draw(S.distinct_sizes(2, lo=3, hi=8))
+    dtype = dtype or draw(S.dtypes)
+    g = S.generator(draw(S.seeds))
+    mu, logvar = S.uniform(g, b, k, dtype=dtype, scale=0.3), S.uniform(g, b, k, dtype=dtype, scale=0.3)
+    at_prior = torch.rand(b, generator=g) < 0.5
+    at_prior[0], at_prior[1] = True, False
+    col = torch.randint(0, k, (b,), generator=g)
+    away = (torch.rand(b, generator=g, dtype=torch.float64) * 1.5 + 0.5) * torch.where(
+        torch.rand(b, generator=g) < 0.5, -1.0, 1.0).double()
+    target = mu if draw(st.booleans()) else logvar
+    target[torch.arange(b), col] = away.to(dtype)
+    mu[at_prior], logvar[at_prior] = 0, 0
+    return mu, logvar, at_prior
+
+
+def _check_zero_only_at(got, at_zero, name, io, replay, expected):
+    expect_tensor(got, "KL", shape=at_zero.shape, dtype=expected.dtype, inputs=io)
+    atol, _ = tolerance(got.dtype)
+    where_zero = got[at_zero].abs().max()
+    if bool(where_zero > atol):
+        rows = at_zero.nonzero().flatten().tolist()
+        fail(f"{name} must be 0 when q = p", [f"yours is up to {float(where_zero):.4g} for q = p (rows {rows})"], io,
+             ["KL(q || q) = 1/2 * sum(1 + 0 - 1 - 0) = 0: check the constant -1 and the log term"],
+             catalog_hints("KL", MODULE, replay, got, expected))
+    others = got[~at_zero]
+    if bool((others <= 0).any()):
+        fail(f"{name} must be > 0 when q != p (KL >= 0, with equality only for q = p)",
+             [f"yours has {int((others <= 0).sum())} value(s) <= 0 where q != p, "
+              f"the smallest {float(others.min()):.4g}"],
+             io, ["is the sign of the log-variance term flipped? the term is exp(logvar) - 1 - logvar >= 0"],
+             catalog_hints("KL", MODULE, replay, got, expected))
+
+
+@pytest.mark.exercise("elbo.kl_standard_normal")
+@given(prior_or_not())
+def test_kl_standard_normal_is_zero_only_at_the_prior(impl, drawn):
+    """KL >= 0, and KL = 0 exactly for the rows where q is the prior (mu = 0, logvar = 0)"""
+    mu, logvar, at_prior = drawn
+    io = describe(mu=mu, logvar=logvar)
+    got = impl.call(KL_STD, mu, logvar)
+    _check_zero_only_at(got, at_prior, "KL(q || N(0, I))", io, lambda ns: ns.gaussian_kl_standard_normal(mu, logvar),
+                        kl_oracle(mu, logvar).to(mu.dtype))
+
+
+@pytest.mark.exercise("elbo.kl_standard_normal")
+@given(tensors(2, dtype=torch.float64))
+def test_kl_standard_normal_gradients(impl, drawn):
+    """dKL/dmu = mu and dKL/dlogvar = (exp(logvar) - 1) / 2: autograd reaches both inputs"""
+    mu, logvar = drawn
+    io = describe(mu=mu, logvar=logvar)
+    result, cot = _invoke(impl, KL_STD, (mu, logvar), grad=True)
+    _check_grad(result.grads.get(0), cot[..., None] * mu, "dKL/dmu", io)
+    _check_grad(result.grads.get(1), cot[..., None] * 0.5 * (logvar.exp() - 1), "dKL/dlogvar", io)
+
+
+# ----------------------------------------------------------------------------- elbo.kl
+
+KL = "gaussian_kl"
+
+
+@pytest.mark.exercise("elbo.kl", weight=2)
+@given(tensors(4))
+def test_kl_matches_torch(impl, drawn):
+    """KL(q || p) between diagonal Gaussians agrees with torch.distributions.kl_divergence, summed over the last axis"""
+    mu_q, logvar_q, mu_p, logvar_p = drawn
+    io = describe(mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
+    result, _ = _invoke(impl, KL, drawn)
+    expected = kl_oracle(*drawn).to(mu_q.dtype)
+    hints = []
+    got = result.outputs
+    if isinstance(got, torch.Tensor) and got.shape == expected.shape:
+        swapped = kl_oracle(mu_p, logvar_p, mu_q, logvar_q).to(mu_q.dtype)
+        if torch.allclose(got.double(), swapped.double(), rtol=1e-4, atol=1e-4):
+            hints.append("yours is KL(p || q): the divergence is not symmetric, the arguments are (q, p)")
+    assert_close(got, expected, "KL", prop="KL(q || p) differs from torch.distributions.kl_divergence summed over the "
+                 "latent axis", inputs=io, module=MODULE, replay=lambda ns: ns.gaussian_kl(*drawn), hints=hints)
+    _check_inputs_kept(result, ("mu_q", "logvar_q", "mu_p", "logvar_p"), drawn, KL, io)
+
+
+@pytest.mark.exercise("elbo.kl")
+@given(prior_or_not(), st.data())
+def test_kl_is_zero_only_when_q_equals_p(impl, drawn, data):
+    """KL(q || p) >= 0, and KL = 0 exactly for the rows where q = p"""
+    delta_mu, delta_logvar, same = drawn
+    g = S.generator(data.draw(S.seeds, label="seed"))
+    mu_p = S.uniform(g, *delta_mu.shape, dtype=delta_mu.dtype, scale=2.0)
+    logvar_p = S.uniform(g, *delta_mu.shape, dtype=delta_mu.dtype, scale=2.0)
+    mu_q, logvar_q = mu_p + delta_mu, logvar_p + delta_logvar
+    args = (mu_q, logvar_q, mu_p, logvar_p)
+    io = describe(mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
+    got = impl.call(KL, *args)
+    _check_zero_only_at(got, same, "KL(q || p)", io, lambda ns: ns.gaussian_kl(*args), kl_oracle(*args).to(mu_q.dtype))
+
+
+@pytest.mark.exercise("elbo.kl")
+@given(tensors(4, dtype=torch.float64))
+def test_kl_gradients(impl, drawn):
+    """gradients with respect to mu_q, logvar_q, mu_p and logvar_p match torch.distributions (autograd is not broken)"""
+    io = describe(mu_q=drawn[0], logvar_q=drawn[1], mu_p=drawn[2], logvar_p=drawn[3])
+    result, cot = _invoke(impl, KL, drawn, grad=True)
+    expected = _reference_grads(kl_oracle, drawn, cot)
+    for i, name in enumerate(("mu_q", "logvar_q", "mu_p", "logvar_p")):
+        _check_grad(result.grads.get(i), expected[i], f"dKL/d{name}", io)
+
+
+# ----------------------------------------------------------------------------- elbo.reparameterize
+
+REPARAM = "reparameterize"
+
+
+@pytest.mark.exercise("elbo.reparameterize")
+@given(tensors(3))
+def test_reparameterize_formula(impl, drawn):
+    """z = mu + exp(logvar / 2) * eps, in the input's dtype, without modifying mu, logvar or eps"""
+    mu, logvar, eps = drawn
+    io = describe(mu=mu, logvar=logvar, eps=eps)
+    result, _ = _invoke(impl, REPARAM, drawn)
+    expected = (mu.double() + (0.5 * logvar.double()).exp() * eps.double()).to(mu.dtype)
+    assert_close(result.outputs, expected, "z", prop="z differs from mu + exp(logvar / 2) * eps", inputs=io,
+                 module=MODULE, replay=lambda ns: ns.reparameterize(*_fresh(mu, logvar, eps)),
+                 hints=["the standard deviation is exp(logvar / 2) = sqrt(exp(logvar))"])
+    _check_inputs_kept(result, ("mu", "logvar", "eps"), drawn, REPARAM, io)
+
+
+@st.composite
+def many_samples(draw, samples=1000):
+    """``mu, logvar (B, K)`` and ``eps (N, B, K)`` standard normal from a fixed seed."""
+    b, k = draw(S.distinct_sizes(2, lo=2, hi=6))
+    dtype = draw(S.dtypes)
+    g = S.generator(draw(S.seeds))
+    mu = S.uniform(g, b, k, dtype=dtype, scale=2.0)
+    logvar = S.uniform(g, b, k, dtype=dtype, scale=2.0)
+    eps = torch.randn(samples, b, k, generator=g, dtype=torch.float64).to(dtype)
+    return mu, logvar, eps
+
+
+@pytest.mark.exercise("elbo.reparameterize", weight=2)
+@given(many_samples())
+def test_reparameterize_sample_moments(impl, drawn):
+    """1000 reparameterized samples have mean mu and variance exp(logvar), within 6 standard errors"""
+    mu, logvar, eps = drawn
+    n = eps.shape[0]
+    mu_n, logvar_n = mu.expand(n, *mu.shape).clone(), logvar.expand(n, *mu.shape).clone()
+    io = describe(mu=mu_n, logvar=logvar_n, eps=eps) + f" ({n} samples of N(0, I) for eps)"
+    z = impl.call(REPARAM, mu_n, logvar_n, eps)
+    expect_tensor(z, "z", shape=eps.shape, dtype=mu.dtype, inputs=io)
+    std = (0.5 * logvar.double()).exp()
+    # standard errors: of the mean std / sqrt(n), of the variance ~ var * sqrt(2 / n)
+    assert_close(z.double().mean(0), mu.double(), "sample mean", prop="the samples' mean differs from mu",
+                 inputs=io, atol=6 * float(std.max()) / math.sqrt(n), rtol=0.0,
+                 module=MODULE, replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().mean(0))
+    assert_close(z.double().var(0), std.pow(2), "sample variance",
+                 prop="the samples' variance differs from exp(logvar)", inputs=io, atol=0.0,
+                 rtol=6 * math.sqrt(2 / n), module=MODULE,
+                 replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().var(0),
+                 hints=["variance exp(logvar) means standard deviation exp(logvar / 2)"])
+
+
+@pytest.mark.exercise("elbo.reparameterize")
+@given(tensors(3, dtype=torch.float64))
+def test_reparameterize_gradients(impl, drawn):
+    """dz/dmu = 1 and dz/dlogvar = eps * exp(logvar / 2) / 2: gradients reach mu and logvar"""
+    mu, logvar, eps = drawn
+    io = describe(mu=mu, logvar=logvar, eps=eps)
+    cot = cotangent(3, mu.shape)
+    result = impl.invoke(Call(REPARAM, (mu, logvar, eps), grad_wrt=(0, 1), cotangents=(cot,)))
+    _check_grad(result.grads.get(0), cot, "dz/dmu", io)
+    _check_grad(result.grads.get(1), cot * eps * 0.5 * (0.5 * logvar).exp(), "dz/dlogvar", io)
+
+
+# ----------------------------------------------------------------------------- elbo.bernoulli_ll
+
+BERN = "bernoulli_log_likelihood"
+
+
+@pytest.mark.exercise("elbo.bernoulli_ll", weight=2)
+@given(bernoulli_inputs())
+def test_bernoulli_matches_torch(impl, drawn):
+    """sum over the last axis of log Bernoulli(x; sigmoid(logits)) agrees with torch.distributions.Bernoulli"""
+    x, logits = drawn
+    io = describe(x=x, logits=logits)
+    result, _ = _invoke(impl, BERN, drawn)
+    expected = Bernoulli(logits=logits.double()).log_prob(x.double()).sum(-1).to(x.dtype)
+    assert_close(result.outputs, expected, "log-likelihood",
+                 prop="log-likelihood differs from Bernoulli(logits=logits).log_prob(x).sum(-1)", inputs=io,
+                 module=MODULE, replay=lambda ns: ns.bernoulli_log_likelihood(x, logits))
+    _check_inputs_kept(result, ("x", "logits"), drawn, BERN, io)
+
+
+@st.composite
+def huge_logits(draw):
+    """Binary ``x`` and logits with entries of +-1e4, +-1e3, +-100 and +-30 among moderate ones."""
+    x, logits = draw(bernoulli_inputs(scale=3.0))
+    g = S.generator(draw(S.seeds))
+    big = torch.tensor([1e4, 1e3, 100.0, 30.0], dtype=torch.float64)[torch.randint(0, 4, logits.shape, generator=g)]
+    sign = torch.where(torch.rand(logits.shape, generator=g) < 0.5, -1.0, 1.0).double()
+    chosen = torch.rand(logits.shape, generator=g) < 0.6
+    logits = torch.where(chosen, (big * sign).to(logits.dtype), logits)
+    flat = logits.view(-1)  # always one +1e4 with x = 1 and one -1e4 with x = 1
+    flat[0], flat[-1] = 1e4, -1e4
+    x = x.clone()
+    x.view(-1)[0], x.view(-1)[-1] = 1, 1
+    return x, logits
+
+
+@pytest.mark.exercise("elbo.bernoulli_ll", weight=2)
+@given(huge_logits())
+def test_bernoulli_is_stable_for_huge_logits(impl, drawn):
+    """the log-likelihood stays finite and exact for logits up to +-1e4"""
+    x, logits = drawn
+    io = describe(x=x, logits=logits) + " (logits up to +-1e4)"
+    got = impl.call(BERN, x, logits)
+    expected = bernoulli_oracle(x, logits).to(x.dtype)
+    expect_tensor(got, "log-likelihood", shape=expected.shape, dtype=expected.dtype, inputs=io, finite=False)
+    stable = ["log(sigmoid(l)) underflows to log(0) = -inf (and 0 * -inf = NaN) for large |l|: use "
+              "-F.binary_cross_entropy_with_logits(logits, x, reduction='none') or F.logsigmoid(l), F.logsigmoid(-l)"]
+    if not bool(torch.isfinite(got).all()):
+        fail("the log-likelihood must stay finite for logits of +-1e4",
+             [f"yours has {int((~torch.isfinite(got)).sum())} non-finite value(s): {got.flatten()[:6].tolist()}"],
+             io, stable, catalog_hints("log-likelihood", MODULE, lambda ns: ns.bernoulli_log_likelihood(x, logits),
+                                       got, expected))
+    assert_close(got, expected, "log-likelihood", prop="the log-likelihood is wrong for large logits", inputs=io,
+                 module=MODULE, replay=lambda ns: ns.bernoulli_log_likelihood(x, logits),
+                 hints=_large_logit_hints(impl, x, logits, got, expected))
+
+
+def _large_logit_hints(impl, x, logits, got, expected):
+    """When the output is wrong only because the logits are large, say what goes wrong there."""
+    if got.shape != expected.shape or torch.allclose(got.double(), expected.double(), rtol=1e-4, atol=1e-4):
+        return []
+    clamped = logits.clamp(-15, 15)
+    try:
+        moderate = impl.call(BERN, x, clamped)
+    except Exception:  # nothing to add
+        return []
+    want = bernoulli_oracle(x, clamped).to(x.dtype)
+    if isinstance(moderate, torch.Tensor) and moderate.shape == want.shape and torch.allclose(
+            moderate.double(), want.double(), rtol=1e-4, atol=1e-4):
+        return ["yours is right for |logits| <= 15 but not beyond: log sigmoid(-1e4) is -1e4, so clamping the "
+                "probabilities or adding 1e-8 inside the log (about -18) is wrong there"]
+    return []
+
+
+@pytest.mark.exercise("elbo.bernoulli_ll")
+@given(bernoulli_inputs(dtype=torch.float64))
+def test_bernoulli_gradient(impl, drawn):
+    """d/dlogits of the log-likelihood is x - sigmoid(logits): autograd reaches the logits"""
+    x, logits = drawn
+    io = describe(x=x, logits=logits)
+    cot = cotangent(4, x.shape[:-1])
+    result = impl.invoke(Call(BERN, (x, logits), grad_wrt=(1,), cotangents=(cot,)))
+    _check_grad(result.grads.get(1), cot[..., None] * (x - torch.sigmoid(logits)), "dLL/dlogits", io)
+
+
+# ----------------------------------------------------------------------------- elbo.gaussian_ll
+
+GAUSS = "gaussian_log_likelihood"
+
+
+@pytest.mark.exercise("elbo.gaussian_ll", weight=2)
+@given(tensors(3))
+def test_gaussian_ll_matches_torch(impl, drawn):
+    """sum over the last axis of log N(x; mean, exp(logvar)) agrees with torch.distributions.Normal"""
+    x, mean, logvar = drawn
+    io = describe(x=x, mean=mean, logvar=logvar)
+    result, _ = _invoke(impl, GAUSS, drawn)
+    assert_close(result.outputs, gaussian_oracle(x, mean, logvar).to(x.dtype), "log-likelihood",
+                 prop="log-likelihood differs from Normal(mean, exp(logvar / 2)).log_prob(x).sum(-1)", inputs=io,
+                 module=MODULE, replay=lambda ns: ns.gaussian_log_likelihood(x, mean, logvar),
+                 hints=["-1/2 * (log(2 pi) + logvar + (x - mean)^2 / exp(logvar)) per dimension, "
+                        "summed over the last axis"])
+    _check_inputs_kept(result, ("x", "mean", "logvar"), drawn, GAUSS, io)
+
+
+@pytest.mark.exercise("elbo.gaussian_ll")
+@given(tensors(3, dtype=torch.float64))
+def test_gaussian_ll_gradients(impl, drawn):
+    """gradients with respect to x, mean and logvar match torch.distributions.Normal (autograd is not broken)"""
+    io = describe(x=drawn[0], mean=drawn[1], logvar=drawn[2])
+    result, cot = _invoke(impl, GAUSS, drawn, grad=True)
+    expected = _reference_grads(gaussian_oracle, drawn, cot)
+    for i, name in enumerate(("x", "mean", "logvar")):
+        _check_grad(result.grads.get(i), expected[i], f"dLL/d{name}", io)
+
+
+@st.composite
+def linear_gaussian(draw, samples=64):
+    """A linear-Gaussian model ``z ~ N(0, I_K)``, ``x | z ~ N(W z + c, diag(exp(logvar_x)))``,
+    a batch of ``x``, a diagonal ``q(z|x) = N(mu, diag(exp(logvar)))`` per example and
+    ``eps (N, B, K)``: standard-normal draws whitened per example, so that their sample
+    mean is exactly 0 and their sample covariance exactly I.  ``log p(x|z)`` is quadratic
+    in ``z``, so the sample average over these ``eps`` equals the expectation under q."""
+    b, k, d = draw(S.distinct_sizes(3, lo=2, hi=6))
+    dtype = draw(S.dtypes)
+    g = S.generator(draw(S.seeds))
+    W = S.uniform(g, d, k, scale=1.0)
+    c = S.uniform(g, d, scale=1.0)
+    logvar_x = S.uniform(g, d, scale=1.0) - 0.5
+    z0 = torch.randn(b, k, generator=g, dtype=torch.float64)
+    x = z0 @ W.T + c + torch.randn(b, d, generator=g, dtype=torch.float64) * (0.5 * logvar_x).exp()
+    mu = S.uniform(g, b, k, scale=1.0)
+    logvar = S.uniform(g, b, k, scale=1.0)
+    eps = torch.randn(samples, b, k, generator=g, dtype=torch.float64)
+    eps = eps - eps.mean(0)
+    cov = torch.einsum("nbi,nbj->bij", eps, eps) / samples
+    eps = torch.einsum("bij,nbj->nbi", torch.linalg.inv(torch.linalg.cholesky(cov)), eps)
+    return dict(W=W, c=c, logvar_x=logvar_x, x=x, mu=mu, logvar=logvar, eps=eps, dtype=dtype)
+
+
+def mvn_log_prob(x, mean, cov):
+    """``log N(x; mean, cov)`` for a full covariance, rows of ``x``."""
+    r = x - mean
+    return -0.5 * (x.shape[-1] * math.log(2 * math.pi) + torch.linalg.slogdet(cov)[1]
+                   + (r * torch.linalg.solve(cov, r.T).T).sum(-1))
+
+
+def mvn_kl(mean0, cov0, mean1, cov1):
+    """``KL(N(mean0, cov0) || N(mean1, cov1))``, batched over the rows of ``mean0``, ``cov0``."""
+    k = mean0.shape[-1]
+    inv1 = torch.linalg.inv(cov1)
+    r = mean1 - mean0
+    return 0.5 * (torch.einsum("ij,bji->b", inv1, cov0) + ((r @ inv1) * r).sum(-1) - k
+                  + torch.linalg.slogdet(cov1)[1] - torch.linalg.slogdet(cov0)[1])
+
+
+def linear_gaussian_truth(m):
+    """``(log p(x), KL(q || p(z|x)))`` in closed form, float64: ``p(x) = N(c, W W^T + Psi)``,
+    ``p(z|x) = N(S W^T Psi^-1 (x - c), S)`` with ``S = (I + W^T Psi^-1 W)^-1``."""
+    W, c, psi = m["W"], m["c"], m["logvar_x"].exp()
+    log_px = mvn_log_prob(m["x"], c, W @ W.T + torch.diag(psi))
+    cov_post = torch.linalg.inv(torch.eye(W.shape[1], dtype=W.dtype) + W.T @ (W / psi[:, None]))
+    mean_post = ((m["x"] - c) / psi) @ W @ cov_post.T
+    return log_px, mvn_kl(m["mu"], torch.diag_embed(m["logvar"].exp()), mean_post, cov_post)
+
+
+@pytest.mark.exercise("elbo.gaussian_ll", weight=2)
+@given(linear_gaussian())
+def test_gaussian_ll_gives_the_elbo_identity(impl, model):
+    """on a linear-Gaussian model, mean_z log p(x|z) - KL(q || p(z)) <= log p(x) and = log p(x) - KL(q || p(z|x))"""
+    dt = model["dtype"]
+    n, b, _ = model["eps"].shape
+    mu, logvar = model["mu"].to(dt), model["logvar"].to(dt)
+    z = ref.reparameterize(mu, logvar, model["eps"].to(dt))  # (N, B, K), the reference's pieces
+    dec_mean = z @ model["W"].T.to(dt) + model["c"].to(dt)
+    dec_logvar = model["logvar_x"].to(dt).expand_as(dec_mean).clone()
+    x = model["x"].to(dt).expand_as(dec_mean).clone()
+    prior_kl = ref.gaussian_kl_standard_normal(mu, logvar)
+    io = describe(x=x, mean=dec_mean, logvar=dec_logvar) + f" ({n} samples z of q(z|x) for {b} examples)"
+    ll = impl.call(GAUSS, x, dec_mean, dec_logvar)
+    expect_tensor(ll, "log p(x|z)", shape=(n, b), dtype=dt, inputs=io)
+    elbo_mc = ll.mean(0) - prior_kl
+    log_px, kl_post = (t.to(dt) for t in linear_gaussian_truth(model))
+    replay = lambda ns: ns.gaussian_log_likelihood(x, dec_mean, dec_logvar).mean(0) - prior_kl  # noqa: E731
+    atol, rtol = (1e-6, 1e-7) if dt == torch.float64 else (2e-3, 1e-4)
+    excess = elbo_mc - log_px
+    if bool((excess > atol + rtol * log_px.abs()).any()):
+        fail("the ELBO must never exceed the evidence: mean_z log p(x|z) - KL(q || p(z)) <= log p(x)",
+             [f"yours exceeds log p(x) by up to {float(excess.max()):.4g}",
+              f"your ELBO: {elbo_mc.tolist()}", f"log p(x):  {log_px.tolist()}"], io,
+             ["is the -1/2 log(2 pi) constant of every dimension missing?"],
+             catalog_hints("ELBO", MODULE, replay, elbo_mc, log_px - kl_post))
+    assert_close(elbo_mc, log_px - kl_post, "ELBO",
+                 prop="the ELBO from your log p(x|z) must equal log p(x) - KL(q || p(z|x)), the lecture's identity",
+                 inputs=io, atol=atol, rtol=rtol, module=MODULE, replay=replay)
+
+
+# ----------------------------------------------------------------------------- elbo.elbo
+
+ELBO = "elbo"
+
+
+def elbo_oracle(x, logits, mu, logvar):
+    return bernoulli_oracle(x, logits) - kl_oracle(mu, logvar)
+
+
+def _own_pieces_hint(impl, drawn, got, expected):
+    """When the ELBO is wrong but equals the student's own bernoulli_log_likelihood minus
+    gaussian_kl_standard_normal, the mistake is in those pieces: say so."""
+    x, logits, mu, logvar = drawn
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape or got.dtype != expected.dtype:
+        return []
+    if torch.allclose(got.double(), expected.double(), rtol=1e-4, atol=1e-4):
+        return []
+    try:
+        own = impl.call(BERN, x, logits) - impl.call(KL_STD, mu, logvar)
+    except Exception:  # the pieces are missing or raise: nothing to say
+        return []
+    if isinstance(own, torch.Tensor) and own.shape == got.shape and torch.allclose(got, own, rtol=1e-4, atol=1e-4):
+        return ["your elbo equals your bernoulli_log_likelihood - gaussian_kl_standard_normal, so the mistake is in "
+                "those (see their exercises)"]
+    return []
+
+
+@pytest.mark.exercise("elbo.elbo", weight=2)
+@given(elbo_inputs())
+def test_elbo_is_reconstruction_minus_kl(impl, drawn):
+    """elbo = sum log Bernoulli(x; sigmoid(logits)) - KL(q || N(0, I)), one value per example"""
+    x, logits, mu, logvar = drawn
+    io = describe(x=x, recon_logits=logits, mu=mu, logvar=logvar)
+    result, _ = _invoke(impl, ELBO, drawn)
+    got, expected = result.outputs, elbo_oracle(*drawn).to(x.dtype)
+    hints = ["ELBO = reconstruction - KL (subtract the KL), one value per example (no mean over the batch)"]
+    assert_close(got, expected, "ELBO", prop="elbo differs from Bernoulli log-likelihood - KL(q || N(0, I))",
+                 inputs=io, module=MODULE, replay=lambda ns: ns.elbo(*drawn),
+                 hints=_own_pieces_hint(impl, drawn, got, expected) + hints)
+    _check_inputs_kept(result, ("x", "recon_logits", "mu", "logvar"), drawn, ELBO, io)
+
+
+@pytest.mark.exercise("elbo.elbo")
+@given(elbo_inputs())
+def test_elbo_subtracts_the_kl(impl, drawn):
+    """elbo(x, l, mu, logvar) = elbo(x, l, 0, 0) - KL(q || N(0, I)) <= elbo(x, l, 0, 0): q = prior has KL 0"""
+    x, logits, mu, logvar = drawn
+    zeros = torch.zeros_like(mu)
+    io = describe(x=x, recon_logits=logits, mu=mu, logvar=logvar) + "; and the same with mu = logvar = 0"
+    got = impl.call(ELBO, x, logits, mu, logvar)
+    at_prior = impl.call(ELBO, x, logits, zeros, zeros)
+    for name, value in (("elbo(x, l, mu, logvar)", got), ("elbo(x, l, 0, 0)", at_prior)):
+        expect_tensor(value, name, shape=x.shape[:-1], dtype=x.dtype, inputs=io,
+                      prop=f"{name} must hold one ELBO per example, shape x.shape[:-1], in the input's dtype")
+    kl = kl_oracle(mu, logvar).to(x.dtype)
+    replay = lambda ns: ns.elbo(x, logits, zeros, zeros) - ns.elbo(x, logits, mu, logvar)  # noqa: E731
+    atol, rtol = tolerance(x.dtype)
+    if bool((got > at_prior + atol + rtol * at_prior.abs()).any()):
+        fail("the ELBO can never exceed its value at q = prior: elbo = reconstruction - KL with KL >= 0",
+             [f"yours exceeds elbo(x, l, 0, 0) by up to {float((got - at_prior).max()):.4g}"], io,
+             ["subtract the KL from the reconstruction term, do not add it"],
+             catalog_hints("elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)", MODULE, replay, at_prior - got, kl))
+    assert_close(at_prior - got, kl, "elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)",
+                 prop="moving q away from the prior must lower the ELBO by exactly KL(q || N(0, I))", inputs=io,
+                 module=MODULE, replay=replay)
+
+
+@pytest.mark.exercise("elbo.elbo")
+@given(elbo_inputs(dtype=torch.float64))
+def test_elbo_gradients(impl, drawn):
+    """gradients with respect to recon_logits, mu and logvar match torch.distributions (autograd is not broken)"""
+    x, logits, mu, logvar = drawn
+    io = describe(x=x, recon_logits=logits, mu=mu, logvar=logvar)
+    cot = cotangent(6, x.shape[:-1])
+    result = impl.invoke(Call(ELBO, drawn, grad_wrt=(1, 2, 3), cotangents=(cot,)))
+    expected = _reference_grads(lambda lg, m, lv: elbo_oracle(x, lg, m, lv), (logits, mu, logvar), cot)
+    for i, name in zip((1, 2, 3), ("recon_logits", "mu", "logvar")):
+        _check_grad(result.grads.get(i), expected[i - 1], f"dELBO/d{name}", io)

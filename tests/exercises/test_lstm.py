@@ -1,0 +1,638 @@
+"""Property tests of module ``lstm`` (exercise IDs ``lstm.*``).
+
+Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
+own ``nn.LSTMCell``, ``nn.LSTM(batch_first=True)``, ``nn.GRUCell`` (holding the same
+weights), the parameters of ``nn.LSTM`` / ``nn.GRU``, closed-form formulas, and the
+reference in ``solutions/`` (loaded by :mod:`grader.reference`).
+
+Drawn sizes T, B, H and I are all different, so a loop over the wrong axis or a
+transposed weight cannot hide behind a square shape.
+"""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grader import catalog, reference
+from grader.errors import StudentCodeError
+from grader.execution import Call
+from grader.testing import strategies as S
+from grader.testing.checks import assert_close, assert_equal, catalog_hints, describe, expect_tensor, fail, unpack
+from grader.testing.plugin import implementation_fixture
+
+MODULE = "lstm"
+impl = implementation_fixture(MODULE)
+ref = reference.load(MODULE)
+
+WEIGHTS = ("W_ih", "W_hh", "b_ih", "b_hh")
+GATES = ("i", "f", "g", "o")
+#: Added to both biases of a gate block, it pins the gate to 0 or 1: the pre-activations
+#: of the drawn cases stay below 14 in size, so sigmoid(40 - 14) = 1 - 5e-12.
+PIN = 20.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The tensors here are tiny: one intra-op thread is several times faster than a pool
+    (thread hand-offs dominate), and it keeps a busy grading machine responsive."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+@st.composite
+def rnn_case(draw, blocks=4, seq=False, dtype=None, c_scale=2.0):
+    """x, h, c and weights in PyTorch's layout (``blocks * H`` rows) with T, B, H, I all
+    different; ``seq``: x is ``(B, T, I)``, else ``(B, I)``."""
+    t, b, h, i = draw(S.distinct_sizes(4, lo=2, hi=7))
+    dtype = dtype or draw(S.dtypes)
+    g = S.generator(draw(S.seeds))
+    case = dict(x=S.uniform(g, *((b, t, i) if seq else (b, i)), dtype=dtype),
+                h=S.uniform(g, b, h, dtype=dtype, scale=0.9),
+                c=S.uniform(g, b, h, dtype=dtype, scale=c_scale),
+                W_ih=S.uniform(g, blocks * h, i, dtype=dtype),
+                W_hh=S.uniform(g, blocks * h, h, dtype=dtype),
+                b_ih=S.uniform(g, blocks * h, dtype=dtype, scale=0.5),
+                b_hh=S.uniform(g, blocks * h, dtype=dtype, scale=0.5))
+    return case
+
+
+def _weights(case):
+    return tuple(case[w] for w in WEIGHTS)
+
+
+def gates_args(case):
+    return (case["x"], case["h"], *_weights(case))
+
+
+def cell_args(case):
+    return (case["x"], case["h"], case["c"], *_weights(case))
+
+
+def gru_args(case):
+    return gates_args(case)
+
+
+GATES_NAMES = ("x", "h_prev", *WEIGHTS)
+CELL_NAMES = ("x", "h_prev", "c_prev", *WEIGHTS)
+FORWARD_NAMES = ("x", "h0", "c0", *WEIGHTS)
+
+
+def _io(names, args):
+    return describe(**dict(zip(names, args)))
+
+
+def _pinned(case, block, value, blocks=4):
+    """A copy of ``case`` whose biases add ``2 * value`` to gate block ``block``."""
+    hidden = case["h"].shape[-1]
+    out = dict(case)
+    for name in ("b_ih", "b_hh"):
+        bias = case[name].clone()
+        bias[block * hidden:(block + 1) * hidden] += value
+        out[name] = bias
+    return out
+
+
+def _clone(args):
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _replay(name, args, *index):
+    """Recompute output ``index`` of ``name`` with another implementation (a catalog entry)."""
+    def replay(ns):
+        out = getattr(ns, name)(*_clone(args))
+        for k in index:
+            out = out[k]
+        return out
+    return replay
+
+
+def _run(impl, call, io):
+    """``impl.invoke(call)``; when the submission crashes the way a catalog mistake does
+    on this input, the failure names that mistake."""
+    try:
+        return impl.invoke(call)
+    except StudentCodeError as err:
+        causes = []
+        for mutant in catalog.load(MODULE):
+            if mutant.correct:
+                continue
+            try:
+                getattr(catalog.namespace(mutant), call.name)(*_clone(call.args))
+            except Exception as theirs:  # noqa: BLE001 - any crash may be the same as the student's
+                if type(theirs).__name__ == err.exc_type and str(theirs) == err.message:
+                    causes.append(mutant.mistake)
+        if not causes:
+            raise
+        fail(f"{err.call} raised {err.exc_type}: {err.message}", [f"at {err.where}" if err.where else ""], io,
+             [f"your code crashes like {cause}" for cause in dict.fromkeys(causes)])
+
+
+# ----------------------------------------------------------------------------- oracles
+
+def _load(module, case, suffix=""):
+    with torch.no_grad():
+        for ours, theirs in zip(WEIGHTS, ("weight_ih", "weight_hh", "bias_ih", "bias_hh")):
+            getattr(module, theirs + suffix).copy_(case[ours])
+    return module
+
+
+def torch_lstm_cell(case):
+    """``nn.LSTMCell`` holding the case's weights."""
+    return _load(torch.nn.LSTMCell(case["x"].shape[-1], case["h"].shape[-1], dtype=case["x"].dtype), case)
+
+
+def torch_lstm(case):
+    """``nn.LSTM(batch_first=True)`` holding the case's weights."""
+    lstm = torch.nn.LSTM(case["x"].shape[-1], case["h"].shape[-1], batch_first=True, dtype=case["x"].dtype)
+    return _load(lstm, case, "_l0")
+
+
+def torch_gru_cell(case):
+    """``nn.GRUCell`` holding the case's weights."""
+    return _load(torch.nn.GRUCell(case["x"].shape[-1], case["h"].shape[-1], dtype=case["x"].dtype), case)
+
+
+def gates_formula(x, h, W_ih, W_hh, b_ih, b_hh):
+    """The contract's gates, computed in float64 and returned in x's dtype."""
+    a = x.double() @ W_ih.double().T + b_ih.double() + h.double() @ W_hh.double().T + b_hh.double()
+    i, f, g, o = a.chunk(4, dim=-1)
+    return tuple(t.to(x.dtype) for t in (torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)))
+
+
+def _flat(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _flat(v)]
+    return []
+
+
+def _reference_grads(fn, inputs, cotangents, params=()):
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    outs = [(o, c) for o, c in zip(_flat(fn(*leaves)), cotangents) if c is not None]
+    grads = torch.autograd.grad([o for o, _ in outs], leaves + list(params),
+                                grad_outputs=[c for _, c in outs], allow_unused=True)
+    return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(leaves + list(params), grads)]
+
+
+def _float64(case):
+    """The case in float64: the oracles' gradients are computed in float64."""
+    return {name: value.double() for name, value in case.items()}
+
+
+def _in_dtype(grads, case):
+    return [gr.to(case["x"].dtype) for gr in grads]
+
+
+def _close(got, expected, name, *, hints=(), **kwargs):
+    """``assert_close``, with a hint when float64 results agree only to float32 precision."""
+    if (isinstance(got, torch.Tensor) and got.dtype == expected.dtype == torch.float64
+            and got.shape == expected.shape and expected.device.type != "meta"):
+        diff = float((got - expected).abs().max())
+        if 1e-9 < diff < 1e-5 * max(1.0, float(expected.abs().max())):
+            hints = [*hints, "your float64 results are only float32-accurate: is part of the computation done in "
+                     "float32 (.float(), torch.float32, torch.zeros(...) without dtype=)?"]
+    assert_close(got, expected, name, hints=hints, **kwargs)
+
+
+def _check_grad(got, expected, name, io, replay=None):
+    if got is None:
+        fail(f"no gradient reaches {name.split('/d', 1)[-1]}", ["the autograd graph is cut"], io,
+             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"])
+    _close(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=io,
+          module=MODULE if replay else None, replay=replay)
+
+
+def _replay_grad(name, args, cotangents, index):
+    return lambda ns: _reference_grads(getattr(ns, name), args, cotangents)[index]
+
+
+def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
+    """Call ``name``; check every output (``outputs``: name -> shape) has the input's dtype
+    and that no argument changed."""
+    io = _io(names, args)
+    result = _run(impl, Call(name, args, want_inputs_after=True), io)
+    got = result.outputs
+    flat = _flat(got) if len(outputs) > 1 else [got]
+    if len(outputs) > 1 and len(flat) != len(outputs):
+        fail(f"{name} must return {', '.join(outputs)}", [f"yours returned {len(flat)} tensor(s)"], io)
+    for (out_name, shape), tensor in zip(outputs.items(), flat):
+        expect_tensor(tensor, out_name, shape=shape, dtype=args[0].dtype, inputs=io)
+    for arg_name, before, after in zip(names, args, result.inputs_after[0]):
+        if not torch.equal(before, after):
+            fail(f"{name} modified its input {arg_name} in place", ["inputs must never be changed"], io,
+                 ["use out-of-place ops (c = f * c_prev + i * g, not c_prev.mul_(f) or c_prev *= f)"])
+
+
+# ----------------------------------------------------------------------------- lstm.gates
+
+def _call_gates(impl, case):
+    args = gates_args(case)
+    io = _io(GATES_NAMES, args)
+    got = unpack(_run(impl, Call("lstm_gates", args), io).outputs, GATES, "lstm_gates", io)
+    return got, args, io
+
+
+@pytest.mark.exercise("lstm.gates", weight=3)
+@given(rnn_case())
+def test_gates_match_formula(impl, case):
+    """i, f, o = sigmoid and g = tanh of blocks 0..3 of W_ih x + b_ih + W_hh h + b_hh, in the order i, f, g, o"""
+    got, args, io = _call_gates(impl, case)
+    expected = gates_formula(*args)
+    for k, (name, mine, want) in enumerate(zip(GATES, got, expected)):
+        func = "tanh" if name == "g" else "sigmoid"
+        _close(mine, want, name, prop=f"gate {name} differs from {func}(block {k} of W_ih x + b_ih + W_hh h + "
+              "b_hh) (gate order i, f, g, o)", inputs=io, module=MODULE, replay=_replay("lstm_gates", args, k))
+
+
+def _compose(gates, c_prev):
+    """``(h, c)`` of an LSTM step built from gates ``(i, f, g, o)``."""
+    i, f, g, o = gates
+    c = f * c_prev + i * g
+    return o * torch.tanh(c), c
+
+
+@pytest.mark.exercise("lstm.gates")
+@given(rnn_case())
+def test_gates_reproduce_lstm_cell(impl, case):
+    """c = f*c_prev + i*g and h = o*tanh(c) built from your gates agree with nn.LSTMCell"""
+    gates, args, io = _call_gates(impl, case)
+    for name, gate in zip(GATES, gates):
+        expect_tensor(gate, name, shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
+    h, c = _compose(gates, case["c"])
+    h_exp, c_exp = torch_lstm_cell(case)(case["x"], (case["h"], case["c"]))
+    for k, (name, mine, want) in enumerate((("f*c_prev + i*g", c, c_exp), ("o*tanh(c)", h, h_exp))):
+        _close(mine, want.detach(), name, prop=f"{name} from your gates differs from nn.LSTMCell's "
+              f"{'c' if k == 0 else 'h'}", inputs=io, module=MODULE,
+              replay=lambda ns, k=k: _compose(ns.lstm_gates(*_clone(args)), case["c"])[1 - k])
+
+
+@pytest.mark.exercise("lstm.gates")
+@given(rnn_case())
+def test_gates_lie_in_their_ranges(impl, case):
+    """gates i, f and o lie in (0, 1) (sigmoids) and g in (-1, 1) (tanh), each (B, H)"""
+    got, args, io = _call_gates(impl, case)
+    expected = ref.lstm_gates(*args)
+    for k, (name, mine) in enumerate(zip(GATES, got)):
+        expect_tensor(mine, name, shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
+        low, func = (-1, "tanh") if name == "g" else (0, "sigmoid")
+        if bool((mine <= low).any() | (mine >= 1).any()):
+            fail(f"gate {name} must lie in ({low}, 1): it goes through a {func}",
+                 [f"yours ranges over [{float(mine.min()):.4g}, {float(mine.max()):.4g}]"], io, [],
+                 catalog_hints(name, MODULE, _replay("lstm_gates", args, k), mine, expected[k]))
+
+
+@pytest.mark.exercise("lstm.gates")
+@given(rnn_case())
+def test_gates_gradients(impl, case):
+    """gradients of i, f, g, o with respect to x, h_prev and all four weights match the formula's"""
+    args = gates_args(case)
+    io = _io(GATES_NAMES, args)
+    g = S.generator(5)
+    cot = tuple(S.uniform(g, *case["h"].shape) for _ in GATES)
+    result = _run(impl, Call("lstm_gates", args, grad_wrt=tuple(range(6)), cotangents=cot), io)
+    expected = _in_dtype(_reference_grads(gates_formula, gates_args(_float64(case)), cot), case)
+    for k, name in enumerate(GATES_NAMES):
+        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_gates", args, cot, k))
+
+
+@pytest.mark.exercise("lstm.gates")
+@given(rnn_case())
+def test_gates_keep_dtype_and_inputs(impl, case):
+    """i, f, g, o are (B, H) in the input's dtype; no input is modified in place"""
+    shape = case["h"].shape
+    _keeps_dtype_and_inputs(impl, "lstm_gates", gates_args(case), GATES_NAMES, {n: shape for n in GATES})
+
+
+# ----------------------------------------------------------------------------- lstm.cell
+
+def _call_cell(impl, case):
+    args = cell_args(case)
+    io = _io(CELL_NAMES, args)
+    got = unpack(_run(impl, Call("lstm_cell", args), io).outputs, ("h", "c"), "lstm_cell", io)
+    return got, args, io
+
+
+@pytest.mark.exercise("lstm.cell", weight=3)
+@given(rnn_case())
+def test_cell_matches_lstm_cell(impl, case):
+    """(h, c) agree with torch.nn.LSTMCell given the same weights"""
+    (h, c), args, io = _call_cell(impl, case)
+    h_exp, c_exp = torch_lstm_cell(case)(case["x"], (case["h"], case["c"]))
+    _close(h, h_exp.detach(), "h", prop="h differs from nn.LSTMCell's (h = o*tanh(c))", inputs=io,
+          module=MODULE, replay=_replay("lstm_cell", args, 0))
+    _close(c, c_exp.detach(), "c", prop="c differs from nn.LSTMCell's (c = f*c_prev + i*g)", inputs=io,
+          module=MODULE, replay=_replay("lstm_cell", args, 1))
+
+
+@pytest.mark.exercise("lstm.cell")
+@given(rnn_case())
+def test_cell_open_forget_gate_keeps_cell_state(impl, case):
+    """with the forget gate pinned to 1 and the input gate to 0 (through the biases), c = c_prev unchanged"""
+    case = _pinned(_pinned(case, 1, PIN), 0, -PIN)
+    (h, c), args, io = _call_cell(impl, case)
+    io += " (biases pin f = 1, i = 0)"
+    _close(c, case["c"], "c", prop="with f = 1 and i = 0 the cell state must pass through: c = c_prev",
+          inputs=io, module=MODULE, replay=_replay("lstm_cell", args, 1),
+          hints=["c = f*c_prev + i*g: f scales the old cell, i the candidate"])
+
+
+@pytest.mark.exercise("lstm.cell")
+@given(rnn_case())
+def test_cell_closed_forget_gate_forgets(impl, case):
+    """with the forget gate pinned to 0, c = i*g whatever c_prev was: the old cell is forgotten"""
+    case = _pinned(case, 1, -PIN)
+    (h, c), args, io = _call_cell(impl, case)
+    io += " (biases pin f = 0)"
+    i, _, g, _ = gates_formula(*gates_args(case))
+    _close(c, i * g, "c", prop="with f = 0 the old cell must be forgotten: c = i*g", inputs=io, module=MODULE,
+          replay=_replay("lstm_cell", args, 1), hints=["c = f*c_prev + i*g: f scales the old cell"])
+    (h2, c2), _, _ = _call_cell(impl, dict(case, c=-case["c"]))
+    _close(c2, c, "c", prop="with f = 0, c must not depend on c_prev (c_prev negated here)", inputs=io)
+
+
+@pytest.mark.exercise("lstm.cell")
+@given(rnn_case(c_scale=3.0))
+def test_cell_hidden_state_bounded(impl, case):
+    """|h| < 1: h = o*tanh(c) with o in (0, 1), even where |c| > 1"""
+    (h, c), args, io = _call_cell(impl, case)
+    expect_tensor(h, "h", shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
+    if bool((h.abs() >= 1).any()):
+        expected = ref.lstm_cell(*args)[0]
+        fail("|h| must be < 1: h = o*tanh(c) with a gate o in (0, 1)",
+             [f"yours reaches |h| = {float(h.abs().max()):.4g}"], io, [],
+             catalog_hints("h", MODULE, _replay("lstm_cell", args, 0), h, expected))
+
+
+@pytest.mark.exercise("lstm.cell")
+@given(rnn_case())
+def test_cell_gradients(impl, case):
+    """gradients with respect to x, h_prev, c_prev and all four weights agree with nn.LSTMCell"""
+    args = cell_args(case)
+    io = _io(CELL_NAMES, args)
+    g = S.generator(7)
+    cot = (S.uniform(g, *case["h"].shape), S.uniform(g, *case["h"].shape))
+    result = _run(impl, Call("lstm_cell", args, grad_wrt=tuple(range(7)), cotangents=cot), io)
+    oracle = torch_lstm_cell(_float64(case))
+    expected = _reference_grads(lambda x, h, c: oracle(x, (h, c)), cell_args(_float64(case))[:3], cot,
+                                list(oracle.parameters()))
+    expected = _in_dtype(expected, case)
+    for k, name in enumerate(CELL_NAMES):
+        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_cell", args, cot, k))
+
+
+@pytest.mark.exercise("lstm.cell")
+@given(rnn_case())
+def test_cell_keeps_dtype_and_inputs(impl, case):
+    """h and c are (B, H) in the input's dtype; no input (c_prev included) is modified in place"""
+    shape = case["h"].shape
+    _keeps_dtype_and_inputs(impl, "lstm_cell", cell_args(case), CELL_NAMES, {"h": shape, "c": shape})
+
+
+# ----------------------------------------------------------------------------- lstm.forward
+
+def forward_args(case):
+    return (case["x"], case["h"], case["c"], *_weights(case))
+
+
+def _call_forward(impl, case):
+    args = forward_args(case)
+    io = _io(FORWARD_NAMES, args)
+    result = _run(impl, Call("lstm_forward", args), io)
+    outputs, state = unpack(result.outputs, ("outputs", "(h_T, c_T)"), "lstm_forward", io)
+    h_t, c_t = unpack(state, ("h_T", "c_T"), "lstm_forward's final state", io)
+    return (outputs, h_t, c_t), args, io, result
+
+
+def _steps(case):
+    """The reference's (h, c) after every step, from (h0, c0)."""
+    h, c, states = case["h"], case["c"], []
+    for t in range(case["x"].shape[1]):
+        h, c = ref.lstm_cell(case["x"][:, t], h, c, *_weights(case))
+        states.append((h, c))
+    return states
+
+
+@pytest.mark.exercise("lstm.forward", weight=3)
+@given(rnn_case(seq=True))
+def test_forward_matches_nn_lstm(impl, case):
+    """outputs and (h_T, c_T) agree with torch.nn.LSTM(batch_first=True) started from (h0, c0)"""
+    (outputs, h_t, c_t), args, io, _ = _call_forward(impl, case)
+    out_exp, (h_exp, c_exp) = torch_lstm(case)(case["x"], (case["h"][None], case["c"][None]))
+    for name, mine, want, k in (("h_T", h_t, h_exp[0], (1, 0)), ("c_T", c_t, c_exp[0], (1, 1)),
+                                ("outputs", outputs, out_exp, (0,))):
+        _close(mine, want.detach(), name, prop=f"{name} differs from nn.LSTM(batch_first=True)'s", inputs=io,
+              module=MODULE, replay=_replay("lstm_forward", args, *k))
+
+
+@pytest.mark.exercise("lstm.forward")
+@given(rnn_case(seq=True))
+def test_forward_outputs_are_the_cell_step_by_step(impl, case):
+    """outputs[:, t] is h after step t of lstm_cell, the state carried from one step to the next"""
+    (outputs, _, _), args, io, _ = _call_forward(impl, case)
+    b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
+    expect_tensor(outputs, "outputs", shape=(b, t_len, hidden), dtype=case["x"].dtype, inputs=io)
+    for t, (h, _) in enumerate(_steps(case)):
+        hints = [] if t == 0 else [f"outputs[:, {t - 1}] is right: is the state (h, c) after step {t - 1} the input "
+                                   f"state of step {t}, and is step {t}'s input x[:, {t}]?"]
+        _close(outputs[:, t], h, f"outputs[:, {t}]", prop=f"outputs[:, {t}] is not the h of step {t}",
+              inputs=io, hints=hints, module=MODULE, replay=_replay("lstm_forward", args, 0, (slice(None), t)))
+
+
+@pytest.mark.exercise("lstm.forward")
+@given(rnn_case(seq=True))
+def test_forward_starts_from_initial_state(impl, case):
+    """the first step starts from the given (h0, c0), not from zeros"""
+    (outputs, _, _), args, io, _ = _call_forward(impl, case)
+    b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
+    expect_tensor(outputs, "outputs", shape=(b, t_len, hidden), dtype=case["x"].dtype, inputs=io)
+    h1, _ = ref.lstm_cell(case["x"][:, 0], case["h"], case["c"], *_weights(case))
+    zero = torch.zeros_like(case["h"])
+    from_zeros = ref.lstm_cell(case["x"][:, 0], zero, zero, *_weights(case))[0]
+    hints = ["outputs[:, 0] is what zeros as the initial state give: use h0 and c0"] \
+        if torch.allclose(outputs[:, 0], from_zeros) else []
+    _close(outputs[:, 0], h1, "outputs[:, 0]", prop="outputs[:, 0] must be lstm_cell(x[:, 0], h0, c0)'s h",
+          inputs=io, hints=hints, module=MODULE, replay=_replay("lstm_forward", args, 0, (slice(None), 0)))
+
+
+@pytest.mark.exercise("lstm.forward")
+@given(rnn_case(seq=True))
+def test_forward_final_state_is_last_step(impl, case):
+    """(h_T, c_T) is the state after the last step: h_T equals outputs[:, -1]"""
+    (outputs, h_t, c_t), args, io, _ = _call_forward(impl, case)
+    h_last, c_last = _steps(case)[-1]
+    _close(h_t, h_last, "h_T", prop="h_T must be the hidden state after the last step", inputs=io,
+          module=MODULE, replay=_replay("lstm_forward", args, 1, 0))
+    _close(c_t, c_last, "c_T", prop="c_T must be the cell state after the last step", inputs=io,
+          module=MODULE, replay=_replay("lstm_forward", args, 1, 1))
+    expect_tensor(outputs, "outputs", shape=(*case["x"].shape[:2], h_t.shape[-1]), dtype=h_t.dtype, inputs=io)
+    _close(outputs[:, -1], h_t, "outputs[:, -1]", prop="outputs[:, -1] must equal h_T", inputs=io)
+
+
+@pytest.mark.exercise("lstm.forward")
+@given(rnn_case(seq=True), st.data())
+def test_forward_is_causal(impl, case, data):
+    """outputs[:, :t+1] do not change when only inputs after step t change"""
+    t = data.draw(st.integers(0, case["x"].shape[1] - 2), label="t")
+    (out1, _, _), args, io, _ = _call_forward(impl, case)
+    x2 = case["x"].clone()
+    x2[:, t + 1:] = S.uniform(S.generator(t), *x2[:, t + 1:].shape, dtype=x2.dtype)
+    (out2, _, _), _, _, _ = _call_forward(impl, dict(case, x=x2))
+    expect_tensor(out1, "outputs", shape=(*case["x"].shape[:2], case["h"].shape[-1]), dtype=x2.dtype, inputs=io)
+    _close(out2[:, :t + 1], out1[:, :t + 1], f"outputs[:, :{t + 1}]",
+          prop=f"causality: outputs at steps <= {t} changed when only x[:, {t + 1}:] changed", inputs=io,
+          hints=["run the steps forward in time, t = 0 .. T-1, over axis 1 of x"])
+
+
+@pytest.mark.exercise("lstm.forward")
+@given(rnn_case(seq=True))
+def test_forward_gradients(impl, case):
+    """gradients with respect to x, h0, c0 and all four weights agree with nn.LSTM (through every step)"""
+    args = forward_args(case)
+    io = _io(FORWARD_NAMES, args)
+    b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
+    g = S.generator(9)
+    cot = (S.uniform(g, b, t_len, hidden), S.uniform(g, b, hidden), S.uniform(g, b, hidden))
+    result = _run(impl, Call("lstm_forward", args, grad_wrt=tuple(range(7)), cotangents=cot), io)
+    oracle = torch_lstm(_float64(case))
+
+    def run(x, h0, c0):
+        out, (h_n, c_n) = oracle(x, (h0[None], c0[None]))
+        return out, (h_n[0], c_n[0])
+    expected = _in_dtype(_reference_grads(run, forward_args(_float64(case))[:3], cot, list(oracle.parameters())), case)
+    for k, name in enumerate(FORWARD_NAMES):
+        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_forward", args, cot, k))
+
+
+@pytest.mark.exercise("lstm.forward")
+@given(rnn_case(seq=True))
+def test_forward_keeps_dtype_and_inputs(impl, case):
+    """outputs (B, T, H), h_T and c_T (B, H) are in the input's dtype; no input is modified in place"""
+    b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
+    _keeps_dtype_and_inputs(impl, "lstm_forward", forward_args(case), FORWARD_NAMES,
+                            {"outputs": (b, t_len, hidden), "h_T": (b, hidden), "c_T": (b, hidden)})
+
+
+# ----------------------------------------------------------------------------- lstm.gru
+
+def _call_gru(impl, case):
+    args = gru_args(case)
+    io = _io(GATES_NAMES, args)
+    return _run(impl, Call("gru_cell", args), io).outputs, args, io
+
+
+def _gru_new_gate_without_hidden(case):
+    """tanh(W_in x + b_in): what n is when the reset gate is 0."""
+    hidden = case["h"].shape[-1]
+    return torch.tanh(case["x"] @ case["W_ih"][2 * hidden:].T + case["b_ih"][2 * hidden:])
+
+
+@pytest.mark.exercise("lstm.gru", weight=3)
+@given(rnn_case(blocks=3))
+def test_gru_matches_gru_cell(impl, case):
+    """h' agrees with torch.nn.GRUCell given the same weights (blocks r, z, n)"""
+    h, args, io = _call_gru(impl, case)
+    expected = torch_gru_cell(case)(case["x"], case["h"]).detach()
+    _close(h, expected, "h", prop="h' differs from nn.GRUCell's ((1-z)*n + z*h_prev)", inputs=io,
+          module=MODULE, replay=_replay("gru_cell", args))
+
+
+@pytest.mark.exercise("lstm.gru")
+@given(rnn_case(blocks=3))
+def test_gru_update_gate_one_keeps_state(impl, case):
+    """with the update gate z pinned to 1 (through the biases), h' = h_prev: the state passes through"""
+    case = _pinned(case, 1, PIN, blocks=3)
+    h, args, io = _call_gru(impl, case)
+    io += " (biases pin z = 1)"
+    _close(h, case["h"], "h", prop="with z = 1 the GRU must keep its state: h' = h_prev", inputs=io,
+          module=MODULE, replay=_replay("gru_cell", args), hints=["h' = (1-z)*n + z*h_prev"])
+
+
+@pytest.mark.exercise("lstm.gru")
+@given(rnn_case(blocks=3))
+def test_gru_reset_gate_zero_drops_hidden_term(impl, case):
+    """with r pinned to 0 and z to 0, h' = n = tanh(W_in x + b_in): r scales the whole W_hn h + b_hn"""
+    case = _pinned(_pinned(case, 0, -PIN, blocks=3), 1, -PIN, blocks=3)
+    h, args, io = _call_gru(impl, case)
+    io += " (biases pin r = 0, z = 0)"
+    _close(h, _gru_new_gate_without_hidden(case), "h",
+          prop="with r = 0 and z = 0, h' must be tanh(W_in x + b_in): r multiplies (W_hn h_prev + b_hn)",
+          inputs=io, module=MODULE, replay=_replay("gru_cell", args),
+          hints=["n = tanh(W_in x + b_in + r*(W_hn h_prev + b_hn)), as in nn.GRUCell"])
+
+
+@pytest.mark.exercise("lstm.gru")
+@given(rnn_case(blocks=3))
+def test_gru_gradients(impl, case):
+    """gradients with respect to x, h_prev and all four weights agree with nn.GRUCell"""
+    args = gru_args(case)
+    io = _io(GATES_NAMES, args)
+    cot = (S.uniform(S.generator(3), *case["h"].shape),)
+    result = _run(impl, Call("gru_cell", args, grad_wrt=tuple(range(6)), cotangents=cot), io)
+    oracle = torch_gru_cell(_float64(case))
+    expected = _in_dtype(_reference_grads(oracle, gru_args(_float64(case))[:2], cot, list(oracle.parameters())), case)
+    for k, name in enumerate(GATES_NAMES):
+        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("gru_cell", args, cot, k))
+
+
+@pytest.mark.exercise("lstm.gru")
+@given(rnn_case(blocks=3))
+def test_gru_keeps_dtype_and_inputs(impl, case):
+    """h' is (B, H) in the input's dtype; no input is modified in place"""
+    _keeps_dtype_and_inputs(impl, "gru_cell", gru_args(case), GATES_NAMES, {"h": case["h"].shape})
+
+
+# ----------------------------------------------------------------------------- lstm.param_count
+
+#: (input_size, hidden_size, bias): the sizes differ, so that I and H cannot be swapped unseen.
+sizes = st.tuples(S.distinct_sizes(2, lo=2, hi=300), st.booleans()).map(lambda d: (*d[0], d[1]))
+
+
+def _torch_count(cls, input_size, hidden_size, bias):
+    return sum(p.numel() for p in cls(input_size, hidden_size, bias=bias, device="meta").parameters())
+
+
+@pytest.mark.exercise("lstm.param_count", weight=2)
+@given(sizes)
+def test_lstm_param_count_matches_nn_lstm(impl, drawn):
+    """lstm_param_count(I, H, bias) is the int sum(p.numel()) of nn.LSTM(I, H, bias=bias)"""
+    input_size, hidden_size, bias = drawn
+    got = impl.call("lstm_param_count", input_size, hidden_size, bias=bias)
+    assert_equal(got, _torch_count(torch.nn.LSTM, *drawn), "count",
+                 prop="lstm_param_count differs from the parameters of nn.LSTM (an exact int)",
+                 inputs=describe(input_size=input_size, hidden_size=hidden_size, bias=bias), module=MODULE,
+                 replay=lambda ns: ns.lstm_param_count(input_size, hidden_size, bias=bias))
+
+
+@pytest.mark.exercise("lstm.param_count", weight=2)
+@given(sizes)
+def test_gru_param_count_matches_nn_gru(impl, drawn):
+    """gru_param_count(I, H, bias) is the int sum(p.numel()) of nn.GRU(I, H, bias=bias)"""
+    input_size, hidden_size, bias = drawn
+    got = impl.call("gru_param_count", input_size, hidden_size, bias=bias)
+    assert_equal(got, _torch_count(torch.nn.GRU, *drawn), "count",
+                 prop="gru_param_count differs from the parameters of nn.GRU (an exact int)",
+                 inputs=describe(input_size=input_size, hidden_size=hidden_size, bias=bias), module=MODULE,
+                 replay=lambda ns: ns.gru_param_count(input_size, hidden_size, bias=bias))
+
+
+@pytest.mark.exercise("lstm.param_count")
+@given(sizes)
+def test_gru_needs_fewer_params_than_lstm(impl, drawn):
+    """a GRU needs fewer parameters than an LSTM of the same sizes (3 blocks instead of 4)"""
+    input_size, hidden_size, bias = drawn
+    io = describe(input_size=input_size, hidden_size=hidden_size, bias=bias)
+    lstm = impl.call("lstm_param_count", input_size, hidden_size, bias=bias)
+    gru = impl.call("gru_param_count", input_size, hidden_size, bias=bias)
+    for name, value in (("lstm_param_count", lstm), ("gru_param_count", gru)):
+        if type(value) is not int:
+            fail(f"{name} must return an exact int", [f"yours: {value!r} ({type(value).__name__})"], io)
+    if not gru < lstm:
+        fail("gru_param_count must be smaller than lstm_param_count for the same sizes",
+             [f"yours: GRU {gru}, LSTM {lstm}"], io,
+             ["an LSTM has 4 blocks (i, f, g, o), a GRU 3 (r, z, n), each with W_ih, W_hh and two biases"])
