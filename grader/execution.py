@@ -208,13 +208,13 @@ def tensor_leaves(value):
 def _backward(raw, cotangents, label):
     leaves = tensor_leaves(raw)
     if len(leaves) != len(cotangents):
-        raise BadOutput(f"{label} returned {len(leaves)} tensor(s), expected {len(cotangents)}")
+        raise BadOutput(f"returned {len(leaves)} tensor(s), expected {len(cotangents)}")
     total = None
     for leaf, cot in zip(leaves, cotangents):
         if cot is None or not leaf.requires_grad:
             continue
         if tuple(leaf.shape) != tuple(cot.shape):
-            raise BadOutput(f"{label} returned a tensor of shape {tuple(leaf.shape)}, "
+            raise BadOutput(f"returned a tensor of shape {tuple(leaf.shape)}, "
                             f"expected {tuple(cot.shape)}")
         term = (leaf * cot.to(leaf.dtype)).sum()
         total = term if total is None else total + term

@@ -64,7 +64,7 @@ def _run_tests(submission, modules, exercises, adapter, staff, progress, timeout
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         results = Path(tmp) / "results.jsonl"
         log = Path(tmp) / "pytest.log"
-        cmd = [sys.executable, "-m", "pytest", *[str(TESTS_DIR / f"test_{m}.py") for m in modules], "-q",
+        cmd = [sys.executable, "-m", "pytest", *[str(TESTS_DIR / f"test_{m}.py") for m in modules], "-q", "--tb=no",
                "-p", "no:cacheprovider", "--import-mode=importlib", "-p", "no:warnings", "--rootdir", str(ROOT),
                "-c", str(ROOT / "pyproject.toml"), "--submission", str(submission.resolve()), "--adapter", adapter,
                "--results", str(results)]

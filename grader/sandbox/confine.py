@@ -104,6 +104,20 @@ def set_limits(limits):
     lim(resource.RLIMIT_CORE, 0)
 
 
+def _gpu_groups():
+    """Groups that give access to GPU device nodes not open to everyone (else none)."""
+    groups = set()
+    for name in os.listdir("/dev"):
+        if name.startswith(("nvidia", "dri")):
+            try:
+                info = os.stat(os.path.join("/dev", name))
+            except OSError:
+                continue
+            if not info.st_mode & stat.S_IROTH and info.st_mode & stat.S_IRGRP and info.st_gid != 0:
+                groups.add(info.st_gid)
+    return sorted(groups)
+
+
 def _process_count(uid):
     count = 0
     for name in os.listdir("/proc"):
@@ -148,7 +162,7 @@ def confine(limits, hide=(), workdir=None):
             os.chown(workdir, NOBODY, NOBODY)
         os.chdir(workdir)
     if root:
-        os.setgroups([])
+        os.setgroups(_gpu_groups())
         os.setgid(NOBODY)
         os.setuid(NOBODY)
         applied.append("uid nobody")

@@ -104,7 +104,8 @@ def expect_tensor(got, name, *, shape, dtype, device=None, inputs="", prop=None,
         fail(f"{name} has the wrong dtype (outputs keep the input's dtype)",
              [f"yours:    {_kind(got)}", f"expected: {expected}"], inputs,
              ["a hard-coded dtype (torch.float32, .float(), torch.tensor(...) without dtype=)?"])
-    if device is not None and got.device != device:
+    if device is not None and (got.device.type != device.type or
+                               (device.index is not None and got.device.index != device.index)):
         fail(f"{name} is on the wrong device (tensor created on the wrong device)",
              [f"yours:    {_kind(got)}", f"expected: {expected}"], inputs,
              ["create new tensors with device=<input>.device (torch.ones, torch.arange, torch.zeros ...)"])

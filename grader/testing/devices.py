@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from grader.errors import StudentCodeError
+from grader.execution import tensor_leaves
 from grader.testing import strategies as S
 from grader.testing.checks import assert_close, describe, expect_tensor, fail, unpack
 
@@ -60,6 +61,14 @@ def _move(value, device, dtype):
         return type(value)(_move(v, device, dtype) for v in value)
     if isinstance(value, dict):
         return {k: _move(v, device, dtype) for k, v in value.items()}
+    return value
+
+
+def _flat(value, case):
+    """Nested outputs (``(outputs, (h_T, c_T))``) as one flat tuple of tensors."""
+    if len(case.outputs) > 1 and isinstance(value, (tuple, list)):
+        leaves = tensor_leaves(value)
+        return tuple(leaves) if len(leaves) == len(case.outputs) else value
     return value
 
 
@@ -127,8 +136,8 @@ def device_tests(module, ref, cases):
             got = _run(impl, case, moved_args, moved_kwargs, device, dtype, state)
         except StudentCodeError as err:
             _device_error(err, device, label)
-        got = unpack(got, case.outputs, case.name, io)
-        expected = unpack(_reference(ref, case, args, kwargs, state), case.outputs, case.name)
+        got = unpack(_flat(got, case), case.outputs, case.name, io)
+        expected = unpack(_flat(_reference(ref, case, args, kwargs, state), case), case.outputs, case.name)
         for out_name, mine, want in zip(case.outputs, got, expected):
             want_dtype = dtype if want.is_floating_point() else want.dtype
             expect_tensor(mine, out_name, shape=want.shape, dtype=want_dtype, device=torch.device(device),
@@ -151,8 +160,8 @@ def _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io):
     cpu_kwargs = dict(_move(kwargs, "cpu", cpu_dtype))
     if case.device_kwarg:
         cpu_kwargs[case.device_kwarg] = "cpu"
-    mine_cpu = unpack(_run(impl, case, _move(args, "cpu", cpu_dtype), cpu_kwargs, "cpu", cpu_dtype, state),
-                      case.outputs, case.name, io)
+    mine_cpu = unpack(_flat(_run(impl, case, _move(args, "cpu", cpu_dtype), cpu_kwargs, "cpu", cpu_dtype, state),
+                            case), case.outputs, case.name, io)
     for out_name, gpu, cpu, want in zip(case.outputs, got, mine_cpu, expected):
         if not want.is_floating_point():
             if not torch.equal(gpu.cpu(), cpu):

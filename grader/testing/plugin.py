@@ -55,6 +55,9 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # The tensors are tiny: one intra-op thread is several times faster than a pool (thread
+    # hand-offs dominate), and grading processes run side by side on a busy machine.
+    torch.set_num_threads(1)
     if config.getoption("--no-shrink", False):
         settings.register_profile("grading-no-shrink", settings.get_profile("grading"),
                                   phases=(Phase.explicit, Phase.reuse, Phase.generate))

@@ -19,6 +19,7 @@ from grader.errors import StudentCodeError
 from grader.execution import Call
 from grader.testing import strategies as S
 from grader.testing.checks import assert_close, assert_equal, catalog_hints, describe, expect_tensor, fail, unpack
+from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
 
 MODULE = "lstm"
@@ -30,16 +31,6 @@ GATES = ("i", "f", "g", "o")
 #: Added to both biases of a gate block, it pins the gate to 0 or 1: the pre-activations
 #: of the drawn cases stay below 14 in size, so sigmoid(40 - 14) = 1 - 5e-12.
 PIN = 20.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tensors here are tiny: one intra-op thread is several times faster than a pool
-    (thread hand-offs dominate), and it keeps a busy grading machine responsive."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -636,3 +627,28 @@ def test_gru_needs_fewer_params_than_lstm(impl, drawn):
         fail("gru_param_count must be smaller than lstm_param_count for the same sizes",
              [f"yours: GRU {gru}, LSTM {lstm}"], io,
              ["an LSTM has 4 blocks (i, f, g, o), a GRU 3 (r, z, n), each with W_ih, W_hh and two biases"])
+
+
+# ----------------------------------------------------------------------------- devices (cpu, meta, cuda)
+
+def _rnn_device_case(g, blocks, seq=False):
+    b, i, h, t = 2, 3, 4, 5
+    x = S.uniform(g, b, t, i) if seq else S.uniform(g, b, i)
+    weights = (S.uniform(g, blocks * h, i, scale=0.5), S.uniform(g, blocks * h, h, scale=0.5),
+               S.uniform(g, blocks * h, scale=0.5), S.uniform(g, blocks * h, scale=0.5))
+    state = (S.uniform(g, b, h),) if blocks == 3 else (S.uniform(g, b, h), S.uniform(g, b, h, scale=2.0))
+    return (x, *state, *weights), {}
+
+
+def _gates_device_case(g):
+    x, h, _, *weights = _rnn_device_case(g, 4)[0]
+    return (x, h, *weights), {}
+
+
+DEVICE_CASES = [
+    DeviceCase("lstm.gates", "lstm_gates", _gates_device_case, GATES),
+    DeviceCase("lstm.cell", "lstm_cell", lambda g: _rnn_device_case(g, 4), ("h", "c")),
+    DeviceCase("lstm.forward", "lstm_forward", lambda g: _rnn_device_case(g, 4, seq=True), ("outputs", "h_T", "c_T")),
+    DeviceCase("lstm.gru", "gru_cell", lambda g: _rnn_device_case(g, 3), ("h",)),
+]
+test_devices = device_tests(__name__, ref, DEVICE_CASES)
