@@ -126,19 +126,30 @@ def stage_zip(src, dst):
                     notes.append(f"{name}: larger than {MAX_FILE_BYTES} bytes, skipped")
                     continue
                 (dst / base).write_bytes(data)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError,
+            NotImplementedError) as exc:  # RuntimeError: encrypted; NotImplementedError: unknown compression
         raise Rejected(f"not a readable zip file ({exc})") from None
     return notes
 
 
 def _atomic_write(path, text):
+    """Write ``text`` to ``path`` so that a reader (or a kill) sees the old or the new file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def result_path(out_dir, ident):
@@ -147,11 +158,12 @@ def result_path(out_dir, ident):
 
 
 def is_done(out_dir, ident):
-    """Whether ``ident`` already has a complete results file."""
+    """Whether ``ident`` already has a complete results file (a grader error is retried)."""
     try:
-        return "score" in json.loads(result_path(out_dir, ident).read_text())
+        result = json.loads(result_path(out_dir, ident).read_text())
     except (OSError, ValueError):
         return False
+    return "score" in result and not str(result.get("extra_data", {}).get("status", "")).startswith("error")
 
 
 def grade_one(ident, path, out_dir, hide=(), **grade_args):
@@ -227,15 +239,19 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, **grade_args):
     def task(ident, path):
         slot = slots.get()
         try:
-            env = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus else {}
+            tag = f"grader-batch-{os.getpid()}-{slot}-{ident}"
+            env = {"GRADER_SANDBOX_TAG": tag}
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
             result = grade_one(ident, path, out_dir, hide, env=env, **grade_args)
             if gpus:
-                _check_gpu_released(out_dir, ident, result, baseline)
+                _check_gpu_released(out_dir, ident, result, baseline, tag)
             return result
         finally:
             slots.put(slot)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         futures = {pool.submit(task, i, p): i for i, p in todo}
         for future in as_completed(futures):
             future.result()
@@ -243,13 +259,24 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, **grade_args):
                 done += 1
                 write_gradebook(out_dir, idents)
                 _progress(out, done, len(todo), start, skipped, futures[future])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finish the ones running, drop the queue
     out.write("\n")
     return len(todo), skipped
 
 
-def _check_gpu_released(out_dir, ident, result, baseline):
-    """After a submission, no process of ours may hold GPU memory: kill and note leftovers."""
-    leftover = {pid: mib for pid, mib in gpu.compute_processes().items() if pid not in baseline}
+def _tagged(pid, tag):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return tag.encode() in fh.read()
+    except OSError:
+        return False
+
+
+def _check_gpu_released(out_dir, ident, result, baseline, tag):
+    """After a submission, none of its processes (those carrying its tag) may hold GPU
+    memory: kill and note leftovers.  Other slots' processes are left alone."""
+    leftover = {pid: mib for pid, mib in gpu.compute_processes().items() if pid not in baseline and _tagged(pid, tag)}
     if not leftover:
         return
     for pid in leftover:

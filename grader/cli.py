@@ -41,7 +41,8 @@ def main(argv=None):
 
     mut = sub.add_parser("mutants", help="grade every catalog entry and check the tests catch it")
     mut.add_argument("modules", nargs="*", help="only these modules")
-    mut.add_argument("--workers", type=int, default=2)
+    mut.add_argument("--workers", type=int, default=2, help="entries graded at once (default 2)")
+    mut.add_argument("--json", metavar="PATH", help="also write every verdict, its killers and feedback here")
 
     args = parser.parse_args(argv)
     commands = {"check": _check, "generate": _generate, "list": _list, "mutants": _mutants, "batch": _batch}
@@ -99,4 +100,4 @@ def _list(args):
 
 def _mutants(args):
     from grader import mutants
-    return mutants.main(args.modules, workers=args.workers)
+    return mutants.main(args.modules, workers=args.workers, json_path=args.json)

@@ -228,6 +228,7 @@ def _default_dtype(dtype):
     the default dtype (float32 unless the call asks for another), no TF32 on CUDA."""
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype or torch.float32)
+    torch.manual_seed(0)  # the same state for every call, whatever ran before (or a worker restart)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:

@@ -1,6 +1,7 @@
 """Trip-wires for the library calls an exercise must not use (see the contract).
 
-While a student's function runs, a :class:`torch.overrides.TorchFunctionMode` watches
+A deterrent, not a security boundary (the grade never depends on it alone).  While a
+student's function runs, a :class:`torch.overrides.TorchFunctionMode` watches
 every torch call; calling one that does the whole exercise (``F.scaled_dot_product_attention``,
 ``nn.LSTMCell``'s kernel, ...) is recorded and turned into a :class:`ForbiddenCall`,
 however the function was imported.  ``kl_divergence`` is pure Python and is caught by
@@ -33,9 +34,11 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        if name in FORBIDDEN_TORCH_FUNCTIONS:
-            self.found.append(FORBIDDEN_TORCH_FUNCTIONS[name])
-            raise ForbiddenCall(f"calls {FORBIDDEN_TORCH_FUNCTIONS[name]}, which this exercise asks you to write yourself")
+        for fragment, what in FORBIDDEN_TORCH_FUNCTIONS.items():
+            # fragments also catch the private variants (aten._scaled_dot_product_attention_math, ...)
+            if name == fragment or (fragment in name and name.startswith("_")):
+                self.found.append(what)
+                raise ForbiddenCall(f"calls {what}, which this exercise asks you to write yourself")
         return func(*args, **(kwargs or {}))
 
 

@@ -17,6 +17,7 @@ class TestRecord:
     message: str = ""
     property: str = ""
     hidden: bool = False
+    submission: str = ""
 
 
 @dataclass

@@ -23,53 +23,80 @@ TESTS_DIR = ROOT / "tests" / "exercises"
 MODULE_TIMEOUT = 900
 
 
-def grade(submission, targets=(), adapter="sandbox", staff=False, progress=False, timeout=None,
-          shrink=True, hide=(), env=None, devices=()):
+def grade(submission, targets=(), **options):
     """Grade the ``submission`` folder on the exercises ``targets`` select; a :class:`Report`.
 
+    Options are :func:`grade_many`'s.
+    """
+    return grade_many([("submission", submission, targets)], **options)["submission"]
+
+
+def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=None, shrink=True, hide=(),
+               env=None, devices=()):
+    """Grade several submissions in one child pytest process; ``{id: Report}``.
+
+    ``entries`` are ``(id, folder, targets)``: the exercises ``targets`` select (modules
+    or exercise IDs; all when empty).  Each submission still gets its own worker process.
     Student code runs in the isolated engine (``adapter="sandbox"``); ``"inprocess"`` is
     for trusted code only.  ``shrink=False`` reports the first failing example hypothesis
     finds rather than the smallest: the same score, found faster (used for the catalog).
     ``hide`` lists more folders the student's code must not see (batch results); ``env``
     adds environment variables for the grading process (sandbox limits, the GPU to use);
-    ``devices`` selects the device tests (cpu, meta, cuda, all; default cpu+meta+available cuda).
+    ``devices`` selects the device tests (cpu, meta, cuda, all; default all, cuda skipped
+    without a GPU).
     """
-    submission = Path(submission)
-    exercises = rubric.select(targets)
-    modules = list(dict.fromkeys(ex.module for ex in exercises))
-    present = [m for m in modules if (submission / f"{m}.py").is_file() and (TESTS_DIR / f"test_{m}.py").exists()]
+    plan = []
+    for ident, folder, targets in entries:
+        folder = Path(folder)
+        exercises = rubric.select(targets)
+        present = {ex.module for ex in exercises
+                   if (folder / f"{ex.module}.py").is_file() and (TESTS_DIR / f"test_{ex.module}.py").exists()}
+        plan.append((ident, folder, exercises, present))
+    modules = [m for m in rubric.MODULES if any(m in present for *_, present in plan)]
     records, note, status = [], "", None
-    if present:
-        records, note, status = _run_tests(submission, present, [ex for ex in exercises if ex.module in present],
-                                           adapter, staff, progress, timeout, shrink, hide, env, devices)
+    if modules:
+        submissions = [{"id": ident, "path": str(folder.resolve()),
+                        "exercises": [ex.id for ex in exercises if ex.module in present]}
+                       for ident, folder, exercises, present in plan if present]
+        records, note, status = _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, hide,
+                                           env, devices)
+    return {ident: _report(folder, exercises, present, [r for r in records if r.submission == ident], note, status)
+            for ident, folder, exercises, present in plan}
+
+
+def _report(folder, exercises, present, records, note, status):
     results = []
     for ex in exercises:
         if ex.module not in present:
-            why = (f"{ex.module}.py not found in {submission}: the module scores 0"
-                   if not (submission / f"{ex.module}.py").is_file() else f"no tests for module {ex.module} yet")
-            results.append(score_exercise(ex, [], why, MISSING if "not found" in why else ERROR))
+            missing = not (folder / f"{ex.module}.py").is_file()
+            why = (f"{ex.module}.py not found in {folder}: the module scores 0" if missing
+                   else f"no tests for module {ex.module} yet")
+            results.append(score_exercise(ex, [], why, MISSING if missing else ERROR))
             continue
         mine = [r for r in records if r.exercise == ex.id and r.status != "skipped"]
+        for rec in mine:
+            if rec.status == "pending":  # the run ended before this test did
+                rec.status, rec.message = status or ERROR, note or "the test did not finish"
         if status and not mine:
             results.append(score_exercise(ex, [], note, status))
         else:
-            results.append(score_exercise(ex, mine))
-    return Report(str(submission), results)
+            results.append(score_exercise(ex, mine, note if any(r.status == status for r in mine) else ""))
+    return Report(str(folder), results)
 
 
-def _run_tests(submission, modules, exercises, adapter, staff, progress, timeout, shrink, hide, extra_env, devices):
-    """Run the tests of ``modules`` in one child pytest process; ``(records, note, status)``
-    where ``status`` is set when the child did not finish normally."""
-    timeout = timeout or MODULE_TIMEOUT * len(modules)
+def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, hide, extra_env, devices):
+    """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
+    ``(records, note, status)`` where ``status`` is set when the child did not finish normally."""
+    timeout = timeout or MODULE_TIMEOUT * len(modules) * len(submissions)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         results = Path(tmp) / "results.jsonl"
         log = Path(tmp) / "pytest.log"
+        plan = Path(tmp) / "submissions.json"
+        plan.write_text(json.dumps(submissions), encoding="utf-8")
         cmd = [sys.executable, "-m", "pytest", *[str(TESTS_DIR / f"test_{m}.py") for m in modules], "-q", "--tb=no",
                "-p", "no:cacheprovider", "--import-mode=importlib", "-p", "no:warnings", "--rootdir", str(ROOT),
-               "-c", str(ROOT / "pyproject.toml"), "--submission", str(submission.resolve()), "--adapter", adapter,
+               "-c", str(ROOT / "pyproject.toml"), "--submissions", str(plan), "--adapter", adapter,
                "--results", str(results)]
-        for ex in exercises:
-            cmd += ["--exercise", ex.id]
         if staff:
             cmd.append("--staff")
         if progress:
@@ -95,7 +122,11 @@ def _run_tests(submission, modules, exercises, adapter, staff, progress, timeout
     if code is None:
         return records, f"grading stopped after {timeout}s", TIMEOUT
     if code < 0:
-        return records, f"the grading process died with signal {signal.Signals(-code).name}", CRASHED
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return records, f"the grading process died with signal {name}", CRASHED
     if code not in (0, 1, 5):  # pytest: 0 all passed, 1 some failed, 5 nothing selected (all hidden)
         return records, f"the test run could not complete (pytest exit {code})\n{tail}", ERROR
     return records, "", None
@@ -109,12 +140,15 @@ def _kill_group(pgid):
 
 
 def _read(path):
+    """The records of the results file, the last line of each test winning (a test is
+    first written as pending, then with its outcome)."""
     if not path.exists():
         return []
-    records = []
+    records = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(TestRecord(**json.loads(line)))
+            rec = TestRecord(**json.loads(line))
         except (ValueError, TypeError):
             continue  # a line cut short by a crash
-    return records
+        records[rec.submission, rec.nodeid] = rec
+    return list(records.values())

@@ -105,14 +105,19 @@ class Zygote:
     def spawn(self, request, fds):
         """Fork a supervised worker for ``request`` with ``fds``; its supervisor's pid."""
         with self.lock:
-            socket.send_fds(self.ctl, [json.dumps(request).encode()], fds)
-            line = b""
-            self.ctl.settimeout(60)
-            while not line.endswith(b"\n"):
-                chunk = self.ctl.recv(256)
-                if not chunk:
-                    raise E.WorkerCrashed("the sandbox zygote died")
-                line += chunk
+            try:
+                socket.send_fds(self.ctl, [json.dumps(request).encode()], fds)
+                line = b""
+                self.ctl.settimeout(60)
+                while not line.endswith(b"\n"):
+                    chunk = self.ctl.recv(256)
+                    if not chunk:
+                        raise E.WorkerCrashed("the sandbox zygote died")
+                    line += chunk
+            except (OSError, E.WorkerCrashed):
+                self.close()  # a late answer would give the next request the wrong pid: start afresh
+                self.proc.kill()
+                raise E.WorkerCrashed("the sandbox zygote did not answer") from None
         return int(json.loads(line)["pid"])
 
     def close(self):
@@ -147,6 +152,10 @@ class _Worker:
         request = {"module": module, "limits": LIMITS, "hide": hide}
         try:
             self.pid = zygote().spawn(request, [theirs.fileno(), out_w])
+        except BaseException:
+            self.sock.close()
+            os.close(out_r)
+            raise
         finally:
             theirs.close()
             os.close(out_w)
@@ -208,7 +217,11 @@ class Sandboxed(Implementation):
         self.worker = None
         self.generation = 0
         self.applied = []
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self.close()  # a submission that does not import must not leave its worker running
+            raise
 
     # -- worker lifecycle ------------------------------------------------------------
     def _start(self):
@@ -242,7 +255,7 @@ class Sandboxed(Implementation):
         try:
             self.worker.sock.settimeout(limit)
             protocol.send(self.worker.sock, header, buffers)
-            reply, reply_buffers = protocol.recv(self.worker.sock)
+            reply, reply_buffers = protocol.recv(self.worker.sock, deadline=start + limit)
         except socket.timeout:
             self._kill()
             raise self._poison(key, E.WorkerTimeout(
@@ -256,9 +269,7 @@ class Sandboxed(Implementation):
             self._kill()
             raise self._poison(key, E.WorkerCrashed(f"{label}: malformed reply"))
         if "exit" in reply:
-            self.worker.sock.close()
-            self.worker.drain.join(timeout=5)
-            self.worker = None
+            self._kill()  # the supervisor's report, or a worker pretending: either way it ends here
             raise self._poison(key, self._death(label, reply.get("exit")))
         if reply.get("ok") is True:
             if "value" not in reply:
@@ -266,7 +277,8 @@ class Sandboxed(Implementation):
             try:
                 return protocol.decode(reply["value"], reply_buffers, _device_ok)
             except protocol.ProtocolError as exc:
-                raise E.BadOutput(f"{label}: the reply could not be accepted ({exc})") from None
+                self._kill()
+                raise self._poison(key, E.BadOutput(f"{label}: the reply could not be accepted ({exc})")) from None
         raise self._error(reply, label)
 
     def _poison(self, key, exc):
@@ -279,7 +291,10 @@ class Sandboxed(Implementation):
             return E.WorkerCrashed(f"{label}: the worker process died")
         if code < 0:
             sig = -code
-            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
             if sig == signal.SIGXCPU:
                 return E.WorkerTimeout(f"{label}: CPU time limit reached ({name})")
             if sig == signal.SIGXFSZ:
@@ -325,7 +340,11 @@ class Sandboxed(Implementation):
                            grad_wrt=list(call.grad_wrt), cotangents=call.cotangents,
                            want_inputs_after=call.want_inputs_after, default_dtype=call.default_dtype)
         from grader.execution import CallResult
-        return CallResult(value["outputs"], value["grads"], value["param_grads"], value["inputs_after"])
+        fields = ("outputs", "grads", "param_grads", "inputs_after")
+        if type(value) is not dict or set(value) != set(fields) or type(value["grads"]) is not dict \
+                or type(value["param_grads"]) is not dict:
+            raise E.BadOutput(f"{label}: malformed reply")
+        return CallResult(*(value[f] for f in fields))
 
     def construct(self, name, *args, **kwargs):
         oid = self._send("construct", name, args, kwargs, ("construct", name), self.label(f"{name}.__init__"))

@@ -154,6 +154,10 @@ def confine(limits, hide=(), workdir=None):
             hidden = [p for p in (*hide, *WORLD_WRITABLE) if os.path.isdir(p) and _mount_tmpfs(p)]
             if hidden:
                 applied.append("hidden: " + ", ".join(hidden))
+    if namespaces and not root and _unshare(CLONE_NEWUSER | CLONE_NEWNS):
+        # Mounts copied into a less privileged namespace are locked: the student's code
+        # can no longer unmount the tmpfs that hide the grader's folders.
+        applied.append("mounts locked")
     if any(a.startswith("hidden") and "/tmp" in a.split(": ", 1)[1].split(", ") for a in applied):
         workdir = "/tmp/work"  # on the private tmpfs: gone with the namespace
     if workdir:

@@ -10,7 +10,10 @@ of whitelisted dtypes whose byte count matches their shape.  Sizes are capped.
 import collections
 import json
 import math
+import re
+import socket
 import struct
+import time
 
 import torch
 
@@ -67,9 +70,17 @@ def _enc(value, buffers, depth):
 
 
 def decode(obj, buffers, device_ok=None):
-    """Rebuild a value from :func:`encode`'s output (trusted-side rules: plain data only)."""
+    """Rebuild a value from :func:`encode`'s output (trusted-side rules: plain data only).
+
+    Any malformed input raises :class:`ProtocolError`, whatever went wrong inside.
+    """
     counter = [0]
-    return _dec(obj, buffers, 0, counter, device_ok)
+    try:
+        return _dec(obj, buffers, 0, counter, device_ok)
+    except ProtocolError:
+        raise
+    except (RecursionError, MemoryError, RuntimeError, TypeError, ValueError, OverflowError, KeyError) as exc:
+        raise ProtocolError(f"malformed value ({type(exc).__name__})") from None
 
 
 def _dec(obj, buffers, depth, counter, device_ok):
@@ -83,8 +94,12 @@ def _dec(obj, buffers, depth, counter, device_ok):
     if type(obj) is not dict or len(obj) == 0:
         raise ProtocolError("unexpected JSON value")
     if "__tuple__" in obj:
+        if type(obj["__tuple__"]) is not list:
+            raise ProtocolError("bad tuple")
         return tuple(_dec(v, buffers, depth + 1, counter, device_ok) for v in obj["__tuple__"])
     if "__dict__" in obj:
+        if type(obj["__dict__"]) is not list:
+            raise ProtocolError("bad dict")
         out = {}
         for pair in obj["__dict__"]:
             if type(pair) is not list or len(pair) != 2:
@@ -115,10 +130,9 @@ def _dtype(name):
 
 
 def _device(name, device_ok):
-    if type(name) is not str:
+    if type(name) is not str or not re.fullmatch(r"(cpu|meta|cuda(:\d{1,2})?)", name):
         raise ProtocolError("bad device")
-    base = name.split(":", 1)[0]
-    if base not in ("cpu", "meta", "cuda") or (device_ok is not None and not device_ok(name)):
+    if device_ok is not None and not device_ok(name):
         raise ProtocolError(f"device {name!r} not allowed")
     return name
 
@@ -128,6 +142,8 @@ def _tensor(obj, buffers, device_ok):
     shape = obj.get("shape")
     if type(shape) is not list or any(type(s) is not int or s < 0 for s in shape) or len(shape) > 16:
         raise ProtocolError("bad tensor shape")
+    if math.prod(shape) > MAX_PAYLOAD:
+        raise ProtocolError("tensor too large")
     device = _device(obj.get("device", "cpu"), device_ok)
     numel = math.prod(shape)
     if device == "meta":
@@ -160,9 +176,14 @@ def send(sock, header_obj, buffers=()):
     sock.sendall(pack(header_obj, list(buffers)))
 
 
-def _recv_exact(sock, n):
+def _recv_exact(sock, n, deadline=None):
     chunks, got = [], 0
     while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("deadline passed")
+            sock.settimeout(left)
         chunk = sock.recv(min(n - got, 1 << 20))
         if not chunk:
             raise EOFError("connection closed")
@@ -171,16 +192,20 @@ def _recv_exact(sock, n):
     return b"".join(chunks)
 
 
-def recv(sock):
-    """Read one frame: ``(header_obj, buffers)``; :class:`ProtocolError` past the caps."""
-    (size,) = struct.unpack(">I", _recv_exact(sock, 4))
+def recv(sock, deadline=None):
+    """Read one frame: ``(header_obj, buffers)``; :class:`ProtocolError` past the caps.
+
+    With ``deadline`` (a ``time.monotonic()`` value) the whole frame must arrive by then,
+    however slowly the other side dribbles it: else ``socket.timeout``.
+    """
+    (size,) = struct.unpack(">I", _recv_exact(sock, 4, deadline))
     if size > MAX_HEADER:
         raise ProtocolError("header too large")
     try:
-        header = json.loads(_recv_exact(sock, size))
-    except ValueError as exc:
-        raise ProtocolError(f"bad JSON header: {exc}") from None
+        header = json.loads(_recv_exact(sock, size, deadline))
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"bad JSON header: {type(exc).__name__}") from None
     lengths = header.pop("__buffers__", []) if type(header) is dict else None
     if type(lengths) is not list or any(type(n) is not int or n < 0 for n in lengths) or sum(lengths) > MAX_PAYLOAD:
         raise ProtocolError("bad buffer lengths")
-    return header, [_recv_exact(sock, n) for n in lengths]
+    return header, [_recv_exact(sock, n, deadline) for n in lengths]

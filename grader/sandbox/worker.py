@@ -34,7 +34,6 @@ def zygote_main(ctl_fd):
     confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped automatically
     ctl = socket.socket(fileno=ctl_fd)
-    children = set()
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
@@ -53,14 +52,8 @@ def zygote_main(ctl_fd):
                 os._exit(0)
         for fd in fds:
             os.close(fd)
-        children.add(pid)
         ctl.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-    for pid in children:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    os._exit(0)
+    os._exit(0)  # supervisors get SIGTERM (their parent-death signal) and clean up
 
 
 def _warm_up(torch):
@@ -151,6 +144,10 @@ def supervisor(request, fds):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     sock_fd, out_fd = fds
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.geteuid() == 0:
+        # The worker becomes PID 1 of its own namespace: it cannot see or signal the
+        # workers of other submissions, and when it dies the kernel kills all it started.
+        confine._libc.unshare(0x20000000)  # CLONE_NEWPID
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -142,7 +142,8 @@ def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=No
     g, e = got.detach().to("cpu", torch.float64), expected.detach().to("cpu", torch.float64)
     bad_nan = torch.isnan(g) & ~torch.isnan(e)
     diff = (g - e).abs().nan_to_num(nan=math.inf)
-    ok = (diff <= atol + rtol * e.abs()) | (torch.isnan(g) & torch.isnan(e))
+    inf = torch.isinf(e)
+    ok = torch.where(inf, g == e, diff <= atol + rtol * e.abs().nan_to_num(posinf=0.0)) | (torch.isnan(g) & torch.isnan(e))
     if bool(ok.all()):
         return
     flat = int((diff - (atol + rtol * e.abs())).flatten().nan_to_num(nan=math.inf).argmax())
@@ -169,11 +170,22 @@ def assert_equal(got, expected, name, *, prop, inputs="", module=None, replay=No
         if got.dim() <= 2 and got.numel() <= 64:
             details += [f"yours:    {got.cpu().int().tolist()}", f"expected: {expected.cpu().int().tolist()}"]
     else:
-        if type(got) is type(expected) and got == expected:
+        if _typed_equal(got, expected):
             return
         details = [f"yours:    {_short(got)} ({type(got).__name__})",
                    f"expected: {_short(expected)} ({type(expected).__name__})"]
     fail(prop, details, inputs, hints, catalog_hints(name, module, replay, got, expected))
+
+
+def _typed_equal(a, b):
+    """``a == b`` with the same types all the way down (``1.0`` is not ``1``, ``True`` not ``1``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_typed_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_typed_equal(a[k], b[k]) for k in a)
+    return a == b
 
 
 def _short(value, limit=80):

@@ -45,6 +45,9 @@ def pytest_addoption(parser):
     group.addoption("--exercise", action="append", default=[],
                     help="only the tests of this exercise ID or module (repeatable)")
     group.addoption("--results", default=None, help="append one JSON line per graded test to this file")
+    group.addoption("--submissions", default=None,
+                    help="JSON file [{id, path, exercises}]: grade several submissions in one run, each test "
+                         "only for the listed exercises of each (the catalog and the runner use this)")
     group.addoption("--staff", action="store_true", help="also run the hidden tests (staff grading)")
     group.addoption("--progress", action="store_true", help="show a progress bar on stderr")
     group.addoption("--device", action="append", default=[],
@@ -70,17 +73,43 @@ def pytest_configure(config):
 
 
 def implementation_fixture(module):
-    """A module-scoped ``impl`` fixture: the submission's ``module`` behind the adapter."""
+    """A module-scoped ``impl`` fixture: the submission's ``module`` behind the adapter.
+
+    With ``--submissions`` it is parametrized over those submissions (one worker each).
+    """
 
     @pytest.fixture(scope="module")
     def impl(request):
-        folder = request.config.getoption("--submission")
+        entry = getattr(request, "param", None)
+        folder = entry["path"] if entry else request.config.getoption("--submission")
         adapter = request.config.getoption("--adapter") or ("sandbox" if folder else "inprocess")
         implementation = open_implementation(folder or str(ROOT / "solutions"), module, adapter)
         yield implementation
         implementation.close()
 
     return impl
+
+
+def _submissions(config):
+    path = config.getoption("--submissions")
+    if not path:
+        return None
+    if not hasattr(config, "_grader_submissions"):
+        with open(path, encoding="utf-8") as fh:
+            config._grader_submissions = json.load(fh)
+    return config._grader_submissions
+
+
+def pytest_generate_tests(metafunc):
+    entries = _submissions(metafunc.config)
+    if entries and "impl" in metafunc.fixturenames:
+        metafunc.parametrize("impl", entries, indirect=True, scope="module", ids=[e["id"] for e in entries])
+
+
+def submission_of(item):
+    """The ``--submissions`` entry a test item grades (``None`` in a single-submission run)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("impl") if callspec is not None else None
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +131,7 @@ def exercise_of(item):
 def pytest_collection_modifyitems(config, items):
     wanted = set(config.getoption("--exercise"))
     # hidden tests run in staff grading and when the suite tests the reference itself
-    staff = config.getoption("--staff") or not config.getoption("--submission")
+    staff = config.getoption("--staff") or not (config.getoption("--submission") or config.getoption("--submissions"))
     devices = selected_devices(config.getoption("--device"))
     keep, dropped = [], []
     for item in items:
@@ -116,6 +145,10 @@ def pytest_collection_modifyitems(config, items):
         if ex_id not in rubric.BY_ID:
             raise pytest.UsageError(f"{item.nodeid}: unknown exercise {ex_id!r} (see grader/rubric.py)")
         if wanted and ex_id not in wanted and ex_id.split(".")[0] not in wanted:
+            dropped.append(item)
+            continue
+        entry = submission_of(item)
+        if entry is not None and ex_id not in entry["exercises"]:
             dropped.append(item)
             continue
         device = item.get_closest_marker("device")
@@ -134,11 +167,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 def selected_devices(requested):
-    """The devices named by ``--device`` values (``all``, comma lists); default cpu and meta,
-    plus cuda when a GPU is present."""
+    """The devices named by ``--device`` values (``all``, comma lists).  Default: all of them;
+    without a GPU the cuda tests are then skipped with the reason stated, never silently."""
     names = {d.strip() for value in requested for d in value.split(",") if d.strip()}
     if not names:
-        names = {"cpu", "meta"} | ({"cuda"} if torch.cuda.is_available() else set())
+        names = {"cpu", "meta", "cuda"}
     if "all" in names:
         names = {"cpu", "meta", "cuda"}
     unknown = names - {"cpu", "meta", "cuda"}
@@ -186,11 +219,25 @@ class _Recorder:
                 fh.flush()
                 os.fsync(fh.fileno())
 
+    @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session):
+        # Every selected test is recorded as pending first: if the run dies, the runner
+        # knows which tests never finished and scores them as lost.
+        for item in session.items:
+            found = exercise_of(item)
+            if found is not None:
+                entry = submission_of(item)
+                self._write({"nodeid": item.nodeid, "exercise": found[0], "weight": found[1], "status": "pending",
+                             "hidden": False, "message": "", "property": _property(item),
+                             "submission": entry["id"] if entry else ""})
         for item in self.hidden:
             ex_id, weight = exercise_of(item)
+            entry = submission_of(item)
+            if entry is not None and ex_id not in entry["exercises"]:
+                continue
             self._write({"nodeid": item.nodeid, "exercise": ex_id, "weight": weight, "status": HIDDEN,
-                         "hidden": True, "message": "", "property": _property(item)})
+                         "hidden": True, "message": "", "property": _property(item),
+                         "submission": entry["id"] if entry else ""})
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -212,9 +259,10 @@ class _Recorder:
         if item is not None and item_outcome is not None:
             ex_id, weight = exercise_of(item)
             status, message = item_outcome
+            entry = submission_of(item)
             self._write({"nodeid": nodeid, "exercise": ex_id, "weight": weight, "status": status,
                          "hidden": bool(item.get_closest_marker("hidden")), "message": message,
-                         "property": _property(item)})
+                         "property": _property(item), "submission": entry["id"] if entry else ""})
         if self.progress:
             capman = self.config.pluginmanager.getplugin("capturemanager")
             with capman.global_and_fixture_disabled():

@@ -1,9 +1,14 @@
 """The tests catch every catalogued mistake, keep correct alternatives at full marks,
 and turn a catalogued mistake into a hint that names it."""
 
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
 import pytest
 
-from grader import catalog, mutants, runner
+from grader import ROOT, catalog, runner
 
 ENTRIES = catalog.load()
 
@@ -19,8 +24,15 @@ NAMED = {
 
 
 @pytest.fixture(scope="module")
-def verdicts():
-    return {v.mutant.id: v for v in mutants.run(workers=2)}
+def verdicts(tmp_path_factory):
+    """Every catalog entry graded by the real command, ``python -m grader mutants``."""
+    out = tmp_path_factory.mktemp("mutants") / "mutants.json"
+    proc = subprocess.run([sys.executable, "-m", "grader", "mutants", "--json", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=3000)
+    data = json.loads(out.read_text())
+    assert (proc.returncode == 0) == data["ok"], proc.stdout[-3000:]
+    assert "killed" in proc.stdout
+    return {(e["module"], e["id"]): SimpleNamespace(**e) for e in data["entries"]}
 
 
 def test_every_patch_applies_once():
@@ -30,7 +42,7 @@ def test_every_patch_applies_once():
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[f"{e.module}:{e.id}" for e in ENTRIES])
 def test_catalog_entry_is_graded_as_expected(entry, verdicts):
-    verdict = verdicts[entry.id]
+    verdict = verdicts[entry.module, entry.id]
     if entry.correct:
         assert verdict.score == verdict.max_score, f"correct alternative lost points in {verdict.killers}"
     else:
@@ -39,8 +51,7 @@ def test_catalog_entry_is_graded_as_expected(entry, verdicts):
 
 @pytest.mark.parametrize("mutant_id", sorted(NAMED))
 def test_issue_2_wrong_copies_name_the_failing_property(mutant_id, verdicts):
-    verdict = verdicts[mutant_id]
-    feedback = "\n".join(msg for r in verdict.report.results for msg in r.feedback())
+    feedback = "\n".join(verdicts["attention", mutant_id].feedback)
     assert NAMED[mutant_id] in feedback
 
 
