@@ -240,7 +240,7 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, **grade_args):
         slot = slots.get()
         try:
             tag = f"grader-batch-{os.getpid()}-{slot}-{ident}"
-            env = {"GRADER_SANDBOX_TAG": tag}
+            env = {"GRADER_SANDBOX_TAG": tag, "GRADER_SANDBOX_UID": str(61000 + slot)}  # one uid per slot
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
             result = grade_one(ident, path, out_dir, hide, env=env, **grade_args)

@@ -56,7 +56,7 @@ def _grade(mutants, targets_of, modules_dir, workers):
     return {m: reports[f"{m.module}-{m.id}"] for m, _, _ in entries}
 
 
-def _chunks(by_module, size=12):
+def _chunks(by_module, size=24):
     """Groups of at most ``size`` entries of one module, so both cores stay busy."""
     for group in by_module.values():
         for i in range(0, len(group), size):

@@ -149,7 +149,8 @@ class _Worker:
     def __init__(self, module, hide):
         self.sock, theirs = socket.socketpair()
         out_r, out_w = os.pipe()
-        request = {"module": module, "limits": LIMITS, "hide": hide}
+        request = {"module": module, "limits": LIMITS, "hide": hide,
+                   "uid": int(os.environ.get("GRADER_SANDBOX_UID", 65534))}
         try:
             self.pid = zygote().spawn(request, [theirs.fileno(), out_w])
         except BaseException:

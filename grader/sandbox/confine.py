@@ -130,8 +130,12 @@ def _process_count(uid):
     return count
 
 
-def confine(limits, hide=(), workdir=None):
-    """Confine the current (worker) process; returns the measures that took effect."""
+def confine(limits, hide=(), workdir=None, uid=NOBODY):
+    """Confine the current (worker) process; returns the measures that took effect.
+
+    As root the worker becomes ``uid`` (``nobody`` unless the batch gives each of its
+    parallel slots its own uid, so that workers cannot signal each other)."""
+    sandbox_uid = uid
     applied = []
     root = os.geteuid() == 0
     uid, gid = os.getuid(), os.getgid()
@@ -163,14 +167,14 @@ def confine(limits, hide=(), workdir=None):
     if workdir:
         os.makedirs(workdir, exist_ok=True)
         if root:
-            os.chown(workdir, NOBODY, NOBODY)
+            os.chown(workdir, sandbox_uid, NOBODY)
         os.chdir(workdir)
     if root:
         os.setgroups(_gpu_groups())
         os.setgid(NOBODY)
-        os.setuid(NOBODY)
-        applied.append("uid nobody")
-        nproc = _process_count(NOBODY) + int(limits["processes"])
+        os.setuid(sandbox_uid)
+        applied.append(f"uid {sandbox_uid}")
+        nproc = _process_count(sandbox_uid) + int(limits["processes"])
     else:
         nproc = _process_count(uid) + int(limits["processes"])
     try:

@@ -80,7 +80,7 @@ def decode(obj, buffers, device_ok=None):
     except ProtocolError:
         raise
     except (RecursionError, MemoryError, RuntimeError, TypeError, ValueError, OverflowError, KeyError) as exc:
-        raise ProtocolError(f"malformed value ({type(exc).__name__})") from None
+        raise ProtocolError(f"malformed value ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _dec(obj, buffers, depth, counter, device_ok):

@@ -144,9 +144,11 @@ def supervisor(request, fds):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     sock_fd, out_fd = fds
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not os.path.exists("/dev/nvidiactl"):
         # The worker becomes PID 1 of its own namespace: it cannot see or signal the
         # workers of other submissions, and when it dies the kernel kills all it started.
+        # (Not on NVIDIA machines: CUDA fails to start in a PID namespace, error 304;
+        # there each batch slot runs under its own uid instead.)
         confine._libc.unshare(0x20000000)  # CLONE_NEWPID
     pid = os.fork()
     if pid == 0:
@@ -198,7 +200,8 @@ def worker(request, sock_fd, out_fd):
         os.closerange(lo + 1, hi)
     sys.stdout = os.fdopen(1, "w", buffering=1, errors="replace")
     sys.stderr = os.fdopen(2, "w", buffering=1, errors="replace")
-    applied = confine.confine(request["limits"], request.get("hide", ()), request.get("workdir"))
+    applied = confine.confine(request["limits"], request.get("hide", ()), request.get("workdir"),
+                              uid=request.get("uid", confine.NOBODY))
     import torch
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)

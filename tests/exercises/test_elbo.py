@@ -91,6 +91,22 @@ def _check_grad(got, expected, name, io):
     assert_close(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=io)
 
 
+def _expect_per_example(got, shape, name, io):
+    """``got`` must hold one value per example: the last axis summed, the batch axes kept."""
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) == tuple(shape):
+        return
+    hints = []
+    if got.dim() == 0 and len(shape) > 0:
+        hints.append("reduce only the last axis (.sum(dim=-1)): a .mean() or .sum() without dim, or "
+                     "reduction='sum' / 'mean', also reduces the batch")
+    elif got.dim() == len(shape) + 1 and tuple(got.shape[:-1]) == tuple(shape):
+        hints.append("the last axis is not reduced: sum over it (.sum(dim=-1))")
+    elif got.dim() == len(shape):
+        hints.append("sum over the last axis (dim=-1), not dim=1 or dim=0")
+    fail(f"{name} must hold one value per example, shape {tuple(shape)} (the last axis summed)",
+         [f"yours has shape {tuple(got.shape)}"], io, hints)
+
+
 def _check_inputs_kept(result, names, args, label, io):
     for name, before, after in zip(names, args, result.inputs_after[0]):
         if not torch.equal(before, after):
@@ -132,6 +148,7 @@ def test_kl_standard_normal_matches_torch(impl, drawn):
     io = describe(mu=mu, logvar=logvar)
     result, _ = _invoke(impl, KL_STD, (mu, logvar))
     expected = kl_oracle(mu, logvar).to(mu.dtype)
+    _expect_per_example(result.outputs, expected.shape, "KL", io)
     assert_close(result.outputs, expected, "KL", prop="KL differs from torch.distributions.kl_divergence(q, N(0, I))"
                  " summed over the latent axis", inputs=io, module=MODULE,
                  replay=lambda ns: ns.gaussian_kl_standard_normal(mu, logvar))
@@ -212,6 +229,7 @@ def test_kl_matches_torch(impl, drawn):
     expected = kl_oracle(*drawn).to(mu_q.dtype)
     hints = []
     got = result.outputs
+    _expect_per_example(got, expected.shape, "KL", io)
     if isinstance(got, torch.Tensor) and got.shape == expected.shape:
         swapped = kl_oracle(mu_p, logvar_p, mu_q, logvar_q).to(mu_q.dtype)
         if torch.allclose(got.double(), swapped.double(), rtol=1e-4, atol=1e-4):
@@ -329,6 +347,7 @@ def test_bernoulli_matches_torch(impl, drawn):
     io = describe(x=x, logits=logits)
     result, _ = _invoke(impl, BERN, drawn)
     expected = Bernoulli(logits=logits.double()).log_prob(x.double()).sum(-1).to(x.dtype)
+    _expect_per_example(result.outputs, expected.shape, "log-likelihood", io)
     assert_close(result.outputs, expected, "log-likelihood",
                  prop="log-likelihood differs from Bernoulli(logits=logits).log_prob(x).sum(-1)", inputs=io,
                  module=MODULE, replay=lambda ns: ns.bernoulli_log_likelihood(x, logits))
@@ -412,6 +431,7 @@ def test_gaussian_ll_matches_torch(impl, drawn):
     x, mean, logvar = drawn
     io = describe(x=x, mean=mean, logvar=logvar)
     result, _ = _invoke(impl, GAUSS, drawn)
+    _expect_per_example(result.outputs, x.shape[:-1], "log-likelihood", io)
     assert_close(result.outputs, gaussian_oracle(x, mean, logvar).to(x.dtype), "log-likelihood",
                  prop="log-likelihood differs from Normal(mean, exp(logvar / 2)).log_prob(x).sum(-1)", inputs=io,
                  module=MODULE, replay=lambda ns: ns.gaussian_log_likelihood(x, mean, logvar),
@@ -550,6 +570,7 @@ def test_elbo_is_reconstruction_minus_kl(impl, drawn):
     io = describe(x=x, recon_logits=logits, mu=mu, logvar=logvar)
     result, _ = _invoke(impl, ELBO, drawn)
     got, expected = result.outputs, elbo_oracle(*drawn).to(x.dtype)
+    _expect_per_example(got, expected.shape, "ELBO", io)
     hints = ["ELBO = reconstruction - KL (subtract the KL), one value per example (no mean over the batch)"]
     assert_close(got, expected, "ELBO", prop="elbo differs from Bernoulli log-likelihood - KL(q || N(0, I))",
                  inputs=io, module=MODULE, replay=lambda ns: ns.elbo(*drawn),
@@ -567,6 +588,7 @@ def test_elbo_subtracts_the_kl(impl, drawn):
     got = impl.call(ELBO, x, logits, mu, logvar)
     at_prior = impl.call(ELBO, x, logits, zeros, zeros)
     for name, value in (("elbo(x, l, mu, logvar)", got), ("elbo(x, l, 0, 0)", at_prior)):
+        _expect_per_example(value, x.shape[:-1], name, io)
         expect_tensor(value, name, shape=x.shape[:-1], dtype=x.dtype, inputs=io,
                       prop=f"{name} must hold one ELBO per example, shape x.shape[:-1], in the input's dtype")
     kl = kl_oracle(mu, logvar).to(x.dtype)

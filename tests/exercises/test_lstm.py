@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from grader import catalog, reference
 from grader.errors import StudentCodeError
-from grader.execution import Call
+from grader.execution import Call, tensor_leaves
 from grader.testing import strategies as S
 from grader.testing.checks import assert_close, assert_equal, catalog_hints, describe, expect_tensor, fail, unpack
 from grader.testing.devices import DeviceCase, device_tests
@@ -155,17 +155,9 @@ def gates_formula(x, h, W_ih, W_hh, b_ih, b_hh):
     return tuple(t.to(x.dtype) for t in (torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)))
 
 
-def _flat(value):
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _flat(v)]
-    return []
-
-
 def _reference_grads(fn, inputs, cotangents, params=()):
     leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
-    outs = [(o, c) for o, c in zip(_flat(fn(*leaves)), cotangents) if c is not None]
+    outs = [(o, c) for o, c in zip(tensor_leaves(fn(*leaves)), cotangents) if c is not None]
     grads = torch.autograd.grad([o for o, _ in outs], leaves + list(params),
                                 grad_outputs=[c for _, c in outs], allow_unused=True)
     return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(leaves + list(params), grads)]
@@ -209,7 +201,7 @@ def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
     io = _io(names, args)
     result = _run(impl, Call(name, args, want_inputs_after=True), io)
     got = result.outputs
-    flat = _flat(got) if len(outputs) > 1 else [got]
+    flat = tensor_leaves(got) if len(outputs) > 1 else [got]
     if len(outputs) > 1 and len(flat) != len(outputs):
         fail(f"{name} must return {', '.join(outputs)}", [f"yours returned {len(flat)} tensor(s)"], io)
     for (out_name, shape), tensor in zip(outputs.items(), flat):

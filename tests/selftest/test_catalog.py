@@ -55,10 +55,43 @@ def test_issue_2_wrong_copies_name_the_failing_property(mutant_id, verdicts):
     assert NAMED[mutant_id] in feedback
 
 
-@pytest.mark.parametrize("mutant_id", ["sdpa_softmax_query_axis", "sdpa_scale_by_dk", "padding_mask_off_by_one"])
-def test_a_catalogued_mistake_gets_its_hint(mutant_id, tmp_path):
-    entry = next(e for e in ENTRIES if e.id == mutant_id)
-    (tmp_path / f"{entry.module}.py").write_text(entry.source())
-    report = runner.grade(tmp_path, [entry.exercise])
-    feedback = "\n".join(msg for r in report.results for msg in r.feedback())
+#: The wrong copies that issues 3 and 4 list: their feedback must name the mistake itself.
+NAMED_CAUSE = [
+    ("lstm", "gates_order_ifog"), ("lstm", "gates_tanh_output_gate"), ("lstm", "gates_sigmoid_candidate"),
+    ("lstm", "cell_h_from_c_prev"), ("lstm", "cell_h_without_tanh"), ("lstm", "gates_no_b_hh"),
+    ("lstm", "forward_loops_over_batch"), ("lstm", "cell_returns_c_h"), ("lstm", "gru_z_swapped"),
+    ("lstm", "lstm_params_one_bias"), ("param_count", "full_joint_no_minus_one"), ("param_count", "full_joint_float"),
+    ("param_count", "full_joint_binary_only"), ("param_count", "markov_order_ignored"), ("elbo", "kl_std_no_half"),
+    ("elbo", "kl_std_log_sign"), ("elbo", "reparam_exp_logvar"), ("elbo", "bernoulli_sigmoid_log"),
+    ("elbo", "elbo_plus_kl"), ("elbo", "kl_std_mean"),
+]
+
+
+@pytest.mark.parametrize("module, mutant_id", NAMED_CAUSE)
+def test_listed_wrong_copies_get_feedback_naming_the_cause(module, mutant_id, verdicts):
+    verdict = verdicts[module, mutant_id]
+    assert verdict.mistake in "\n".join(verdict.feedback)
+
+
+HINTED = [("attention", "sdpa_softmax_query_axis"), ("attention", "sdpa_scale_by_dk"),
+          ("attention", "padding_mask_off_by_one"), ("lstm", "gates_order_ifog"), ("elbo", "kl_std_no_half")]
+
+
+@pytest.fixture(scope="module")
+def hinted(tmp_path_factory):
+    """Student submissions carrying one catalogued mistake each, graded as a student would be."""
+    root = tmp_path_factory.mktemp("hinted")
+    entries = []
+    for module, mutant_id in HINTED:
+        entry = next(e for e in ENTRIES if e.module == module and e.id == mutant_id)
+        (root / mutant_id).mkdir()
+        (root / mutant_id / f"{module}.py").write_text(entry.source())
+        entries.append((mutant_id, root / mutant_id, [entry.exercise]))
+    return runner.grade_many(entries)
+
+
+@pytest.mark.parametrize("module, mutant_id", HINTED)
+def test_a_catalogued_mistake_gets_its_hint(module, mutant_id, hinted):
+    entry = next(e for e in ENTRIES if e.module == module and e.id == mutant_id)
+    feedback = "\n".join(msg for r in hinted[mutant_id].results for msg in r.feedback())
     assert f"match {entry.mistake}" in feedback

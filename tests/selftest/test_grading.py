@@ -23,11 +23,14 @@ def _by_id(results):
     return {t["tags"][1]: t for t in results["tests"]}
 
 
-def test_reference_gets_full_marks_on_attention(tmp_path):
+def test_reference_gets_full_marks_on_attention_in_gradescope_schema(tmp_path):
     results, text = _check("attention", "--submission", "solutions", tmp_path=tmp_path)
     assert results["score"] == results["max_score"] == 30
     assert all(t["status"] == "passed" and t["extra_data"]["outcome"] == PASSED for t in results["tests"])
     assert "attention total" in text and "30 / 30" in text
+    for test in results["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "status", "output", "tags"}
+        assert test["tags"] == ["attention", test["name"].split(":")[0]]
 
 
 def test_stubs_score_zero_with_not_implemented_feedback(tmp_path):
@@ -39,74 +42,78 @@ def test_stubs_score_zero_with_not_implemented_feedback(tmp_path):
     assert "not implemented" in text
 
 
-def test_gradescope_schema(tmp_path):
-    results, _ = _check("attention.causal_mask", "--submission", "solutions", tmp_path=tmp_path)
-    assert set(results) >= {"score", "tests"}
-    (test,) = results["tests"]
-    assert set(test) >= {"name", "score", "max_score", "status", "output", "tags"}
-    assert test["tags"] == ["attention", "attention.causal_mask"]
-    assert test["status"] in ("passed", "failed")
-
-
 BROKEN = {
     "syntax": ("def scaled_dot_product_attention(q, k, v, mask=None:\n    pass\n", "SyntaxError"),
     "import_raises": ("import torch\nraise RuntimeError('boom at import')\n", "boom at import"),
     "exit_at_import": ("import sys\nsys.exit(3)\n", "SystemExit"),
 }
+REFERENCE = (ROOT / "solutions" / "attention.py").read_text()
+OTHERS = [m for m in rubric.MODULES[1:] if (ROOT / "solutions" / f"{m}.py").exists()]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Broken and wrong submissions, graded in one run (each in its own worker)."""
+    root = tmp_path_factory.mktemp("subs")
+    sources = {kind: source for kind, (source, _) in BROKEN.items()}
+    sources["missing_function"] = REFERENCE.replace("def causal_mask(", "def causal_mask_renamed(")
+    sources["crash_in_call"] = REFERENCE.replace(
+        "    batch, length, embed = x.shape\n", "    batch, length, embed = x.shape\n    raise KeyError('oops')\n")
+    mutant = next(m for m in catalog.load("attention") if m.id == "sdpa_mask_after_softmax").source()
+    sources["mutant_a"] = sources["mutant_b"] = mutant
+    entries = []
+    for name, source in sources.items():
+        sub = root / name
+        sub.mkdir()
+        (sub / "attention.py").write_text(source)
+        if name in BROKEN:
+            for module in OTHERS:
+                shutil.copy(ROOT / "solutions" / f"{module}.py", sub / f"{module}.py")
+        entries.append((name, sub, () if name in BROKEN else ["attention"]))
+    return runner.grade_many(entries)
+
+
+def _outputs(report):
+    return {r.exercise.id: (r.score, r.status, "\n".join(r.feedback())) for r in report.results}
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
-def test_a_module_that_does_not_import_scores_zero_and_others_still_grade(kind, tmp_path):
-    source, expected = BROKEN[kind]
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    (sub / "attention.py").write_text(source)
-    others = [m for m in rubric.MODULES[1:] if (ROOT / "solutions" / f"{m}.py").exists()]
-    for module in others:
-        shutil.copy(ROOT / "solutions" / f"{module}.py", sub / f"{module}.py")
-    results, text = _check("--submission", str(sub), tmp_path=tmp_path)
-    tests = _by_id(results)
+def test_a_module_that_does_not_import_scores_zero_and_others_still_grade(kind, graded):
+    expected = BROKEN[kind][1]
+    results = _outputs(graded[kind])
     for ex in rubric.exercises_of("attention"):
-        assert tests[ex.id]["score"] == 0
-        assert expected in tests[ex.id]["output"] and "attention.py" in tests[ex.id]["output"]
-    for module in others:
+        score, status, feedback = results[ex.id]
+        assert score == 0 and status == "error"
+        assert expected in feedback and "attention.py" in feedback
+    for module in OTHERS:
         for ex in rubric.exercises_of(module):
-            assert tests[ex.id]["score"] == ex.points, tests[ex.id]["output"]
-    missing = [m for m in rubric.MODULES[1:] if m not in others]
-    for module in missing:
-        assert all(tests[ex.id]["extra_data"]["outcome"] == "missing" for ex in rubric.exercises_of(module))
+            assert results[ex.id][0] == ex.points, results[ex.id]
+    for module in (m for m in rubric.MODULES[1:] if m not in OTHERS):
+        assert all(results[ex.id][1] == "missing" for ex in rubric.exercises_of(module))
 
 
-def test_a_missing_function_costs_only_its_exercise(tmp_path):
-    source = (ROOT / "solutions" / "attention.py").read_text().replace("def causal_mask(", "def causal_mask_renamed(")
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    (sub / "attention.py").write_text(source)
-    results, _ = _check("attention", "--submission", str(sub), tmp_path=tmp_path)
-    tests = _by_id(results)
-    assert tests["attention.causal_mask"]["score"] == 0
-    assert "does not define causal_mask" in tests["attention.causal_mask"]["output"]
-    assert tests["attention.sdpa"]["score"] == 10 and tests["attention.mha"]["score"] == 8
+def test_a_missing_function_costs_only_its_exercise(graded):
+    results = _outputs(graded["missing_function"])
+    assert results["attention.causal_mask"][0] == 0
+    assert "does not define causal_mask" in results["attention.causal_mask"][2]
+    assert results["attention.sdpa"][0] == 10 and results["attention.mha"][0] == 8
 
 
-def test_a_crash_inside_a_call_is_reported_with_the_line(tmp_path):
-    source = (ROOT / "solutions" / "attention.py").read_text().replace(
-        "    batch, length, embed = x.shape\n", "    batch, length, embed = x.shape\n    raise KeyError('oops')\n")
-    sub = tmp_path / "sub"
-    sub.mkdir()
-    (sub / "attention.py").write_text(source)
-    results, _ = _check("attention.heads", "--submission", str(sub), tmp_path=tmp_path)
-    out = _by_id(results)["attention.heads"]["output"]
-    assert "split_heads raised KeyError: 'oops'" in out and "attention.py line" in out
+def test_a_crash_inside_a_call_is_reported_with_the_line(graded):
+    score, status, feedback = _outputs(graded["crash_in_call"])["attention.heads"]
+    assert score < 4 and status == "error"  # merge_heads still earns its share
+    assert "split_heads raised KeyError: 'oops'" in feedback and "attention.py line" in feedback
 
 
-def test_grading_is_deterministic(tmp_path):
-    mutant = next(m for m in catalog.load("attention") if m.id == "sdpa_mask_after_softmax")
-    (tmp_path / "attention.py").write_text(mutant.source())
-    first = runner.grade(tmp_path, ["attention"])
-    second = runner.grade(tmp_path, ["attention"])
-    assert first.to_gradescope() == second.to_gradescope()
+def test_grading_is_deterministic(graded, tmp_path):
+    first, second = graded["mutant_a"], graded["mutant_b"]
     assert first.score < 30
+    assert [(r.score, r.feedback()) for r in first.results] == [(r.score, r.feedback()) for r in second.results]
+    (tmp_path / "attention.py").write_text(next(m for m in catalog.load("attention")
+                                                 if m.id == "sdpa_mask_after_softmax").source())
+    again = runner.grade(tmp_path, ["attention.sdpa"])  # a separate run: same score, same messages
+    assert [(r.score, r.feedback()) for r in again.results] == \
+        [(r.score, r.feedback()) for r in first.results if r.exercise.id == "attention.sdpa"]
 
 
 def test_unknown_target_is_a_usage_error():

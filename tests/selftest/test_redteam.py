@@ -272,8 +272,11 @@ def listener():
     server.close()
 
 
-def _grade_hostile(attack, folder, port):
-    tag = f"redteam-{uuid.uuid4().hex}"
+#: Attacks about time and resources: each graded in a run of its own, timed.
+TIMED = ("infinite_loop", "long_sleep", "memory_bomb", "fork_bomb", "stdout_flood", "os_exit_in_call", "segfault")
+
+
+def _write(attack, folder, port, tag):
     source, extra_files, targets, _, _ = HOSTILE[attack]
     source = source.replace("PORT", str(port)).replace("ROOT_DIR", repr(str(ROOT))).replace("TAG", tag)
     sub = folder / attack
@@ -281,31 +284,58 @@ def _grade_hostile(attack, folder, port):
     (sub / "attention.py").write_text(source)
     for name, text in extra_files.items():
         (sub / name).write_text(text)
-    env = {"GRADER_CALL_TIMEOUT": "5", "GRADER_MODULE_BUDGET": "30", "GRADER_SANDBOX_TAG": tag}
-    start = time.monotonic()
-    report = runner.grade(sub, targets, env=env)
-    elapsed = time.monotonic() - start
+    return attack, sub, targets
+
+
+def _settle(tag):
     deadline = time.monotonic() + 10
     while _leftover_processes(tag) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return report, elapsed, tag, _leftover_processes(tag)
+    return _leftover_processes(tag)
+
+
+def _env(tag):
+    return {"GRADER_CALL_TIMEOUT": "5", "GRADER_MODULE_BUDGET": "30", "GRADER_SANDBOX_TAG": tag}
+
+
+def _grade_timed(attack, folder, port):
+    tag = f"redteam-{uuid.uuid4().hex}"
+    start = time.monotonic()
+    report = runner.grade_many([_write(attack, folder, port, tag)], env=_env(tag))[attack]
+    elapsed = time.monotonic() - start
+    return {attack: (report, elapsed, _settle(tag), tag)}
+
+
+def _grade_rest(attacks, folder, port):
+    tag = f"redteam-{uuid.uuid4().hex}"
+    start = time.monotonic()
+    reports = runner.grade_many([_write(a, folder, port, tag) for a in attacks], env=_env(tag))
+    elapsed = time.monotonic() - start
+    leftover = _settle(tag)
+    return {a: (reports[a], elapsed / len(attacks), leftover, tag) for a in attacks}
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, listener):
-    """Every hostile submission graded once, two at a time (as a batch would)."""
+    """Every hostile submission graded: the timed attacks one run each, the others together
+    in one run (each still in its own worker), two runs at a time."""
     folder = tmp_path_factory.mktemp("hostile")
     port, _ = listener
+    rest = [a for a in sorted(HOSTILE) if a not in TIMED]
+    out = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {attack: pool.submit(_grade_hostile, attack, folder, port) for attack in sorted(HOSTILE)}
-        return {attack: future.result() for attack, future in futures.items()}
+        futures = [pool.submit(_grade_rest, rest, folder, port)]
+        futures += [pool.submit(_grade_timed, a, folder, port) for a in TIMED]
+        for future in futures:
+            out.update(future.result())
+    return out
 
 
 @pytest.mark.parametrize("attack", sorted(HOSTILE))
 def test_hostile_submission_earns_nothing_and_leaves_nothing(attack, graded, listener):
     _, hits = listener
     _, _, _, expected, status = HOSTILE[attack]
-    report, elapsed, tag, leftover = graded[attack]
+    report, elapsed, leftover, tag = graded[attack]
 
     results = {r.exercise.id: r for r in report.results}
     feedback = {k: "\n".join(r.feedback()) for k, r in results.items()}
