@@ -581,27 +581,16 @@ def _torch_count(cls, input_size, hidden_size, bias):
 
 
 @pytest.mark.exercise("lstm.param_count", weight=2)
-@given(sizes)
-def test_lstm_param_count_matches_nn_lstm(impl, drawn):
-    """lstm_param_count(I, H, bias) is the int sum(p.numel()) of nn.LSTM(I, H, bias=bias)"""
+@pytest.mark.parametrize("name, oracle", [("lstm_param_count", torch.nn.LSTM), ("gru_param_count", torch.nn.GRU)])
+@given(drawn=sizes)
+def test_param_count_matches_nn_module(impl, name, oracle, drawn):
+    """the count is the int sum(p.numel()) of nn.LSTM / nn.GRU(I, H, bias=bias)"""
     input_size, hidden_size, bias = drawn
-    got = impl.call("lstm_param_count", input_size, hidden_size, bias=bias)
-    assert_equal(got, _torch_count(torch.nn.LSTM, *drawn), "count",
-                 prop="lstm_param_count differs from the parameters of nn.LSTM (an exact int)",
+    got = impl.call(name, input_size, hidden_size, bias=bias)
+    assert_equal(got, _torch_count(oracle, *drawn), "count",
+                 prop=f"{name} differs from the parameters of nn.{oracle.__name__} (an exact int)",
                  inputs=describe(input_size=input_size, hidden_size=hidden_size, bias=bias), module=MODULE,
-                 replay=lambda ns: ns.lstm_param_count(input_size, hidden_size, bias=bias))
-
-
-@pytest.mark.exercise("lstm.param_count", weight=2)
-@given(sizes)
-def test_gru_param_count_matches_nn_gru(impl, drawn):
-    """gru_param_count(I, H, bias) is the int sum(p.numel()) of nn.GRU(I, H, bias=bias)"""
-    input_size, hidden_size, bias = drawn
-    got = impl.call("gru_param_count", input_size, hidden_size, bias=bias)
-    assert_equal(got, _torch_count(torch.nn.GRU, *drawn), "count",
-                 prop="gru_param_count differs from the parameters of nn.GRU (an exact int)",
-                 inputs=describe(input_size=input_size, hidden_size=hidden_size, bias=bias), module=MODULE,
-                 replay=lambda ns: ns.gru_param_count(input_size, hidden_size, bias=bias))
+                 replay=lambda ns: getattr(ns, name)(input_size, hidden_size, bias=bias))
 
 
 @pytest.mark.exercise("lstm.param_count")
