@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from grader import rubric
-from grader.execution import MODULE_METHODS, Call, load_module, module_method, resolve, run_call
+from grader.execution import MODULE_METHODS, Call, construct, load_module, module_method, resolve, run_call
 
 
 class Implementation(ABC):
@@ -99,12 +99,9 @@ class InProcess(Implementation):
         return run_call(target, call, label, self.path, module_obj=obj)
 
     def construct(self, name, *args, **kwargs):
-        cls = resolve(self.mod, self.module, name)
-        made = []
-        run_call(lambda *a, **k: made.append(cls(*a, **k)), Call(name, args, kwargs),
-                 self.label(f"{name}.__init__"), self.path)
+        obj = construct(resolve(self.mod, self.module, name), args, kwargs, self.label(f"{name}.__init__"), self.path)
         oid = next(self._ids)
-        self.objects[oid] = (made[0], name)
+        self.objects[oid] = (obj, name)
         return ModuleHandle(self, oid, name)
 
     def method(self, handle, name, *args, **kwargs):

@@ -146,6 +146,14 @@ def module_method(obj, name):
     return lambda *a, **k: (bound(*a, **k), None)[1]
 
 
+def construct(cls, args, kwargs, label, path):
+    """Instantiate the student's class ``cls`` under the same rules as :func:`run_call`
+    (errors mapped, guards on); the new object, which stays on this side of the seam."""
+    made = []
+    run_call(lambda *a, **k: made.append(cls(*a, **k)), Call(cls.__name__, tuple(args), kwargs), label, path)
+    return made[0]
+
+
 def run_call(target, call, label, path, module_obj=None):
     """Run ``target`` (a function, class or bound method) as ``call`` describes.
 
@@ -166,7 +174,7 @@ def run_call(target, call, label, path, module_obj=None):
         result = CallResult()
         if call.cotangents is not None:
             _backward(raw, call.cotangents, label)
-            result.grads = {key: _grad_of(args if isinstance(key, int) else kwargs, key) for key in call.grad_wrt}
+            result.grads = {key: _plain_grad((args if isinstance(key, int) else kwargs)[key]) for key in call.grad_wrt}
             if module_obj is not None:
                 result.param_grads = {n: _plain_grad(p) for n, p in module_obj.named_parameters()}
     result.outputs = sanitize(raw, f"{label} returned")
@@ -178,17 +186,11 @@ def run_call(target, call, label, path, module_obj=None):
 def _copy(value):
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return [_copy(v) for v in value]  # a list, so grad_wrt can swap entries
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     return copy.deepcopy(value)
-
-
-def _grad_of(holder, key):
-    return _plain_grad(holder[key])
 
 
 def _plain_grad(tensor):

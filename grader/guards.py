@@ -10,7 +10,6 @@ swapping its dispatch table for the duration of the call.
 
 import contextlib
 
-import torch
 import torch.distributions.kl as _kl
 from torch.overrides import TorchFunctionMode
 

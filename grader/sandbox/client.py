@@ -355,7 +355,7 @@ class Sandboxed(Implementation):
         oid = self._send("construct", name, args, kwargs, ("construct", name), self.label(f"{name}.__init__"))
         if type(oid) is not int:
             raise E.BadOutput(f"{name}: bad object id")
-        return _SandboxHandle(self, (self.generation, oid, name), name)
+        return ModuleHandle(self, (self.generation, oid, name), name)
 
     def method(self, handle, name, *args, **kwargs):
         generation, oid, class_name = handle.oid
@@ -366,12 +366,6 @@ class Sandboxed(Implementation):
     def _check_generation(self, generation, class_name):
         if generation != self.generation:
             raise E.WorkerCrashed(f"{self.label(class_name)}: the object was lost when the worker restarted")
-
-
-class _SandboxHandle(ModuleHandle):
-    def invoke(self, call):
-        call.obj = self.oid
-        return self.impl.invoke(call)
 
 
 def _shift(enc, offset):

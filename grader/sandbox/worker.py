@@ -189,7 +189,7 @@ def supervisor(request, fds):
 
 def worker(request, sock_fd, out_fd):
     """Confine this process, then serve the trusted side's requests until EOF."""
-    from grader.sandbox import confine, protocol
+    from grader.sandbox import confine
 
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -278,12 +278,9 @@ class Server:
                      "inputs_after": result.inputs_after}
         elif op == "construct":
             cls = execution.resolve(self.mod, self.module, header["name"])
-            made = []
-            execution.run_call(lambda *a, **k: made.append(cls(*a, **k)), execution.Call(header["name"], tuple(args), kwargs),
-                               label, header["filename"])
             oid = self.next_id
             self.next_id += 1
-            self.objects[oid] = made[0]
+            self.objects[oid] = execution.construct(cls, args, kwargs, label, header["filename"])
             value = oid
         elif op == "method":
             name = header["name"]

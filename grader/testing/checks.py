@@ -12,6 +12,7 @@ import torch
 
 from grader import catalog
 from grader.errors import PropertyFailure
+from grader.execution import tensor_leaves
 
 #: (atol, rtol) per dtype for comparisons against a reference.
 TOLERANCES = {
@@ -175,6 +176,26 @@ def assert_equal(got, expected, name, *, prop, inputs="", module=None, replay=No
         details = [f"yours:    {_short(got)} ({type(got).__name__})",
                    f"expected: {_short(expected)} ({type(expected).__name__})"]
     fail(prop, details, inputs, hints, catalog_hints(name, module, replay, got, expected))
+
+
+def reference_grads(fn, inputs, cotangents, params=()):
+    """Gradients of ``sum(output * cotangent)`` of the trusted ``fn`` with respect to
+    ``inputs`` then ``params`` (zeros where unused); a ``None`` cotangent skips an output."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
+    outs = [(o, c) for o, c in zip(tensor_leaves(fn(*leaves)), cotangents) if c is not None]
+    wrt = leaves + list(params)
+    grads = torch.autograd.grad([o for o, _ in outs], wrt, grad_outputs=[c for _, c in outs], allow_unused=True)
+    return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(wrt, grads)]
+
+
+def assert_grad(got, expected, name, *, inputs="", module=None, replay=None, close=None):
+    """Check gradient ``name`` (``"d/dq"``): it must exist (the graph is not cut) and equal
+    ``expected``, compared with ``close`` (default :func:`assert_close`)."""
+    if got is None:
+        fail(f"no gradient reaches {name.split('/d', 1)[-1]}", ["the autograd graph is cut"], inputs,
+             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"])
+    (close or assert_close)(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=inputs,
+                            module=module if replay else None, replay=replay)
 
 
 def _typed_equal(a, b):

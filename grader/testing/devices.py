@@ -101,8 +101,8 @@ def _device_error(err, device, label):
     if "device" in lowered or "meta" in lowered or "cuda" in lowered:
         fail(f"tensor created on the wrong device: {label} fails when its inputs are on {device}",
              [text[:300], f"at {err.where}" if err.where else ""], "",
-             [f"create new tensors on the input's device: torch.ones(..., device=x.device), torch.arange(..., "
-              f"device=x.device), or x.new_ones(...)"])
+             ["create new tensors on the input's device: torch.ones(..., device=x.device), torch.arange(..., "
+              "device=x.device), or x.new_ones(...)"])
     raise err
 
 

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from grader import reference
 from grader.execution import Call
 from grader.testing import strategies as S
-from grader.testing.checks import assert_close, assert_equal, catalog_hints, describe, expect_tensor, fail, unpack
+from grader.testing.checks import (assert_close, assert_equal, assert_grad, catalog_hints, describe, expect_tensor,
+                                  fail, reference_grads, unpack)
 from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
 
@@ -194,24 +195,9 @@ def test_sdpa_gradients(impl, inputs):
     g = S.generator(7)
     cot = (S.uniform(g, *q.shape[:-1], v.shape[-1]), S.uniform(g, *q.shape[:-1], k.shape[-2]))
     result = impl.invoke(Call(SDPA, (q, k, v, mask), grad_wrt=(0, 1, 2), cotangents=cot))
-    expected = _reference_grads(lambda a, b, c: ref.scaled_dot_product_attention(a, b, c, mask), (q, k, v), cot)
+    expected = reference_grads(lambda a, b, c: ref.scaled_dot_product_attention(a, b, c, mask), (q, k, v), cot)
     for i, name in enumerate(("q", "k", "v")):
-        _check_grad(result.grads.get(i), expected[i], f"d/d{name}", io)
-
-
-def _reference_grads(fn, inputs, cotangents):
-    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
-    outs = fn(*leaves)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    grads = torch.autograd.grad(outs, leaves, grad_outputs=cotangents, allow_unused=True)
-    return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(inputs, grads)]
-
-
-def _check_grad(got, expected, name, io):
-    if got is None:
-        fail(f"no gradient reaches {name.split('/d', 1)[-1]}", ["the autograd graph is cut"], io,
-             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"])
-    assert_close(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=io)
+        assert_grad(result.grads.get(i), expected[i], f"d/d{name}", inputs=io)
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
@@ -440,14 +426,14 @@ def test_mha_gradients_match_torch(impl, case):
                                                                 if case["bias"] else [])
     grads = torch.autograd.grad(outs, leaves + params, grad_outputs=cot)
     for i, name in enumerate(("query", "key", "value")):
-        _check_grad(result.grads.get(i), grads[i], f"d/d{name}", io)
+        assert_grad(result.grads.get(i), grads[i], f"d/d{name}", inputs=io)
     expected = dict(zip(("q_proj.weight", "k_proj.weight", "v_proj.weight"), grads[3].split(e)))
     expected["out_proj.weight"] = grads[4]
     if case["bias"]:
         expected.update(zip(("q_proj.bias", "k_proj.bias", "v_proj.bias"), grads[5].split(e)))
         expected["out_proj.bias"] = grads[6]
     for pname, want in expected.items():
-        _check_grad(result.param_grads.get(pname), want, f"d/d{pname}", io)
+        assert_grad(result.param_grads.get(pname), want, f"d/d{pname}", inputs=io)
 
 
 @pytest.mark.exercise("attention.mha")
@@ -516,7 +502,7 @@ def test_mha_gradients_reach_all_projections(impl, case):
     handle = make_mha(impl, case)
     x = case["query"]
     g = S.generator(3)
-    b, length, e, h = x.shape[0], x.shape[1], case["embed"], case["heads"]
+    b, length, e = x.shape[0], x.shape[1], case["embed"]
     cot = (S.uniform(g, b, length, e, dtype=x.dtype), None)
     result = handle.invoke(Call("forward", (x, x, x, None), cotangents=cot))
     for name in ("q_proj", "k_proj", "v_proj", "out_proj"):

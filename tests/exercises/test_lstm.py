@@ -18,7 +18,8 @@ from grader import catalog, reference
 from grader.errors import StudentCodeError
 from grader.execution import Call, tensor_leaves
 from grader.testing import strategies as S
-from grader.testing.checks import assert_close, assert_equal, catalog_hints, describe, expect_tensor, fail, unpack
+from grader.testing.checks import (assert_close, assert_equal, assert_grad, catalog_hints, describe, expect_tensor,
+                                  fail, reference_grads, unpack)
 from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
 
@@ -155,14 +156,6 @@ def gates_formula(x, h, W_ih, W_hh, b_ih, b_hh):
     return tuple(t.to(x.dtype) for t in (torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)))
 
 
-def _reference_grads(fn, inputs, cotangents, params=()):
-    leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
-    outs = [(o, c) for o, c in zip(tensor_leaves(fn(*leaves)), cotangents) if c is not None]
-    grads = torch.autograd.grad([o for o, _ in outs], leaves + list(params),
-                                grad_outputs=[c for _, c in outs], allow_unused=True)
-    return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(leaves + list(params), grads)]
-
-
 def _float64(case):
     """The case in float64: the oracles' gradients are computed in float64."""
     return {name: value.double() for name, value in case.items()}
@@ -184,15 +177,11 @@ def _close(got, expected, name, *, hints=(), **kwargs):
 
 
 def _check_grad(got, expected, name, io, replay=None):
-    if got is None:
-        fail(f"no gradient reaches {name.split('/d', 1)[-1]}", ["the autograd graph is cut"], io,
-             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"])
-    _close(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=io,
-          module=MODULE if replay else None, replay=replay)
+    assert_grad(got, expected, name, inputs=io, module=MODULE, replay=replay, close=_close)
 
 
 def _replay_grad(name, args, cotangents, index):
-    return lambda ns: _reference_grads(getattr(ns, name), args, cotangents)[index]
+    return lambda ns: reference_grads(getattr(ns, name), args, cotangents)[index]
 
 
 def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
@@ -279,7 +268,7 @@ def test_gates_gradients(impl, case):
     g = S.generator(5)
     cot = tuple(S.uniform(g, *case["h"].shape) for _ in GATES)
     result = _run(impl, Call("lstm_gates", args, grad_wrt=tuple(range(6)), cotangents=cot), io)
-    expected = _in_dtype(_reference_grads(gates_formula, gates_args(_float64(case)), cot), case)
+    expected = _in_dtype(reference_grads(gates_formula, gates_args(_float64(case)), cot), case)
     for k, name in enumerate(GATES_NAMES):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_gates", args, cot, k))
 
@@ -362,7 +351,7 @@ def test_cell_gradients(impl, case):
     cot = (S.uniform(g, *case["h"].shape), S.uniform(g, *case["h"].shape))
     result = _run(impl, Call("lstm_cell", args, grad_wrt=tuple(range(7)), cotangents=cot), io)
     oracle = torch_lstm_cell(_float64(case))
-    expected = _reference_grads(lambda x, h, c: oracle(x, (h, c)), cell_args(_float64(case))[:3], cot,
+    expected = reference_grads(lambda x, h, c: oracle(x, (h, c)), cell_args(_float64(case))[:3], cot,
                                 list(oracle.parameters()))
     expected = _in_dtype(expected, case)
     for k, name in enumerate(CELL_NAMES):
@@ -487,7 +476,7 @@ def test_forward_gradients(impl, case):
     def run(x, h0, c0):
         out, (h_n, c_n) = oracle(x, (h0[None], c0[None]))
         return out, (h_n[0], c_n[0])
-    expected = _in_dtype(_reference_grads(run, forward_args(_float64(case))[:3], cot, list(oracle.parameters())), case)
+    expected = _in_dtype(reference_grads(run, forward_args(_float64(case))[:3], cot, list(oracle.parameters())), case)
     for k, name in enumerate(FORWARD_NAMES):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_forward", args, cot, k))
 
@@ -558,7 +547,7 @@ def test_gru_gradients(impl, case):
     cot = (S.uniform(S.generator(3), *case["h"].shape),)
     result = _run(impl, Call("gru_cell", args, grad_wrt=tuple(range(6)), cotangents=cot), io)
     oracle = torch_gru_cell(_float64(case))
-    expected = _in_dtype(_reference_grads(oracle, gru_args(_float64(case))[:2], cot, list(oracle.parameters())), case)
+    expected = _in_dtype(reference_grads(oracle, gru_args(_float64(case))[:2], cot, list(oracle.parameters())), case)
     for k, name in enumerate(GATES_NAMES):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("gru_cell", args, cot, k))
 
