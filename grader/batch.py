@@ -25,7 +25,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 
-from grader import gpu, rubric, runner
+from grader import gpu, rubric, runner, staffkey
 
 MAX_FILE_BYTES = 1 << 20
 MAX_ZIP_MEMBERS = 2000
@@ -211,8 +211,13 @@ def write_gradebook(out_dir, idents):
     _atomic_write(Path(out_dir) / "grades.csv", buf.getvalue())
 
 
-def run(submissions_dir, out_dir, workers=None, out=sys.stderr, **grade_args):
+def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, **grade_args):
     """Grade every submission not yet graded; returns ``(graded_now, skipped)``.
+
+    The examples come from a secret key (:func:`grader.staffkey.for_batch`): ``staff_key``,
+    else ``GRADER_STAFF_KEY``, else ``OUT_DIR/.staff_key`` made on the first run; a resumed
+    or repeated batch into the same ``OUT_DIR`` uses the same key and gives the same scores.
+    Raises :class:`grader.staffkey.StaffKeyError` if ``OUT_DIR`` was graded with another key.
 
     On a GPU machine each worker owns one GPU (``CUDA_VISIBLE_DEVICES``), ``workers``
     defaults to the number of GPUs, and after each submission no process may still hold
@@ -227,6 +232,8 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, **grade_args):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
+    staffkey.hide_this_process()  # before the key is read: no same-uid worker may read our memory
+    grade_args["staff_key"] = staffkey.for_batch(out_dir, staff_key)
     entries = discover(submissions_dir)
     idents = [ident for ident, _ in entries]
     todo = [(i, p) for i, p in entries if not is_done(out_dir, i)]

@@ -15,8 +15,14 @@ must occur exactly once in the reference.  ``correct = true`` marks a correct
 alternative, which must keep full marks.  The catalog serves twice: ``python -m grader
 mutants`` proves the tests catch every mistake, and failing tests name the mistake
 whose output matches the student's (:func:`matching_mistakes`).
+
+Besides the file's entries, every exercise gets **trivial** entries (:func:`trivial`):
+the reference with the exercise's outputs replaced by zeros, ones, seeded noise or an
+input echoed back, of the right shape, dtype and device, never raising.  They must score
+0 on their exercise: no test may pay for an output that does not do the exercise.
 """
 
+import contextlib
 import functools
 import tomllib
 import types
@@ -43,6 +49,8 @@ class Mutant:
     mistake: str
     patches: tuple
     correct: bool = False
+    #: ``""`` for a catalogued mistake, else the trivial output kind (zeros, ones, noise, echo)
+    trivial: str = ""
 
     def source(self):
         """The patched reference source."""
@@ -52,7 +60,124 @@ class Mutant:
             if count != 1:
                 raise CatalogError(f"{self.module}:{self.id}: {find!r} occurs {count} times in the reference, not once")
             text = text.replace(find, replace)
+        if self.trivial:
+            text += _trivial_suffix(text, [rubric.BY_ID[self.exercise]], self.trivial)
         return text
+
+
+#: Trivial output kinds and how a hint names them.
+TRIVIAL_KINDS = {
+    "zeros": "returning zeros of the right shape instead of computing the result",
+    "ones": "returning ones of the right shape instead of computing the result",
+    "noise": "returning seeded random values of the right shape instead of computing the result",
+    "echo": "returning an input unchanged (or a constant where no input fits) instead of computing the result",
+}
+
+_TRIVIAL_HELPERS = '''
+
+# ---- trivial catalog entry (grader/catalog.py): {kind} of the right shape, never raising
+import torch as _torch
+
+
+def _trivial_tensors(value):
+    if isinstance(value, _torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _trivial_tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _trivial_tensors(v)]
+    return []
+
+
+def _trivial(value, inputs, kind={kind!r}):
+    if isinstance(value, (tuple, list)):
+        return type(value)(_trivial(v, inputs, kind) for v in value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        numbers = [a for a in inputs if type(a) is type(value)]
+        made = {{"zeros": 0, "ones": 1, "noise": 7919, "echo": numbers[0] if numbers else 3}}[kind]
+        return type(value)(made)
+    if not isinstance(value, _torch.Tensor):
+        return value
+    if kind == "echo":
+        tensors = [a for a in _trivial_tensors(inputs) if a.dtype == value.dtype and a.device == value.device]
+        for a in tensors:
+            if a.shape == value.shape:
+                return a.detach().clone()
+        for a in tensors:
+            if a.numel() == value.numel():
+                return a.detach().reshape(value.shape).clone()
+        # no input fits: a constant that no other trivial entry returns
+        if value.dtype == _torch.bool:
+            return (_torch.arange(value.numel(), device=value.device) % 2 == 0).reshape(value.shape)
+        return _torch.full_like(value, 3)
+    if kind == "zeros":
+        return _torch.zeros_like(value)
+    if kind == "ones":
+        return _torch.ones_like(value)
+    noise = _torch.rand(value.shape, generator=_torch.Generator().manual_seed(1234), dtype=_torch.float64)
+    if value.dtype == _torch.bool:
+        noise = noise < 0.5
+    elif not value.is_floating_point():
+        noise = (noise * 10).long()
+    return noise.to(device=value.device, dtype=value.dtype)
+
+
+def _trivial_call(fn, args, kwargs, counts=False):
+    try:
+        out = fn(*args, **kwargs)
+    except Exception:
+        out = 2 if counts else _torch.zeros(())
+    return _trivial(out, list(args) + list(kwargs.values()))
+'''
+
+_TRIVIAL_FUNCTION = '''
+
+_trivial_{name} = {name}
+
+
+def {name}(*args, **kwargs):
+    return _trivial_call(_trivial_{name}, args, kwargs, {counts})
+'''
+
+_TRIVIAL_CLASS = '''
+
+class {name}({name}):
+    def __init__(self, *args, **kwargs):
+        try:
+            super().__init__(*args, **kwargs)
+        except Exception:
+            super().__init__(args[0], 1, *args[2:], **kwargs)
+
+    def forward(self, *args, **kwargs):
+        return _trivial_call(super().forward, args, kwargs, {counts})
+'''
+
+
+def _trivial_suffix(source, exercises, kind):
+    """Code appended to the reference that makes the names of ``exercises`` trivial."""
+    text = _TRIVIAL_HELPERS.format(kind=kind)
+    for exercise in exercises:
+        counts = exercise.module == "param_count" or exercise.id.endswith("param_count")  # exact Python ints
+        for name in exercise.names:
+            template = _TRIVIAL_CLASS if f"\nclass {name}" in source else _TRIVIAL_FUNCTION
+            text += template.format(name=name, counts=counts)
+    return text
+
+
+def trivial_submission(module, kind):
+    """The source of a whole ``module`` whose every exercise returns ``kind`` outputs."""
+    source = (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8")
+    return source + _trivial_suffix(source, rubric.exercises_of(module), kind)
+
+
+def trivial(module=None):
+    """The trivial entries of ``module`` (all modules when ``None``): per exercise, one per
+    kind of :data:`TRIVIAL_KINDS`."""
+    modules = [module] if module else rubric.MODULES
+    return tuple(Mutant(f"trivial_{kind}_{ex.id.split('.', 1)[1]}", ex.module, ex.id, mistake, (), False, kind)
+                 for mod in modules for ex in rubric.exercises_of(mod) for kind, mistake in TRIVIAL_KINDS.items())
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,17 +224,88 @@ def same(a, b):
     return type(a) is type(b) and a == b
 
 
+#: The exercise whose test is running (set by the pytest plugin): hints prefer its mistakes.
+_focus = {"exercise": None}
+
+
+@contextlib.contextmanager
+def focus(exercise):
+    """Hints computed inside the block prefer mistakes of ``exercise``."""
+    old = _focus["exercise"]
+    _focus["exercise"] = exercise
+    try:
+        yield
+    finally:
+        _focus["exercise"] = old
+
+
+def current_exercise():
+    """The exercise whose test is running, if any."""
+    return _focus["exercise"]
+
+
+def _fresh(value):
+    """A private copy of a replay's captured inputs (tensors cloned, containers rebuilt)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, tuple):
+        return tuple(_fresh(v) for v in value)
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, types.FunctionType):
+        return fresh_replay(value)
+    return value
+
+
+def fresh_replay(replay):
+    """``replay`` rebuilt over private copies of everything its closure captured, so that
+    an entry that changes its inputs in place cannot change them for the next entry."""
+    if not isinstance(replay, types.FunctionType) or not replay.__closure__:
+        return replay
+    cells = tuple(types.CellType(_fresh(c.cell_contents)) if _filled(c) else c for c in replay.__closure__)
+    return types.FunctionType(replay.__code__, replay.__globals__, replay.__name__, _fresh(replay.__defaults__),
+                              cells)
+
+
+def _filled(cell):
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def hint_candidates(module):
+    """The wrong entries of ``module`` that hints may name: the catalogued mistakes and the
+    trivial outputs."""
+    return tuple(m for m in load(module) if not m.correct) + trivial(module)
+
+
+def precise(matched, exercise=None):
+    """The one mistake to name among the entries whose output matched, or none.
+
+    Entries of ``exercise`` (the test's) come first; a hint is given only when exactly one
+    distinct mistake remains, never when several unrelated ones match equally."""
+    mistakes = list(dict.fromkeys(m.mistake for m in matched))
+    if exercise is not None:
+        own = list(dict.fromkeys(m.mistake for m in matched if m.exercise == exercise))
+        if own:
+            mistakes = own
+    return mistakes if len(mistakes) == 1 else []
+
+
 def matching_mistakes(module, replay, got, expected):
-    """Mistakes of ``module`` whose output ``replay(namespace)`` equals ``got`` but not
-    ``expected``: the likely bugs behind a wrong answer."""
-    found = []
-    for mutant in load(module):
-        if mutant.correct:
-            continue
+    """The mistake of ``module`` whose output ``replay(namespace)`` equals ``got`` but not
+    ``expected``: the likely bug behind a wrong answer (a list of at most one, see
+    :func:`precise`).  Every entry replays on its own copy of the inputs."""
+    matched = []
+    for mutant in hint_candidates(module):
         try:
-            theirs = replay(namespace(mutant))
+            theirs = fresh_replay(replay)(namespace(mutant))
         except Exception:  # a mutant that cannot run this input explains nothing
             continue
-        if same(theirs, got) and not same(theirs, expected) and mutant.mistake not in found:
-            found.append(mutant.mistake)
-    return found
+        if same(theirs, got) and not same(theirs, expected):
+            matched.append(mutant)
+    return precise(matched, _focus["exercise"])

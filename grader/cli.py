@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from grader import ROOT, report, rubric, runner, stubgen
+from grader import ROOT, report, rubric, runner, staffkey, stubgen
 
 
 def main(argv=None):
@@ -19,7 +19,9 @@ def main(argv=None):
     check.add_argument("--submission", default=str(ROOT / "assignments"),
                        help="folder holding attention.py, lstm.py, param_count.py, elbo.py")
     check.add_argument("--json", metavar="PATH", help="also write Gradescope results.json here")
-    check.add_argument("--staff", action="store_true", help="also run the hidden tests")
+    check.add_argument("--staff", action="store_true",
+                       help="also run the hidden tests; the examples come from the secret GRADER_STAFF_KEY "
+                            "(without it: the public examples of a local check)")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.add_argument("--device", action="append", default=[], metavar="DEVICE",
                        help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)")
@@ -31,7 +33,9 @@ def main(argv=None):
 
     batch = sub.add_parser("batch", help="grade every submission (sub-folder or .zip) of a folder")
     batch.add_argument("submissions", help="folder of submissions: one sub-folder or .zip each")
-    batch.add_argument("--out", required=True, help="results folder: <id>/results.json and grades.csv")
+    batch.add_argument("--out", required=True,
+                       help="results folder: <id>/results.json and grades.csv; the examples come from "
+                            "GRADER_STAFF_KEY, else from a random key kept in OUT/.staff_key (mode 600)")
     batch.add_argument("--workers", type=int, default=None,
                        help="submissions graded at once (default: one per GPU, or 2 without a GPU)")
     batch.add_argument("--device", action="append", default=[], metavar="DEVICE",
@@ -59,8 +63,21 @@ def _check(args):
     if not folder.is_dir():
         print(f"error: submission folder {folder} does not exist", file=sys.stderr)
         return 2
+    staff_key = None
+    if args.staff:
+        try:
+            staff_key = staffkey.from_environment()
+        except staffkey.StaffKeyError as exc:
+            print(f"error: {staffkey.ENV}: {exc}", file=sys.stderr)
+            return 2
+        if staff_key is None:
+            print(f"note: {staffkey.ENV} is not set: the hidden tests run, but every example is the public one a "
+                  f"student's local check draws (a replayable grade); set {staffkey.ENV} to grade as batch does",
+                  file=sys.stderr)
+        else:
+            staffkey.hide_this_process()
     result = runner.grade(folder, args.targets, adapter=args.adapter, staff=args.staff, devices=args.device,
-                          progress=not args.quiet and sys.stderr.isatty())
+                          progress=not args.quiet and sys.stderr.isatty(), staff_key=staff_key)
     print(report.render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_gradescope(), indent=2) + "\n", encoding="utf-8")
@@ -85,7 +102,11 @@ def _batch(args):
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder", file=sys.stderr)
         return 2
-    graded, skipped = batch.run(args.submissions, args.out, workers=args.workers, devices=args.device)
+    try:
+        graded, skipped = batch.run(args.submissions, args.out, workers=args.workers, devices=args.device)
+    except staffkey.StaffKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"graded {graded} submission(s), {skipped} already done; gradebook: {Path(args.out) / 'grades.csv'}")
     return 0
 

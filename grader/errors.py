@@ -96,6 +96,12 @@ class PropertyFailure(AssertionError):
         super().__init__(message)
         self._message, self._more, self._text = message, more, None
 
+    def text(self, named=()):
+        """The message; ``named`` hint lines (the diagnosed mistake) replace the lazy ones."""
+        if named:
+            return "\n".join([self._message, *[n for n in named if n not in self._message]])
+        return str(self)
+
     def __str__(self):
         if self._text is None:
             extra = []

@@ -168,12 +168,14 @@ def run_call(target, call, label, path, module_obj=None):
     if module_obj is not None:
         for p in module_obj.parameters():
             p.grad = None
-    with _default_dtype(call.default_dtype), _student_errors(label, path):
-        with guards.forbid_library_solutions():
-            raw = target(*args, **kwargs)
+    meta = any(t.device.type == "meta" for t in tensor_leaves([args, list(kwargs.values())]))
+    with _default_dtype(call.default_dtype, validate=not meta), _student_errors(label, path):
         result = CallResult()
+        with guards.forbid_library_solutions(path):  # backward too: it may run the student's autograd code
+            raw = target(*args, **kwargs)
+            if call.cotangents is not None:
+                _backward(raw, call.cotangents, label)
         if call.cotangents is not None:
-            _backward(raw, call.cotangents, label)
             result.grads = {key: _plain_grad((args if isinstance(key, int) else kwargs)[key]) for key in call.grad_wrt}
             if module_obj is not None:
                 result.param_grads = {n: _plain_grad(p) for n, p in module_obj.named_parameters()}
@@ -225,11 +227,14 @@ def _backward(raw, cotangents, label):
 
 
 @contextlib.contextmanager
-def _default_dtype(dtype):
+def _default_dtype(dtype, validate=True):
     """The grader's global flags around one call, whatever the student's code set before:
-    the default dtype (float32 unless the call asks for another), no TF32 on CUDA."""
+    the default dtype (float32 unless the call asks for another), no TF32 on CUDA, and
+    argument validation of ``torch.distributions`` (off for meta inputs, which have no
+    values to validate: ``Normal(mu, std).log_prob`` is an allowed building block)."""
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype or torch.float32)
+    torch.distributions.Distribution.set_default_validate_args(validate)
     torch.manual_seed(0)  # the same state for every call, whatever ran before (or a worker restart)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

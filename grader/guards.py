@@ -1,72 +1,318 @@
-"""Trip-wires for the library calls an exercise must not use (see the contract).
+"""Trip-wires for the library calls an exercise must not use: the runtime half of the check.
 
-A deterrent, not a security boundary (the grade never depends on it alone).  While a
-student's function runs, a :class:`torch.overrides.TorchFunctionMode` watches
-every torch call; calling one that does the whole exercise (``F.scaled_dot_product_attention``,
-``nn.LSTMCell``'s kernel, ...) is recorded and turned into a :class:`ForbiddenCall`,
-however the function was imported.  ``kl_divergence`` is pure Python and is caught by
-swapping its dispatch table for the duration of the call.
+The static half (:mod:`grader.static_check`) reads the submission before any of it runs
+and is what the grade rests on; this half catches, while a student's function runs
+(:func:`forbid_library_solutions`), a call that reaches a forbidden implementation by a
+route the source does not show:
+
+* a :class:`torch.overrides.TorchFunctionMode` sees every torch call; one whose name is
+  the library's own implementation of an exercise (``scaled_dot_product_attention`` and
+  its private kernels, ``multi_head_attention_forward``, the ``lstm``/``gru`` kernels, and
+  ``torch.ops.aten`` overloads of them) trips;
+* the Python-level entry points to those implementations are swapped for traps, and put
+  back after the call: ``F.scaled_dot_product_attention``, ``F.multi_head_attention_forward``,
+  ``torch._C._nn.scaled_dot_product_attention``, ``torch.lstm_cell``/``gru_cell``/``lstm``/``gru``
+  and the other kernels in ``torch``, ``torch._VF``, ``torch._C._VariableFunctions`` and
+  ``torch.ops.aten``, ``kl_divergence`` and every private helper of
+  ``torch.distributions.kl`` (``_kl_normal_normal``, ``_dispatch_kl``, ``_KL_REGISTRY``, ...),
+  so that a call made with torch-function handling switched off is seen too;
+* the switches (``torch._C.DisableTorchFunction``, ``DisableTorchFunctionSubclass``,
+  ``_pop_torch_function_stack``, ``_set_torch_function_state``,
+  ``_disabled_torch_function_impl``, ``torch.overrides._pop_mode_temporarily``, ...) are
+  swapped for wrappers that let torch's own code through and trip when anything else
+  calls them;
+* after the call the mode must still be on top of torch's mode stack and
+  torch-function handling on; the stack and the state are put back either way.
+
+Whatever trips raises :class:`ForbiddenCall` naming the call and the student's line, and
+is raised again after the call if the student's code caught it.  A deterrent, not a
+security boundary: code in the same process could undo any of it (the static check,
+taken before the student's code runs, is the part that holds).  Cost: about 11 us per call
+(the swaps), plus about 2 us per torch op inside it (the mode), measured with
+``python benchmarks/guard_overhead.py``.
 """
 
-import contextlib
+import sys
+import types
 
+import torch
+import torch.distributions as _dist
 import torch.distributions.kl as _kl
+import torch.nn.functional as _F
+import torch.overrides as _overrides
 from torch.overrides import TorchFunctionMode
 
 from grader.errors import ForbiddenCall
 
-#: torch function name -> what the student called, for the message.
-FORBIDDEN_TORCH_FUNCTIONS = {
-    "scaled_dot_product_attention": "torch.nn.functional.scaled_dot_product_attention",
-    "multi_head_attention_forward": "torch.nn.MultiheadAttention / F.multi_head_attention_forward",
-    "lstm": "torch.nn.LSTM",
-    "lstm_cell": "torch.nn.LSTMCell",
-    "gru": "torch.nn.GRU",
-    "gru_cell": "torch.nn.GRUCell",
-}
+_C = torch._C
+# Captured now, before any student code runs: the guard never looks these up again.
+_push, _pop = _C._push_on_torch_function_stack, _C._pop_torch_function_stack
+_depth, _stack_at = _C._len_torch_function_stack, _C._get_function_stack_at
+_get_state, _set_state = _C._get_torch_function_state, _C._set_torch_function_state
+_ENABLED, _ALL_DISABLED = _C._TorchFunctionState.ENABLED, _C._TorchFunctionState.ALL_DISABLED
+_VARIABLE_FUNCTIONS = _C._VariableFunctions
+
+SDPA = "torch.nn.functional.scaled_dot_product_attention"
+MHA = "torch.nn.MultiheadAttention / F.multi_head_attention_forward"
+KL = "torch.distributions.kl_divergence"
+#: (fragment of a torch function's name, what the student called), the first match wins.
+FORBIDDEN_FRAGMENTS = (
+    ("multi_head_attention", MHA),
+    ("attention", SDPA),  # scaled_dot_product_attention and its private kernels (_flash_attention_..., ...)
+    ("lstm_cell", "torch.nn.LSTMCell"),
+    ("lstm", "torch.nn.LSTM"),
+    ("gru_cell", "torch.nn.GRUCell"),
+    ("gru", "torch.nn.GRU"),
+)
+#: The private helpers of torch.distributions.kl trapped at run time: those that can compute a
+#: Gaussian KL (the static check flags every private name of the module).
+GAUSSIAN_KL = ("normal", "independent", "expfamily")
+#: Switches that turn torch-function handling (and so the mode) off: (owner, name).
+SWITCHES = (
+    (torch, "DisableTorchFunction"), (torch, "DisableTorchFunctionSubclass"),
+    (_C, "DisableTorchFunction"), (_C, "DisableTorchFunctionSubclass"), (_C, "_pop_torch_function_stack"),
+    (_C, "_set_torch_function_state"), (_C, "_disabled_torch_function_impl"), (_C, "_skip_one_hop_torch_function"),
+    (_C, "_set_skip_next_torch_function"),
+    (_overrides, "_pop_mode"), (_overrides, "_pop_mode_temporarily"), (_overrides, "_pop_torch_function_stack"),
+)
+
+
+def library_call(name):
+    """What the torch function called ``name`` stands for when it is the library's own
+    implementation of an exercise (``'torch.nn.LSTMCell'``), else ``None``."""
+    name = name.lower().split(".", 1)[0]  # torch.ops overloads are named 'lstm_cell.default'
+    for fragment, what in FORBIDDEN_FRAGMENTS:
+        if fragment in name:
+            return what
+    return None
+
+
+class _Call:
+    """The guarded call in progress: what tripped, and the file whose lines to name."""
+
+    __slots__ = ("found", "path")
+
+    def __init__(self, path):
+        self.found, self.path = [], path
+
+
+_current = None
+
+
+def _student_line(path):
+    """``' (line 42)'``: the innermost line of the submission on the stack, if any."""
+    if not path:
+        return ""
+    frame, line, hops = sys._getframe(2), "", 0
+    while frame is not None and hops < 500:
+        if frame.f_code.co_filename == path:
+            return f" (line {frame.f_lineno})"
+        frame, hops = frame.f_back, hops + 1
+    return line
+
+
+def _trip(what, switch=False):
+    call = _current
+    where = _student_line(call.path if call else None)
+    if switch:
+        text = f"uses {what}{where}, which switches off the grader's checks"
+    else:
+        text = f"calls {what}{where}, which this exercise asks you to write yourself"
+    if call is not None:
+        call.found.append(text)
+    raise ForbiddenCall(text)
+
+
+_TORCH_GLOBALS = set()  # ids of the globals of torch's own modules seen calling a switch
+
+
+def _from_torch(frame):
+    space = frame.f_globals
+    if id(space) in _TORCH_GLOBALS:
+        return True
+    name = space.get("__name__", "")
+    if type(name) is str and (name == "torch" or name.startswith("torch.")):
+        if getattr(sys.modules.get(name), "__dict__", None) is space:  # a module's globals live as long as it
+            _TORCH_GLOBALS.add(id(space))
+        return True
+    return False
 
 
 class _Watch(TorchFunctionMode):
-    def __init__(self, found):
-        super().__init__()
-        self.found = found
+    _verdicts = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        for fragment, what in FORBIDDEN_TORCH_FUNCTIONS.items():
-            # fragments also catch the private variants (aten._scaled_dot_product_attention_math, ...)
-            if name == fragment or (fragment in name and name.startswith("_")):
-                self.found.append(what)
-                raise ForbiddenCall(f"calls {what}, which this exercise asks you to write yourself")
+        name = getattr(func, "__name__", None)
+        if type(name) is str:
+            verdict = self._verdicts.get(name, False)
+            if verdict is False:
+                verdict = library_call(name)
+                if len(self._verdicts) < 20_000:
+                    self._verdicts[name] = verdict
+            if verdict:
+                _trip(verdict)
         return func(*args, **(kwargs or {}))
 
 
-class _NoKL(dict):
-    def __init__(self, found):
-        super().__init__()
-        self.found = found
+class _Trap:
+    """Stands in for a forbidden entry point during a call: calling it, or reading an
+    attribute of it (``torch.ops.aten.lstm_cell.default``), trips."""
 
-    def __getitem__(self, key):
-        self.found.append("torch.distributions.kl_divergence")
-        raise ForbiddenCall("calls torch.distributions.kl_divergence, which this exercise asks you to write yourself")
+    __slots__ = ("what", "real")
+
+    def __init__(self, what, real=None):
+        self.what, self.real = what, real
+
+    def __call__(self, *args, **kwargs):
+        _trip(self.what)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        frame = sys._getframe(1)
+        # torch importing one of its own modules lazily (the first meta op does) reads these
+        # names at module level: reading is not calling, so it gets the real attribute
+        if self.real is not None and frame.f_code.co_name == "<module>" and _from_torch(frame):
+            return getattr(self.real, name)
+        _trip(self.what)
+
+    def __repr__(self):
+        return f"<forbidden during grading: {self.what}>"
 
 
-@contextlib.contextmanager
-def forbid_library_solutions():
+class _TrapDict(dict):
+    """Stands in for ``_KL_REGISTRY`` / ``_KL_MEMOIZE``: an empty table whose every lookup trips."""
+
+    def _trip(self, *_, **__):
+        _trip(KL)
+
+    __getitem__ = get = __contains__ = __iter__ = keys = values = items = copy = _trip
+
+
+def _switch(real, what):
+    """Stands in for a switch: torch's own code gets the real one, anyone else trips."""
+
+    def switch(*args, **kwargs):
+        if not _from_torch(sys._getframe(1)):
+            _trip(what, switch=True)
+        return real(*args, **kwargs)
+
+    switch.__name__ = switch.__qualname__ = what.rsplit(".", 1)[-1]
+    return switch
+
+
+def _variable_functions():
+    """Stands in for ``torch._C._VariableFunctions`` (whose attributes cannot be swapped) and
+    ``torch._VF.vf``: the same functions, with traps for the forbidden kernels."""
+    space = types.SimpleNamespace()
+    for name in dir(_VARIABLE_FUNCTIONS):
+        if not name.startswith("__"):
+            what = library_call(name)
+            real = getattr(_VARIABLE_FUNCTIONS, name)
+            setattr(space, name, _Trap(what, real) if what else real)
+    return space
+
+
+def _plan():
+    """``[(namespace dict, {name: trap}, {name: original}, [names absent before])]``."""
+    spaces = {}
+
+    def put(owner, name, trap):
+        space = vars(owner)
+        entry = spaces.setdefault(id(space), (space, {}, {}, []))
+        entry[1][name] = trap
+        if name in space:
+            entry[2][name] = space[name]
+        else:
+            entry[3].append(name)
+
+    stand_in = _variable_functions()
+    put(_C, "_VariableFunctions", stand_in)
+    put(torch._VF, "vf", stand_in)  # torch._VF.lstm_cell (what nn.LSTMCell calls) reads torch._VF.vf
+    for name in dir(_VARIABLE_FUNCTIONS):
+        what = library_call(name)
+        if not what or name.startswith("__"):
+            continue
+        if name in vars(torch):
+            put(torch, name, _Trap(what, vars(torch)[name]))
+        try:
+            packet = getattr(torch.ops.aten, name)  # creates the op packet, so that it can be swapped
+        except (AttributeError, RuntimeError):
+            continue
+        put(torch.ops.aten, name, _Trap(what, packet))
+    for owner in (_F, _C._nn):
+        for name in dir(owner):
+            what = library_call(name)
+            if what and callable(getattr(owner, name)) and not name.startswith("__"):
+                put(owner, name, _Trap(what, getattr(owner, name)))
+    for owner, name in SWITCHES:
+        real = getattr(owner, name, None)
+        if real is not None:
+            put(owner, name, _switch(real, f"{owner.__name__}.{name}"))
+    for name, value in list(vars(_kl).items()):
+        if name in ("_KL_REGISTRY", "_KL_MEMOIZE"):
+            put(_kl, name, _TrapDict())
+        elif name in ("kl_divergence", "_dispatch_kl"):
+            put(_kl, name, _Trap(KL))
+        elif name.startswith("_") and not name.startswith("__") and callable(value) and (
+                name.startswith("_batch") or any(kind in name for kind in GAUSSIAN_KL)):
+            put(_kl, name, _Trap(f"torch.distributions.kl.{name}"))
+    put(_dist, "kl_divergence", _Trap(KL))
+    return list(spaces.values())
+
+
+_PLAN = _plan()
+_WATCH = _Watch()
+
+
+class forbid_library_solutions:  # noqa: N801 - used as a function: with forbid_library_solutions(path): ...
     """Run the body with the forbidden calls trapped; raise ``ForbiddenCall`` after it
-    if any was attempted (even when the student's code caught the first exception)."""
-    found = []
-    memo, dispatch = _kl._KL_MEMOIZE, _kl._dispatch_kl
+    if any was attempted (even when the student's code caught the first exception).
 
-    def no_dispatch(*_):
-        found.append("torch.distributions.kl_divergence")
-        raise ForbiddenCall("calls torch.distributions.kl_divergence, which this exercise asks you to write yourself")
+    ``path`` is the submission file, to name the student's line in the message.
+    """
 
-    _kl._KL_MEMOIZE, _kl._dispatch_kl = _NoKL(found), no_dispatch
-    try:
-        with _Watch(found):
-            yield
-    finally:
-        _kl._KL_MEMOIZE, _kl._dispatch_kl = memo, dispatch
-    if found:
-        raise ForbiddenCall(f"calls {found[0]}, which this exercise asks you to write yourself")
+    __slots__ = ("call", "state", "base", "outer")
+
+    def __init__(self, path=None):
+        self.call = _Call(str(path) if path is not None else None)
+
+    def __enter__(self):
+        global _current
+        self.outer = _current is not None
+        if self.outer:  # nested: the outer guard is watching
+            return self
+        self.state, self.base = _get_state(), _depth()
+        if self.state == _ALL_DISABLED:
+            self.call.found.append("switched torch-function handling off before the call (at import?), "
+                                   "which switches off the grader's checks")
+            _set_state(_ENABLED)
+        _current = self.call
+        for space, traps, _, _ in _PLAN:
+            space.update(traps)
+        _push(_WATCH)
+        return self
+
+    def __exit__(self, *exc):
+        global _current
+        if self.outer:
+            return False
+        found = self.call.found
+        try:
+            depth = _depth()
+            if not (depth == self.base + 1 and _stack_at(depth - 1) is _WATCH):
+                found.append("removed the grader's torch function mode, which switches off the grader's checks")
+            while _depth() > self.base:
+                _pop()
+            if _get_state() == _ALL_DISABLED:
+                found.append("left torch-function handling switched off, which switches off the grader's checks")
+            _set_state(self.state if self.state != _ALL_DISABLED else _ENABLED)
+        finally:
+            for space, _, originals, absent in _PLAN:
+                space.update(originals)
+                for name in absent:
+                    space.pop(name, None)
+            _current = None
+        if found:
+            raise ForbiddenCall(found[0])
+        return False

@@ -2,10 +2,14 @@
 
 Every catalog entry (:mod:`grader.catalog`) is written out as a one-module submission
 and graded through the normal path.  A wrong entry must lose points on its module (it
-is "killed"); a correct alternative must keep full marks.
+is "killed"); a correct alternative must keep full marks; a trivial entry (zeros, ones,
+seeded noise, an echoed input) must score 0 on its exercise.  The report also counts the
+wrong entries that keep more than half of their exercise's points, and measures the
+hints: how many entries' feedback names their own mistake, and how many name another.
 """
 
 import json
+import re
 import sys
 import tempfile
 import time
@@ -28,14 +32,68 @@ class Verdict:
     report: object
 
     @property
+    def exercise_score(self):
+        """``(score, max_score)`` on the entry's own exercise."""
+        for r in self.report.results:
+            if r.exercise.id == self.mutant.exercise:
+                return r.score, r.max_score
+        return 0.0, 0.0
+
+    @property
+    def keeps_half(self):
+        """A wrong entry that keeps more than half of its exercise's points."""
+        got, possible = self.exercise_score
+        return not self.mutant.correct and possible > 0 and got > possible / 2
+
+    @property
     def ok(self):
         """Wrong entries must lose points to a failing test (not to a broken grading run);
-        correct ones must keep them all."""
+        trivial ones must earn nothing on their exercise; correct ones must keep them all."""
         full = self.score >= self.max_score
         if self.mutant.correct:
             return full
+        if self.mutant.trivial and self.exercise_score[0] > 0:
+            return False
         return not full and any(rec.status in (FAILED, NOT_IMPLEMENTED, ERROR, TIMEOUT, CRASHED, OUT_OF_MEMORY)
                                 for r in self.report.results for rec in r.records)
+
+    @property
+    def passed(self):
+        """The tests the entry passed."""
+        return sorted({rec.nodeid.rsplit("::", 1)[-1] for r in self.report.results for rec in r.records
+                       if rec.status == PASSED})
+
+    def feedback(self):
+        """Every feedback message of the grading."""
+        return [m for r in self.report.results for m in r.feedback()]
+
+    def named(self):
+        """The catalog mistakes the feedback's hints name."""
+        return named_mistakes("\n".join(self.feedback()))
+
+
+_HINT = re.compile(r"hint: your .*? (?:match|matches|crashes like) (.+)$", re.MULTILINE)
+
+
+def named_mistakes(text):
+    """The mistakes named by catalog hints (``hint: your weights match <mistake>``) in ``text``."""
+    return list(dict.fromkeys(m.strip() for m in _HINT.findall(text)))
+
+
+def hint_quality(verdicts):
+    """``(named_own, named_other, total)`` over the wrong entries of ``verdicts``: entries
+    whose hints name their own mistake, entries whose hints name a mistake of another
+    exercise, and how many wrong entries there are."""
+    own = other = total = 0
+    for v in verdicts:
+        if v.mutant.correct:
+            continue
+        total += 1
+        named = v.named()
+        own += v.mutant.mistake in named
+        theirs = {m.mistake for m in catalog.hint_candidates(v.mutant.module) if m.exercise == v.mutant.exercise}
+        other += any(n not in theirs for n in named)
+    return own, other, total
 
 
 def _grade(mutants, targets_of, modules_dir, workers):
@@ -70,7 +128,7 @@ def run(modules=(), workers=2):
     module) and on the whole module only if it survives that; a correct alternative is
     always graded on the whole module.
     """
-    mutants = [m for m in catalog.load() if not modules or m.module in modules]
+    mutants = [m for m in catalog.load() + catalog.trivial() if not modules or m.module in modules]
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tmp = Path(tmp)
         reports = _grade(mutants, lambda m: [m.module if m.correct else m.exercise], tmp, workers)
@@ -101,14 +159,21 @@ def main(modules=(), workers=2, out=sys.stdout, json_path=None):
         mine = [v for v in verdicts if v.mutant.module == module]
         if not mine:
             continue
-        wrong = [v for v in mine if not v.mutant.correct]
+        wrong = [v for v in mine if not v.mutant.correct and not v.mutant.trivial]
+        trivial = [v for v in mine if v.mutant.trivial]
         right = [v for v in mine if v.mutant.correct]
         killed = sum(v.ok for v in wrong)
-        print(f"\n{module}: killed {killed}/{len(wrong)} wrong implementations; "
-              f"{sum(v.ok for v in right)}/{len(right)} correct alternatives keep full marks", file=out)
+        half = sum(v.keeps_half for v in wrong)
+        zero = sum(v.exercise_score[0] == 0 for v in trivial)
+        own, other, total = hint_quality(wrong)
+        print(f"\n{module}: killed {killed}/{len(wrong)} wrong implementations "
+              f"({half} keep more than half of their exercise's points); "
+              f"{zero}/{len(trivial)} trivial entries score 0; "
+              f"{sum(v.ok for v in right)}/{len(right)} correct alternatives keep full marks; "
+              f"hints name their own mistake for {own}/{total}, another exercise's for {other}", file=out)
         for v in mine:
             mark = "ok  " if v.ok else "FAIL"
-            kind = "correct" if v.mutant.correct else "wrong"
+            kind = "correct" if v.mutant.correct else "trivial" if v.mutant.trivial else "wrong"
             score = f"{v.score:g}/{v.max_score:g}"
             killers = ", ".join(sorted(set(v.killers))[:4]) + (" ..." if len(set(v.killers)) > 4 else "")
             print(f"  {mark} {v.mutant.id:<28} {kind:<7} {score:>7}  {v.mutant.mistake}", file=out)
@@ -119,12 +184,16 @@ def main(modules=(), workers=2, out=sys.stdout, json_path=None):
     print(f"\n{len(verdicts) - len(bad)}/{len(verdicts)} catalog entries behave as expected "
           f"({time.monotonic() - start:.0f}s)", file=out)
     for v in bad:
-        why = "keeps full marks" if not v.mutant.correct else "loses points"
+        why = ("loses points" if v.mutant.correct else
+               f"earns {v.exercise_score[0]:g} points on {v.mutant.exercise}" if v.mutant.trivial else "keeps full marks")
         print(f"  SURVIVOR: {v.mutant.module}:{v.mutant.id} ({v.mutant.mistake}) {why}", file=out)
     if json_path:
         entries = [{"module": v.mutant.module, "id": v.mutant.id, "exercise": v.mutant.exercise,
-                    "mistake": v.mutant.mistake, "correct": v.mutant.correct, "score": v.score,
-                    "max_score": v.max_score, "ok": v.ok, "killers": sorted(set(v.killers)),
-                    "feedback": [m for r in v.report.results for m in r.feedback()]} for v in verdicts]
+                    "mistake": v.mutant.mistake, "correct": v.mutant.correct, "trivial": v.mutant.trivial,
+                    "score": v.score, "max_score": v.max_score, "exercise_score": v.exercise_score[0],
+                    "exercise_max": v.exercise_score[1], "keeps_half": v.keeps_half, "ok": v.ok,
+                    "killers": sorted(set(v.killers)), "passed": v.passed, "named": v.named(),
+                    "feedback": v.feedback()}
+                   for v in verdicts]
         Path(json_path).write_text(json.dumps({"ok": not bad, "entries": entries}, indent=2) + "\n")
     return 1 if bad else 0

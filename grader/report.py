@@ -21,6 +21,10 @@ def render(report, max_messages=3):
     for module, (got, possible) in report.module_scores().items():
         lines.append(f"  {module + ' total':<{width}}  {_pts(got, possible):>13}")
     lines.append(f"  {'TOTAL':<{width}}  {_pts(report.score, report.max_score):>13}")
+    ran_hidden = [(r, rec) for r in report.results for rec in r.records if rec.hidden and rec.status != HIDDEN]
+    if ran_hidden:  # staff grading: a hidden test shows its name and passed/failed, nothing else
+        lines += ["", "Hidden tests"]
+        lines += [f"  {r.exercise.id:<{width}}  {rec.redacted().status:<6}  {rec.property}" for r, rec in ran_hidden]
     failing = [r for r in report.results if r.feedback()]
     if failing:
         lines += ["", "Feedback"]

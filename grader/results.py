@@ -1,9 +1,23 @@
-"""Scores from per-test records, and the Gradescope ``results.json`` schema."""
+"""Scores from per-test records, and the Gradescope ``results.json`` schema.
+
+The scoring rule (README, "How a score is computed"): a test is either a **value** test,
+which compares the function's values with an independent oracle, or a **property** test
+(``kind="property"``), whose property a constant output could satisfy (masked keys get
+weight 0, causality, inputs unchanged, dtype kept, raises ``ValueError``).  An exercise
+scores ``points * (V + s * P) / (V_all + P_all)``: ``V`` the weight of value tests passed,
+``P`` the weight of property tests passed, and ``s = V / V_all`` the passed share of
+value weight.  Zeros, ones or noise pass no value test, so ``s = 0`` and they score 0.
+"""
 
 from dataclasses import asdict, dataclass, field
 
 from grader import rubric
-from grader.errors import HIDDEN, MISSING, PASSED, worst
+from grader.errors import FAILED, HIDDEN, MISSING, PASSED, worst
+
+VALUE = "value"
+PROPERTY = "property"
+#: How a hidden test appears to the student: its name and passed/failed, nothing else.
+HIDDEN_VISIBILITY = "after_published"
 
 
 @dataclass
@@ -18,6 +32,16 @@ class TestRecord:
     property: str = ""
     hidden: bool = False
     submission: str = ""
+    kind: str = VALUE
+
+    def redacted(self):
+        """The record as a student may see it: a hidden test keeps its name and
+        passed/failed (or hidden, when not run), never its message or inputs."""
+        if not self.hidden:
+            return self
+        status = self.status if self.status in (PASSED, HIDDEN) else FAILED
+        return TestRecord(self.nodeid, self.exercise, self.weight, status, "", self.property, True,
+                          self.submission, self.kind)
 
 
 @dataclass
@@ -36,10 +60,11 @@ class ExerciseResult:
         return self.exercise.points
 
     def feedback(self):
-        """Distinct failure messages, most useful first."""
+        """Distinct failure messages of the public tests, most useful first (a hidden
+        test's message is never shown)."""
         seen, out = set(), []
         for rec in self.records:
-            if rec.status in (PASSED, HIDDEN) or not rec.message or rec.message in seen:
+            if rec.hidden or rec.status in (PASSED, HIDDEN) or not rec.message or rec.message in seen:
                 continue
             seen.add(rec.message)
             out.append(rec.message)
@@ -48,15 +73,34 @@ class ExerciseResult:
         return out
 
 
-def score_exercise(exercise, records, note="", status=None):
-    """Score ``exercise`` from its test ``records``: points times the passed share of
-    weights.  Hidden tests not run (a student's local check) count neither way."""
+def value_share(records):
+    """The passed share of value-test weight among ``records`` (0 when there is none)."""
+    values = [r for r in records if r.kind != PROPERTY]
+    total = sum(r.weight for r in values)
+    return sum(r.weight for r in values if r.status == PASSED) / total if total else 0.0
+
+
+def contributions(exercise, records):
+    """Points each graded record earns (see the module doc); hidden tests not run count
+    neither way.  The values add up to the exercise's score."""
     graded = [r for r in records if r.status != HIDDEN]
     total = sum(r.weight for r in graded)
-    passed = sum(r.weight for r in graded if r.status == PASSED)
-    score = round(exercise.points * passed / total, 2) if total else 0.0
+    share = value_share(graded)
+    out = []
+    for r in graded:
+        earned = r.weight if r.status == PASSED else 0.0
+        if r.kind == PROPERTY:
+            earned *= share
+        out.append((r, exercise.points * earned / total if total else 0.0))
+    return out
+
+
+def score_exercise(exercise, records, note="", status=None):
+    """Score ``exercise`` from its test ``records`` (see the module doc)."""
+    graded = [r for r in records if r.status != HIDDEN]
+    score = round(sum(points for _, points in contributions(exercise, records)), 2)
     if status is None:
-        status = worst([r.status for r in graded]) if graded else MISSING
+        status = worst([r.redacted().status for r in graded]) if graded else MISSING
     return ExerciseResult(exercise, score, status, records, note)
 
 
@@ -86,22 +130,52 @@ class Report:
         return out
 
     def to_gradescope(self):
-        """The report in Gradescope's ``results.json`` schema (one test per exercise)."""
+        """The report in Gradescope's ``results.json`` schema: per exercise one visible
+        test for its public tests and, when it has hidden tests, one ``after_published``
+        test for them (name and passed/failed only).  The parts add up to the score."""
         tests = []
         for r in self.results:
-            output = f"status: {r.status}"
+            earned = contributions(r.exercise, r.records)
+            public = [(rec, pts) for rec, pts in earned if not rec.hidden]
+            hidden = [rec.redacted() for rec in r.records if rec.hidden]
+            hidden_pts = sum(pts for rec, pts in earned if rec.hidden)
+            hidden_max = _share_of_points(r, hidden)
+            status = worst([rec.status for rec in r.records if not rec.hidden]) if public else r.status
+            output = f"status: {status}"
             feedback = r.feedback()
             if feedback:
                 output += "\n\n" + "\n\n".join(feedback)
             tests.append({
                 "name": f"{r.exercise.id}: {r.exercise.title}",
-                "score": r.score,
-                "max_score": r.max_score,
+                "score": round(r.score - hidden_pts, 2),
+                "max_score": round(r.max_score - hidden_max, 2),
                 "status": "passed" if r.score >= r.max_score else "failed",
                 "output": output,
+                "visibility": "visible",
                 "tags": [r.exercise.module, r.exercise.id],
-                "extra_data": {"outcome": r.status,
-                               "tests": [asdict(rec) for rec in r.records]},
+                "extra_data": {"outcome": status,
+                               "tests": [asdict(rec) for rec in r.records if not rec.hidden]},
             })
+            if hidden:
+                lines = [f"{'passed' if rec.status == PASSED else rec.status}: {rec.property}" for rec in hidden]
+                tests.append({
+                    "name": f"{r.exercise.id}: {r.exercise.title} (hidden tests)",
+                    "score": round(hidden_pts, 2),
+                    "max_score": round(hidden_max, 2),
+                    "status": "passed" if all(rec.status == PASSED for rec in hidden) else "failed",
+                    "output": "\n".join(lines),
+                    "visibility": HIDDEN_VISIBILITY,
+                    "tags": [r.exercise.module, r.exercise.id, "hidden"],
+                    "extra_data": {"tests": [asdict(rec) for rec in hidden]},
+                })
         return {"score": self.score, "max_score": self.max_score, "tests": tests,
                 "extra_data": {"submission": self.submission, "modules": self.module_scores()}}
+
+
+def _share_of_points(result, hidden):
+    """The points the ``hidden`` records are worth when every test passes."""
+    graded = [r for r in result.records if r.status != HIDDEN]
+    total = sum(r.weight for r in graded)
+    if not total:
+        return 0.0
+    return result.max_score * sum(r.weight for r in hidden if r.status != HIDDEN) / total

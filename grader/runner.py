@@ -14,8 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grader import ROOT, rubric
-from grader.errors import CRASHED, ERROR, MISSING, TIMEOUT
+from grader import ROOT, rubric, staffkey
+from grader.errors import CRASHED, ERROR, FAILED, MISSING, TIMEOUT
 from grader.results import Report, TestRecord, score_exercise
 
 TESTS_DIR = ROOT / "tests" / "exercises"
@@ -32,7 +32,7 @@ def grade(submission, targets=(), **options):
 
 
 def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=None, shrink=True, hide=(),
-               env=None, devices=()):
+               env=None, devices=(), staff_key=None):
     """Grade several submissions in one child pytest process; ``{id: Report}``.
 
     ``entries`` are ``(id, folder, targets)``: the exercises ``targets`` select (modules
@@ -43,7 +43,10 @@ def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=
     ``hide`` lists more folders the student's code must not see (batch results); ``env``
     adds environment variables for the grading process (sandbox limits, the GPU to use);
     ``devices`` selects the device tests (cpu, meta, cuda, all; default all, cuda skipped
-    without a GPU).
+    without a GPU).  ``staff_key`` (with ``staff``): the secret the examples are drawn from
+    (:mod:`grader.staffkey`); it reaches the test process through a pipe, never its
+    command line or environment, and never the worker.  Without it the examples are the
+    public ones of a local run.
     """
     plan = []
     for ident, folder, targets in entries:
@@ -59,7 +62,7 @@ def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=
                         "exercises": [ex.id for ex in exercises if ex.module in present]}
                        for ident, folder, exercises, present in plan if present]
         records, note, status = _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, hide,
-                                           env, devices)
+                                           env, devices, staff_key if staff else None)
     return {ident: _report(folder, exercises, present, [r for r in records if r.submission == ident], note, status)
             for ident, folder, exercises, present in plan}
 
@@ -77,6 +80,8 @@ def _report(folder, exercises, present, records, note, status):
         for rec in mine:
             if rec.status == "pending":  # the run ended before this test did
                 rec.status, rec.message = status or ERROR, note or "the test did not finish"
+                if rec.hidden:
+                    rec.status, rec.message = FAILED, ""
         if status and not mine:
             results.append(score_exercise(ex, [], note, status))
         else:
@@ -84,7 +89,8 @@ def _report(folder, exercises, present, records, note, status):
     return Report(str(folder), results)
 
 
-def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, hide, extra_env, devices):
+def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, hide, extra_env, devices,
+               staff_key=None):
     """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
     ``(records, note, status)`` where ``status`` is set when the child did not finish normally."""
     timeout = timeout or MODULE_TIMEOUT * len(modules) * len(submissions)
@@ -107,9 +113,19 @@ def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, 
             cmd += ["--device", device]
         env = dict(os.environ, **(extra_env or {}), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
                    GRADER_HIDE=os.pathsep.join([tmp, *map(str, hide)]))
+        for name in (staffkey.ENV, staffkey.FD_ENV):  # the key goes through a pipe or not at all
+            env.pop(name, None)
+        key_fd = None
+        if staff_key is not None:
+            key_fd, key_env = staffkey.send(staff_key)
+            env.update(key_env)
         with open(log, "w") as out:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=None if progress else out, env=env,
-                                    start_new_session=True)
+            try:
+                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=None if progress else out, env=env,
+                                        start_new_session=True, pass_fds=() if key_fd is None else (key_fd,))
+            finally:
+                if key_fd is not None:
+                    os.close(key_fd)
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

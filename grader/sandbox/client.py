@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from grader import ROOT
+from grader import ROOT, static_check
 from grader import errors as E
 from grader.adapter import Implementation, ModuleHandle
 from grader.execution import read_submission
@@ -39,7 +39,7 @@ LIMITS = {
 }
 OUTPUT_KEEP = 64 << 10
 #: Modules the worker side needs; copied into a private folder the worker runs from.
-RUNTIME_FILES = ("__init__.py", "errors.py", "guards.py", "execution.py",
+RUNTIME_FILES = ("__init__.py", "errors.py", "guards.py", "execution.py", "static_check.py",
                  "sandbox/__init__.py", "sandbox/protocol.py", "sandbox/confine.py", "sandbox/worker.py")
 
 
@@ -215,6 +215,7 @@ class Sandboxed(Implementation):
         self.source = read_submission(self.path)
         self.budget = module_budget()
         self.poisoned = {}
+        self.findings = None
         self.worker = None
         self.generation = 0
         self.applied = []
@@ -228,6 +229,18 @@ class Sandboxed(Implementation):
     def _start(self):
         self.worker = _Worker(self.module, hidden_paths())
         self.generation += 1
+        if self.findings is None:
+            # The static check, taken by the fresh worker before it runs any of the student's
+            # code (so nothing the student wrote can shape the answer), and kept across restarts.
+            found = self._exchange({"op": "check", "source": self.source, "names": self.public_names()},
+                                   [], key="load", label=f"{self.path.name} (forbidden-call check)")
+            try:
+                self.findings = static_check.plain_findings(found, self.public_names())
+            except ValueError as exc:
+                self._kill()
+                raise self._poison("load", E.WorkerCrashed(
+                    f"{self.path.name}: malformed check reply ({exc})")) from None
+            self.refuse(self.findings)
         reply = self._exchange({"op": "load", "source": self.source, "filename": self.filename},
                                [], key="load", label=f"{self.path.name} (import)")
         self.applied = reply.get("applied", [])
@@ -335,10 +348,12 @@ class Sandboxed(Implementation):
     # -- the Implementation verbs ----------------------------------------------------
     def invoke(self, call):
         if call.obj is None:
+            self.check_allowed(call.name)
             label, key = self.label(call.name), ("call", call.name)
             obj = None
         else:
             generation, oid, class_name = call.obj
+            self.check_allowed(class_name)
             self._check_generation(generation, class_name)
             label, key, obj = self.label(f"{class_name}.forward"), ("call", f"{class_name}.forward"), oid
         value = self._send("call", call.name, call.args, call.kwargs, key, label, obj=obj,
@@ -352,6 +367,7 @@ class Sandboxed(Implementation):
         return CallResult(*(value[f] for f in fields))
 
     def construct(self, name, *args, **kwargs):
+        self.check_allowed(name)
         oid = self._send("construct", name, args, kwargs, ("construct", name), self.label(f"{name}.__init__"))
         if type(oid) is not int:
             raise E.BadOutput(f"{name}: bad object id")
@@ -359,6 +375,7 @@ class Sandboxed(Implementation):
 
     def method(self, handle, name, *args, **kwargs):
         generation, oid, class_name = handle.oid
+        self.check_allowed(class_name)
         self._check_generation(generation, class_name)
         return self._send("method", name, args, kwargs, ("method", f"{class_name}.{name}"),
                           self.label(f"{class_name}.{name}"), obj=oid)

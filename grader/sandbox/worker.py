@@ -9,9 +9,11 @@ environment; the repository is not on ``sys.path``.
 * The **supervisor** starts a new session, becomes a child subreaper (orphans of the
   worker come back to it), forks the worker, waits for it, kills every descendant left,
   and reports the worker's exit status on the worker socket.
-* The **worker** confines itself (:mod:`grader.sandbox.confine`), loads the submission
-  from the source text it is sent, and serves calls: ``load``, ``call``, ``construct``,
-  ``method``.  Replies are JSON plus tensor bytes (:mod:`grader.sandbox.protocol`).
+* The **worker** confines itself (:mod:`grader.sandbox.confine`), checks the source text
+  it is sent for forbidden calls (``check``, :mod:`grader.static_check`: answered before
+  any of the student's code has run in the process, so nothing the student wrote can change
+  the answer), loads the submission from that text and serves calls: ``load``, ``call``,
+  ``construct``, ``method``.  Replies are JSON plus tensor bytes (:mod:`grader.sandbox.protocol`).
 """
 
 import os
@@ -26,7 +28,7 @@ def zygote_main(ctl_fd):
     """Serve fork requests on the control socket ``ctl_fd`` until it closes."""
     import torch  # noqa: F401  (imported once here, shared by every fork)
 
-    from grader import execution  # noqa: F401
+    from grader import execution, static_check  # noqa: F401
     from grader.sandbox import confine, protocol  # noqa: F401
 
     _warm_up(torch)
@@ -216,6 +218,7 @@ class Server:
         self.sock, self.request, self.applied = sock, request, applied
         self.module = request["module"]
         self.mod = None
+        self.loading = False
         self.objects = {}
         self.next_id = 1
 
@@ -254,7 +257,15 @@ class Server:
         from grader import execution
         from grader.sandbox import protocol
         op = header.get("op")
+        if op == "check":
+            if self.loading:
+                raise RuntimeError("check after load: the student's code may have run")
+            from grader import static_check
+            value = static_check.check_source(header["source"], header["names"])
+            enc, out_buffers = protocol.encode(value)
+            return {"ok": True, "value": enc}, out_buffers
         if op == "load":
+            self.loading = True
             self.mod = execution.load_module_source(header["source"], header["filename"], self.module)
             return {"ok": True, "applied": self.applied}, []
         if self.mod is None:

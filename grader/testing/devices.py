@@ -10,7 +10,11 @@ there; every output must come back on that device with the input's dtype.
 * **cuda** results are compared with the reference computed in float64 on the CPU, with
   tolerances per dtype (float16/bfloat16 where the case allows), and with the student's
   own CPU result: a CPU/GPU disagreement is its own failure.
-* Without a GPU the cuda tests are skipped with a stated reason.
+* Without a GPU the cuda tests are skipped with a stated reason.  That is the only skip:
+  it is the grader's decision from a trusted fact (:mod:`grader.testing.skips`), never
+  from anything the submission says.  A student exception on meta is a failure.
+* The cpu and cuda cases compare values and are value tests; a meta case (no values)
+  is a property test, credited only with the values (see :mod:`grader.results`).
 """
 
 from dataclasses import dataclass, field
@@ -21,7 +25,9 @@ import torch
 
 from grader.errors import StudentCodeError
 from grader.execution import tensor_leaves
+from grader.results import PROPERTY, VALUE
 from grader.testing import strategies as S
+from grader.testing.skips import unavailable
 from grader.testing.checks import assert_close, describe, expect_tensor, fail, unpack
 
 DEVICES = ("cpu", "meta", "cuda")
@@ -93,17 +99,20 @@ def _reference(ref, case, args, kwargs, state):
 
 
 def _device_error(err, device, label):
+    """Turn the student's exception on ``device`` into a failure naming it (never a skip)."""
     text = f"{err.exc_type}: {err.message}"
     lowered = text.lower()
-    if device == "meta" and "meta" in lowered and ("item()" in lowered or "data-dependent" in lowered or "cannot be called" in lowered
-                              or "not implemented for 'meta'" in lowered):
-        pytest.skip(f"{label} reads tensor values, which meta tensors do not have: the meta check cannot run")
-    if "device" in lowered or "meta" in lowered or "cuda" in lowered:
+    where = f"at {err.where}" if err.where else ""
+    if "device" in lowered or "cuda" in lowered or ("meta" in lowered and "item()" not in lowered):
         fail(f"tensor created on the wrong device: {label} fails when its inputs are on {device}",
-             [text[:300], f"at {err.where}" if err.where else ""], "",
+             [text[:300], where], "",
              ["create new tensors on the input's device: torch.ones(..., device=x.device), torch.arange(..., "
               "device=x.device), or x.new_ones(...)"])
-    raise err
+    hints = []
+    if device == "meta":
+        hints.append("meta tensors have shapes but no values: .item(), bool(tensor), .tolist() and Python `if` "
+                     "on tensor values fail there; express the computation with tensor operations")
+    fail(f"{label} raised an exception when its inputs are on {device}", [text[:300], where], "", hints)
 
 
 def device_tests(module, ref, cases):
@@ -116,14 +125,16 @@ def device_tests(module, ref, cases):
                 dtypes += [torch.float16, torch.bfloat16]
             for dtype in dtypes:
                 name = str(dtype).replace("torch.", "")
+                kind = PROPERTY if device == "meta" else VALUE
                 params.append(pytest.param(device, dtype, case, id=f"{case.name}-{device}-{name}",
-                                           marks=[pytest.mark.exercise(case.exercise), pytest.mark.device(device)]))
+                                           marks=[pytest.mark.exercise(case.exercise, kind=kind),
+                                                  pytest.mark.device(device)]))
 
     @pytest.mark.parametrize("device, dtype, case", params)
     def test_devices(impl, device, dtype, case):
-        """every output comes back on the input's device, with the input's dtype and the right values"""
+        """every output comes back on the input's device with the input's dtype (values checked on cpu and cuda)"""
         if device == "cuda" and not torch.cuda.is_available():
-            pytest.skip(NO_CUDA)
+            unavailable(NO_CUDA)
         gen = S.generator(20240)
         args, kwargs = case.build(gen)
         state = case.state(gen) if case.state else None

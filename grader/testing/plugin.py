@@ -10,14 +10,18 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
 
-from grader import ROOT, rubric
+from grader import ROOT, catalog, rubric, staffkey
 from grader.adapter import open_implementation
 from grader.errors import FAILED, HIDDEN, PASSED, PropertyFailure, SubmissionProblem
+from grader.results import PROPERTY, VALUE
+from grader.testing import diagnose
+from grader.testing.skips import Unavailable
 
 settings.register_profile(
     "grading",
@@ -64,11 +68,39 @@ def pytest_configure(config):
         settings.register_profile("grading-no-shrink", settings.get_profile("grading"),
                                   phases=(Phase.explicit, Phase.reuse, Phase.generate))
         settings.load_profile("grading-no-shrink")
+    _use_staff_key(config)
     config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
     config.addinivalue_line("markers", "hidden: a test run only in staff grading; students see 'hidden, graded later'")
     config.addinivalue_line("markers", "device(name): a device test (cpu, meta, cuda)")
     config._grader = _Recorder(config)
     config.pluginmanager.register(config._grader, "grader-recorder")
+
+
+def _use_staff_key(config):
+    """Staff grading with a secret key (:mod:`grader.staffkey`): with ``--staff`` and a key
+    from the runner's pipe (``GRADER_STAFF_KEY_FD``) or ``GRADER_STAFF_KEY``, tensor values
+    and hypothesis draws depend on the key; without one they are the public, local ones."""
+    try:
+        sent = staffkey.receive()  # always: the pipe is closed whatever happens
+        key = (sent or staffkey.from_environment()) if config.getoption("--staff") else None
+    except staffkey.StaffKeyError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    staffkey.install(key)
+
+
+def pytest_itemcollected(item):
+    """Under a staff key, each hypothesis test runs from ``HMAC(key, its path::name)``
+    (what ``@seed`` sets) instead of its derandomized seed; every other setting of the
+    profile stays as it is."""
+    test = getattr(item, "obj", None)
+    test = getattr(test, "__func__", test)
+    if staffkey.installed() is None or not is_hypothesis_test(test):
+        return
+    try:
+        where = Path(item.path).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        where = Path(item.path).name
+    test._hypothesis_internal_use_seed = staffkey.hypothesis_seed(f"{where}::{test.__qualname__}")
 
 
 def implementation_fixture(module):
@@ -82,7 +114,7 @@ def implementation_fixture(module):
         entry = getattr(request, "param", None)
         folder = entry["path"] if entry else request.config.getoption("--submission")
         adapter = request.config.getoption("--adapter") or ("sandbox" if folder else "inprocess")
-        implementation = open_implementation(folder or str(ROOT / "solutions"), module, adapter)
+        implementation = diagnose.Recording(open_implementation(folder or str(ROOT / "solutions"), module, adapter))
         yield implementation
         implementation.close()
 
@@ -127,6 +159,28 @@ def exercise_of(item):
     return marker.args[0], marker.kwargs.get("weight", 1)
 
 
+def kind_of(item):
+    """``"value"`` (compares values with an oracle) or ``"property"`` (a property a constant
+    output could satisfy; it earns credit only with the values, see grader/results.py)."""
+    kind = item.get_closest_marker("exercise").kwargs.get("kind", VALUE)
+    if kind not in (VALUE, PROPERTY):
+        raise pytest.UsageError(f"{item.nodeid}: kind must be {VALUE!r} or {PROPERTY!r}, not {kind!r}")
+    return kind
+
+
+def _record(item, status, message):
+    """The JSON record of one test; a hidden test's message is dropped here, at the source."""
+    ex_id, weight = exercise_of(item)
+    hidden = bool(item.get_closest_marker("hidden"))
+    if hidden:
+        message = ""
+        status = status if status in (PASSED, HIDDEN, "pending") else FAILED
+    entry = submission_of(item)
+    return {"nodeid": item.nodeid, "exercise": ex_id, "weight": weight, "status": status, "hidden": hidden,
+            "message": message, "property": _property(item), "submission": entry["id"] if entry else "",
+            "kind": kind_of(item)}
+
+
 def pytest_collection_modifyitems(config, items):
     wanted = set(config.getoption("--exercise"))
     # hidden tests run in staff grading and when the suite tests the reference itself
@@ -143,6 +197,7 @@ def pytest_collection_modifyitems(config, items):
         ex_id = found[0]
         if ex_id not in rubric.BY_ID:
             raise pytest.UsageError(f"{item.nodeid}: unknown exercise {ex_id!r} (see grader/rubric.py)")
+        kind_of(item)
         if wanted and ex_id not in wanted and ex_id.split(".")[0] not in wanted:
             dropped.append(item)
             continue
@@ -185,11 +240,21 @@ def _root_cause(exc):
     return exc
 
 
-def describe_failure(item, exc):
-    """``(status, message)`` for a test that raised ``exc``."""
+def describe_failure(item, exc, pending=None):
+    """``(status, message)`` for a test that raised ``exc``.  A catalog mistake that the
+    failing calls match is named in a hint; when several tie, the :class:`diagnose.Pending`
+    is appended to ``pending`` for the end of the run."""
     exc = _root_cause(exc)
-    if isinstance(exc, (SubmissionProblem, PropertyFailure)):
-        return exc.status, str(exc)
+    found = exercise_of(item)
+    # a hidden test's message is never shown, so it is never diagnosed
+    named, undecided = diagnose.hints(found[0]) if found and not item.get_closest_marker("hidden") else ([], None)
+    if undecided is not None and pending is not None:
+        pending.append(undecided)
+    named = [f"  hint: {h}" for h in named]
+    if isinstance(exc, PropertyFailure):
+        return exc.status, exc.text(named)
+    if isinstance(exc, SubmissionProblem):
+        return exc.status, "\n".join([str(exc), *named])
     doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
     prop = doc[0] if doc else item.name
     notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("Falsifying")]
@@ -209,7 +274,17 @@ class _Recorder:
         self.done = 0
         self.started = time.monotonic()
         self.outcome = {}
+        self.undecided = []
         self._items = {}
+
+    def pytest_sessionfinish(self, session):
+        # Failures whose matching mistakes tied: decide with every example of the exercise
+        # and re-record them with the hint (a record's last line wins).
+        for item, pending in self.undecided:
+            named = [f"  hint: {h}" for h in diagnose.refine(pending)]
+            status, message = self.outcome[item.nodeid]
+            if named and not item.get_closest_marker("hidden"):
+                self._write(_record(item, status, "\n".join([message, *named])))
 
     def _write(self, record):
         if self.path:
@@ -223,20 +298,21 @@ class _Recorder:
         # Every selected test is recorded as pending first: if the run dies, the runner
         # knows which tests never finished and scores them as lost.
         for item in session.items:
-            found = exercise_of(item)
-            if found is not None:
-                entry = submission_of(item)
-                self._write({"nodeid": item.nodeid, "exercise": found[0], "weight": found[1], "status": "pending",
-                             "hidden": False, "message": "", "property": _property(item),
-                             "submission": entry["id"] if entry else ""})
+            if exercise_of(item) is not None:
+                self._write(_record(item, "pending", ""))
         for item in self.hidden:
-            ex_id, weight = exercise_of(item)
+            ex_id, _ = exercise_of(item)
             entry = submission_of(item)
             if entry is not None and ex_id not in entry["exercises"]:
                 continue
-            self._write({"nodeid": item.nodeid, "exercise": ex_id, "weight": weight, "status": HIDDEN,
-                         "hidden": True, "message": "", "property": _property(item),
-                         "submission": entry["id"] if entry else ""})
+            self._write(_record(item, HIDDEN, ""))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        found = exercise_of(item)
+        diagnose.reset()
+        with catalog.focus(found[0] if found else None):  # hints prefer the mistakes of this exercise
+            yield
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -245,23 +321,26 @@ class _Recorder:
         if exercise_of(item) is None:
             return
         if report.failed and item.nodeid not in self.outcome:
-            self.outcome[item.nodeid] = describe_failure(item, call.excinfo.value)
+            pending = []
+            with catalog.focus(exercise_of(item)[0]):
+                self.outcome[item.nodeid] = describe_failure(item, call.excinfo.value, pending)
+            if pending:
+                self.undecided.append((item, pending[0]))
         elif report.when == "call" and report.passed:
             self.outcome.setdefault(item.nodeid, (PASSED, ""))
         elif report.skipped and item.nodeid not in self.outcome:
-            self.outcome[item.nodeid] = ("skipped", str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "")
+            reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+            trusted = call.excinfo is not None and isinstance(call.excinfo.value, Unavailable)
+            # only the grader's own decision removes a test from the denominator
+            self.outcome[item.nodeid] = ("skipped", reason) if trusted else (
+                FAILED, f"{_property(item)}\n  the test was skipped without a reason the grader trusts: {reason}")
 
     def pytest_runtest_logfinish(self, nodeid, location):
         item_outcome = self.outcome.get(nodeid)
         item = self._items.get(nodeid)
         self.done += 1
         if item is not None and item_outcome is not None:
-            ex_id, weight = exercise_of(item)
-            status, message = item_outcome
-            entry = submission_of(item)
-            self._write({"nodeid": nodeid, "exercise": ex_id, "weight": weight, "status": status,
-                         "hidden": bool(item.get_closest_marker("hidden")), "message": message,
-                         "property": _property(item), "submission": entry["id"] if entry else ""})
+            self._write(_record(item, *item_outcome))
         if self.progress:
             capman = self.config.pluginmanager.getplugin("capturemanager")
             with capman.global_and_fixture_disabled():

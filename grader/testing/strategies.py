@@ -1,12 +1,16 @@
 """Hypothesis strategies for non-degenerate, bounded test inputs.
 
 Sizes are drawn distinct (so a transposed axis cannot hide behind a square shape) and
-at least 2 (a softmax over one key is always 1).  Tensor values come from a seeded
-generator, uniform in ``[-scale, scale]``: hypothesis shrinks the sizes and the seed,
-and the failing example it reports is the smallest it found.
+at least 2 (a softmax over one key is always 1).  Sizes of one come as explicit
+examples instead (:func:`with_one`, :func:`edge_examples`): one size is 1 and the others
+stay distinct, so that a ``.squeeze()`` that drops the batch axis fails every time.
+Tensor values come from a seeded generator, uniform in ``[-scale, scale]``: hypothesis
+shrinks the sizes and the seed, and the failing example it reports is the smallest it
+found.
 """
 
 import torch
+from hypothesis import example
 from hypothesis import strategies as st
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -22,8 +26,15 @@ def distinct_sizes(draw, n, lo=2, hi=9):
 
 
 def generator(seed):
-    """A CPU ``torch.Generator`` seeded with ``seed``."""
-    return torch.Generator().manual_seed(seed)
+    """A CPU ``torch.Generator`` seeded with ``seed``.
+
+    In staff grading with a secret key (:mod:`grader.staffkey`) the torch seed is
+    ``HMAC-SHA256(key, seed)`` truncated to 63 bits, so every tensor value, fixed seeds
+    included, changes with the key; without a key it is ``seed`` (local runs).
+    """
+    from grader import staffkey
+
+    return torch.Generator().manual_seed(staffkey.tensor_seed(seed))
 
 
 def uniform(gen, *shape, dtype=torch.float64, scale=1.0, device="cpu"):
@@ -39,3 +50,45 @@ def random_mask(gen, *shape, p=0.6, keep_one=True, device="cpu"):
         first = torch.randint(0, shape[-1], shape[:-1], generator=gen)
         mask = mask | torch.nn.functional.one_hot(first, shape[-1]).bool()
     return mask.to(device)
+
+
+# ----------------------------------------------------------------------------- sizes of one
+
+def with_one(base, *names):
+    """For each of ``names``, a copy of the sizes ``base`` with that one size set to 1.
+
+    ``base`` maps size names to distinct sizes >= 2, so that in every copy the other
+    sizes stay distinct (a transposed axis still shows) and exactly one axis has size 1
+    (a ``.squeeze()`` that drops it shows too).
+    """
+    values = list(base.values())
+    if len(set(values)) != len(values) or min(values) < 2:
+        raise ValueError(f"the base sizes must be distinct and >= 2: {base}")
+    unknown = set(names) - set(base)
+    if unknown:
+        raise ValueError(f"unknown size name(s) {sorted(unknown)}: the base sizes are {sorted(base)}")
+    return [dict(base, **{name: 1}) for name in names]
+
+
+def edge_examples(arg_name, cases):
+    """A decorator that adds every case of ``cases`` as an explicit hypothesis example
+    (``@example(**{arg_name: case})``): explicit examples run in ``Phase.explicit``,
+    before any generated one, whatever hypothesis draws.
+
+    ``arg_name`` is the name of the test's ``@given`` argument, or a tuple of names when
+    the test has several, each case then a tuple of values in that order.  Build the
+    cases per test (not in a shared list): an explicit example's objects are passed to
+    the test as they are.  Put the decorator between the markers and ``@given``.
+
+    The cases are built when the test module is imported, so their tensor values must
+    come from :func:`generator` like the drawn ones: the plugin installs the staff key
+    (``pytest_configure``) before the test modules are collected.
+    """
+    names = (arg_name,) if isinstance(arg_name, str) else tuple(arg_name)
+
+    def decorate(test):
+        for case in reversed(list(cases)):
+            values = (case,) if isinstance(arg_name, str) else tuple(case)
+            test = example(**dict(zip(names, values, strict=True)))(test)
+        return test
+    return decorate

@@ -29,6 +29,13 @@ ref = reference.load(MODULE)
 
 # ----------------------------------------------------------------------------- inputs
 
+def tensors_of(lead, k, count, *, dtype=torch.float32, seed=0, scale=2.0):
+    """``count`` tensors of shape ``(*lead, K)`` from ``S.generator(seed)``, uniform in
+    ``[-scale, scale]``."""
+    g = S.generator(seed)
+    return [S.uniform(g, *lead, k, dtype=dtype, scale=scale) for _ in range(count)]
+
+
 @st.composite
 def tensors(draw, count, dtype=None, scale=2.0):
     """``count`` tensors of one shape ``(*lead, K)`` with ``lead`` one of ``()``, ``(B,)``,
@@ -36,16 +43,46 @@ def tensors(draw, count, dtype=None, scale=2.0):
     b, t, k = draw(S.distinct_sizes(3, lo=2, hi=7))
     lead = draw(st.sampled_from([(), (b,), (b, t)]))
     dtype = dtype or draw(S.dtypes)
-    g = S.generator(draw(S.seeds))
-    return [S.uniform(g, *lead, k, dtype=dtype, scale=scale) for _ in range(count)]
+    return tensors_of(lead, k, count, dtype=dtype, seed=draw(S.seeds), scale=scale)
+
+
+def tensors_edges(count, dtype=None, scale=2.0):
+    """Explicit inputs for ``tensors``: B = 1 (leads ``(B,)`` and ``(B, T)``), T = 1 and
+    K = 1 (leads ``(B,)`` and ``(B, T)``), the other sizes distinct; the dtype alternates."""
+    one = dict(zip("btk", S.with_one(dict(b=2, t=3, k=4), "b", "t", "k")))
+    specs = [("b", False), ("b", True), ("t", True), ("k", False), ("k", True)]
+    cases = []
+    for n, (name, with_t) in enumerate(specs):
+        sizes = one[name]
+        lead = (sizes["b"], sizes["t"]) if with_t else (sizes["b"],)
+        cases.append(tensors_of(lead, sizes["k"], count, dtype=dtype or S.FLOAT_DTYPES[n % 2], seed=n, scale=scale))
+    return cases
+
+
+def bernoulli_of(logits, u):
+    """Binary ``x`` (where ``u > 0``) in the logits' dtype, and ``logits``."""
+    return (u > 0).to(logits.dtype), logits
 
 
 @st.composite
 def bernoulli_inputs(draw, dtype=None, scale=4.0):
     """Binary ``x`` and ``logits`` of one shape ``(*lead, D)``, x in the logits' dtype."""
-    logits, u = draw(tensors(2, dtype=dtype, scale=scale))
-    x = (u > 0).to(logits.dtype)
-    return x, logits
+    return bernoulli_of(*draw(tensors(2, dtype=dtype, scale=scale)))
+
+
+def bernoulli_edges(dtype=None, scale=4.0):
+    return [bernoulli_of(*pair) for pair in tensors_edges(2, dtype=dtype, scale=scale)]
+
+
+def elbo_case(lead, d, k, *, dtype=torch.float32, seed=0):
+    """``x (*lead, D)`` binary, ``recon_logits (*lead, D)``, ``mu, logvar (*lead, K)`` from
+    ``S.generator(seed)``."""
+    g = S.generator(seed)
+    x = (torch.rand(*lead, d, generator=g) > 0.5).to(dtype)
+    logits = S.uniform(g, *lead, d, dtype=dtype, scale=4.0)
+    mu = S.uniform(g, *lead, k, dtype=dtype, scale=2.0)
+    logvar = S.uniform(g, *lead, k, dtype=dtype, scale=2.0)
+    return x, logits, mu, logvar
 
 
 @st.composite
@@ -54,12 +91,17 @@ def elbo_inputs(draw, dtype=None):
     b, t, d, k = draw(S.distinct_sizes(4, lo=2, hi=8))
     lead = draw(st.sampled_from([(b,), (b, t)]))
     dtype = dtype or draw(S.dtypes)
-    g = S.generator(draw(S.seeds))
-    x = (torch.rand(*lead, d, generator=g) > 0.5).to(dtype)
-    logits = S.uniform(g, *lead, d, dtype=dtype, scale=4.0)
-    mu = S.uniform(g, *lead, k, dtype=dtype, scale=2.0)
-    logvar = S.uniform(g, *lead, k, dtype=dtype, scale=2.0)
-    return x, logits, mu, logvar
+    return elbo_case(lead, d, k, dtype=dtype, seed=draw(S.seeds))
+
+
+def elbo_edges(dtype=None):
+    """Explicit inputs with B = 1, T = 1, D = 1 (data) and K = 1 (latent) in turn, the other
+    sizes distinct; the lead ``(B,)`` or ``(B, T)`` and the dtype alternate (T = 1 needs T)."""
+    cases = []
+    for n, sizes in enumerate(S.with_one(dict(b=2, t=3, d=4, k=5), "b", "t", "d", "k")):
+        lead = (sizes["b"], sizes["t"]) if n % 2 else (sizes["b"],)
+        cases.append(elbo_case(lead, sizes["d"], sizes["k"], dtype=dtype or S.FLOAT_DTYPES[n % 2], seed=n))
+    return cases
 
 
 def _normal(mu, logvar):
@@ -134,6 +176,7 @@ KL_STD = "gaussian_kl_standard_normal"
 
 
 @pytest.mark.exercise("elbo.kl_standard_normal", weight=2)
+@S.edge_examples("drawn", tensors_edges(2))
 @given(tensors(2))
 def test_kl_standard_normal_matches_torch(impl, drawn):
     """KL(N(mu, exp(logvar)) || N(0, I)) agrees with torch.distributions.kl_divergence, summed over the last axis"""
@@ -148,23 +191,38 @@ def test_kl_standard_normal_matches_torch(impl, drawn):
     _check_inputs_kept(result, ("mu", "logvar"), (mu, logvar), KL_STD, io)
 
 
-@st.composite
-def prior_or_not(draw, dtype=None):
-    """``(mu, logvar, at_prior)``: rows ``(B, K)``, those flagged in ``at_prior`` exactly the
-    prior (mu = 0, logvar = 0), the others with one coordinate at least 0.5 away from it."""
-    b, k = draw(S.distinct_sizes(2, lo=3, hi=8))
-    dtype = dtype or draw(S.dtypes)
-    g = S.generator(draw(S.seeds))
+def prior_case(b, k, *, dtype=torch.float32, seed=0, on_mu=True):
+    """``(mu, logvar, at_prior)`` from ``S.generator(seed)`` (see :func:`prior_or_not`); the
+    coordinate away from the prior is in ``mu`` (``on_mu``) or in ``logvar``.  B >= 2: row 0
+    is at the prior, row 1 is not."""
+    g = S.generator(seed)
     mu, logvar = S.uniform(g, b, k, dtype=dtype, scale=0.3), S.uniform(g, b, k, dtype=dtype, scale=0.3)
     at_prior = torch.rand(b, generator=g) < 0.5
     at_prior[0], at_prior[1] = True, False
     col = torch.randint(0, k, (b,), generator=g)
     away = (torch.rand(b, generator=g, dtype=torch.float64) * 1.5 + 0.5) * torch.where(
         torch.rand(b, generator=g) < 0.5, -1.0, 1.0).double()
-    target = mu if draw(st.booleans()) else logvar
+    target = mu if on_mu else logvar
     target[torch.arange(b), col] = away.to(dtype)
     mu[at_prior], logvar[at_prior] = 0, 0
     return mu, logvar, at_prior
+
+
+@st.composite
+def prior_or_not(draw, dtype=None):
+    """``(mu, logvar, at_prior)``: rows ``(B, K)``, those flagged in ``at_prior`` exactly the
+    prior (mu = 0, logvar = 0), the others with one coordinate at least 0.5 away from it."""
+    b, k = draw(S.distinct_sizes(2, lo=3, hi=8))
+    dtype = dtype or draw(S.dtypes)
+    seed = draw(S.seeds)
+    return prior_case(b, k, dtype=dtype, seed=seed, on_mu=draw(st.booleans()))
+
+
+def prior_edges():
+    """K = 1, the coordinate away from the prior in mu then in logvar.  No B = 1: a row at
+    the prior and a row away from it are both needed."""
+    return [prior_case(4, 1, dtype=torch.float32, seed=0, on_mu=True),
+            prior_case(3, 1, dtype=torch.float64, seed=1, on_mu=False)]
 
 
 def _check_zero_only_at(got, at_zero, name, io, replay, expected):
@@ -185,7 +243,9 @@ def _check_zero_only_at(got, at_zero, name, io, replay, expected):
              catalog_hints("KL", MODULE, replay, got, expected))
 
 
-@pytest.mark.exercise("elbo.kl_standard_normal")
+@pytest.mark.exercise("elbo.kl_standard_normal", kind="property")
+# K = 1 only: no B = 1, the test needs a row at the prior and a row away from it
+@S.edge_examples("drawn", prior_edges())
 @given(prior_or_not())
 def test_kl_standard_normal_is_zero_only_at_the_prior(impl, drawn):
     """KL >= 0, and KL = 0 exactly for the rows where q is the prior (mu = 0, logvar = 0)"""
@@ -197,6 +257,7 @@ def test_kl_standard_normal_is_zero_only_at_the_prior(impl, drawn):
 
 
 @pytest.mark.exercise("elbo.kl_standard_normal")
+@S.edge_examples("drawn", tensors_edges(2, dtype=torch.float64))
 @given(tensors(2, dtype=torch.float64))
 def test_kl_standard_normal_gradients(impl, drawn):
     """dKL/dmu = mu and dKL/dlogvar = (exp(logvar) - 1) / 2: autograd reaches both inputs"""
@@ -213,6 +274,7 @@ KL = "gaussian_kl"
 
 
 @pytest.mark.exercise("elbo.kl", weight=2)
+@S.edge_examples("drawn", tensors_edges(4))
 @given(tensors(4))
 def test_kl_matches_torch(impl, drawn):
     """KL(q || p) between diagonal Gaussians agrees with torch.distributions.kl_divergence, summed over the last axis"""
@@ -232,12 +294,14 @@ def test_kl_matches_torch(impl, drawn):
     _check_inputs_kept(result, ("mu_q", "logvar_q", "mu_p", "logvar_p"), drawn, KL, io)
 
 
-@pytest.mark.exercise("elbo.kl")
-@given(prior_or_not(), st.data())
-def test_kl_is_zero_only_when_q_equals_p(impl, drawn, data):
+@pytest.mark.exercise("elbo.kl", kind="property")
+# K = 1 only: no B = 1, the test needs a row where q = p and a row where q != p
+@S.edge_examples(("drawn", "seed"), [(case, n) for n, case in enumerate(prior_edges())])
+@given(prior_or_not(), S.seeds)
+def test_kl_is_zero_only_when_q_equals_p(impl, drawn, seed):
     """KL(q || p) >= 0, and KL = 0 exactly for the rows where q = p"""
     delta_mu, delta_logvar, same = drawn
-    g = S.generator(data.draw(S.seeds, label="seed"))
+    g = S.generator(seed)
     mu_p = S.uniform(g, *delta_mu.shape, dtype=delta_mu.dtype, scale=2.0)
     logvar_p = S.uniform(g, *delta_mu.shape, dtype=delta_mu.dtype, scale=2.0)
     mu_q, logvar_q = mu_p + delta_mu, logvar_p + delta_logvar
@@ -248,6 +312,7 @@ def test_kl_is_zero_only_when_q_equals_p(impl, drawn, data):
 
 
 @pytest.mark.exercise("elbo.kl")
+@S.edge_examples("drawn", tensors_edges(4, dtype=torch.float64))
 @given(tensors(4, dtype=torch.float64))
 def test_kl_gradients(impl, drawn):
     """dKL/dmu_q = (mu_q - mu_p) / var_p, dKL/dlogvar_q = (var_q / var_p - 1) / 2, and the p side: autograd works"""
@@ -268,6 +333,7 @@ REPARAM = "reparameterize"
 
 
 @pytest.mark.exercise("elbo.reparameterize")
+@S.edge_examples("drawn", tensors_edges(3))
 @given(tensors(3))
 def test_reparameterize_formula(impl, drawn):
     """z = mu + exp(logvar / 2) * eps, in the input's dtype, without modifying mu, logvar or eps"""
@@ -281,19 +347,26 @@ def test_reparameterize_formula(impl, drawn):
     _check_inputs_kept(result, ("mu", "logvar", "eps"), drawn, REPARAM, io)
 
 
-@st.composite
-def many_samples(draw, samples=1000):
-    """``mu, logvar (B, K)`` and ``eps (N, B, K)`` standard normal from a fixed seed."""
-    b, k = draw(S.distinct_sizes(2, lo=2, hi=6))
-    dtype = draw(S.dtypes)
-    g = S.generator(draw(S.seeds))
+def samples_case(b, k, *, dtype=torch.float32, seed=0, samples=1000):
+    """``mu, logvar (B, K)`` and ``eps (N, B, K)`` standard normal, from ``S.generator(seed)``."""
+    g = S.generator(seed)
     mu = S.uniform(g, b, k, dtype=dtype, scale=2.0)
     logvar = S.uniform(g, b, k, dtype=dtype, scale=2.0)
     eps = torch.randn(samples, b, k, generator=g, dtype=torch.float64).to(dtype)
     return mu, logvar, eps
 
 
+@st.composite
+def many_samples(draw, samples=1000):
+    """``mu, logvar (B, K)`` and ``eps (N, B, K)`` standard normal from a fixed seed."""
+    b, k = draw(S.distinct_sizes(2, lo=2, hi=6))
+    dtype = draw(S.dtypes)
+    return samples_case(b, k, dtype=dtype, seed=draw(S.seeds), samples=samples)
+
+
 @pytest.mark.exercise("elbo.reparameterize", weight=2)
+@S.edge_examples("drawn", [samples_case(1, 3, dtype=torch.float32, seed=0),
+                            samples_case(3, 1, dtype=torch.float64, seed=1)])
 @given(many_samples())
 def test_reparameterize_sample_moments(impl, drawn):
     """1000 reparameterized samples have mean mu and variance exp(logvar), within 6 standard errors"""
@@ -316,6 +389,7 @@ def test_reparameterize_sample_moments(impl, drawn):
 
 
 @pytest.mark.exercise("elbo.reparameterize")
+@S.edge_examples("drawn", tensors_edges(3, dtype=torch.float64))
 @given(tensors(3, dtype=torch.float64))
 def test_reparameterize_gradients(impl, drawn):
     """dz/dmu = 1 and dz/dlogvar = eps * exp(logvar / 2) / 2: gradients reach mu and logvar"""
@@ -333,6 +407,7 @@ BERN = "bernoulli_log_likelihood"
 
 
 @pytest.mark.exercise("elbo.bernoulli_ll", weight=2)
+@S.edge_examples("drawn", bernoulli_edges())
 @given(bernoulli_inputs())
 def test_bernoulli_matches_torch(impl, drawn):
     """sum over the last axis of log Bernoulli(x; sigmoid(logits)) agrees with torch.distributions.Bernoulli"""
@@ -347,11 +422,10 @@ def test_bernoulli_matches_torch(impl, drawn):
     _check_inputs_kept(result, ("x", "logits"), drawn, BERN, io)
 
 
-@st.composite
-def huge_logits(draw):
-    """Binary ``x`` and logits with entries of +-1e4, +-1e3, +-100 and +-30 among moderate ones."""
-    x, logits = draw(bernoulli_inputs(scale=3.0))
-    g = S.generator(draw(S.seeds))
+def huge_logits_of(x, logits, seed):
+    """``x`` and ``logits`` with entries of +-1e4, +-1e3, +-100 and +-30 put in, from
+    ``S.generator(seed)``."""
+    g = S.generator(seed)
     big = torch.tensor([1e4, 1e3, 100.0, 30.0], dtype=torch.float64)[torch.randint(0, 4, logits.shape, generator=g)]
     sign = torch.where(torch.rand(logits.shape, generator=g) < 0.5, -1.0, 1.0).double()
     chosen = torch.rand(logits.shape, generator=g) < 0.6
@@ -363,7 +437,15 @@ def huge_logits(draw):
     return x, logits
 
 
+@st.composite
+def huge_logits(draw):
+    """Binary ``x`` and logits with entries of +-1e4, +-1e3, +-100 and +-30 among moderate ones."""
+    x, logits = draw(bernoulli_inputs(scale=3.0))
+    return huge_logits_of(x, logits, draw(S.seeds))
+
+
 @pytest.mark.exercise("elbo.bernoulli_ll", weight=2)
+@S.edge_examples("drawn", [huge_logits_of(x, l, n) for n, (x, l) in enumerate(bernoulli_edges(scale=3.0))])
 @given(huge_logits())
 def test_bernoulli_is_stable_for_huge_logits(impl, drawn):
     """the log-likelihood stays finite and exact for logits up to +-1e4"""
@@ -402,6 +484,7 @@ def _large_logit_hints(impl, x, logits, got, expected):
 
 
 @pytest.mark.exercise("elbo.bernoulli_ll")
+@S.edge_examples("drawn", bernoulli_edges(dtype=torch.float64))
 @given(bernoulli_inputs(dtype=torch.float64))
 def test_bernoulli_gradient(impl, drawn):
     """d/dlogits of the log-likelihood is x - sigmoid(logits): autograd reaches the logits"""
@@ -418,6 +501,7 @@ GAUSS = "gaussian_log_likelihood"
 
 
 @pytest.mark.exercise("elbo.gaussian_ll", weight=2)
+@S.edge_examples("drawn", tensors_edges(3))
 @given(tensors(3))
 def test_gaussian_ll_matches_torch(impl, drawn):
     """sum over the last axis of log N(x; mean, exp(logvar)) agrees with torch.distributions.Normal"""
@@ -434,6 +518,7 @@ def test_gaussian_ll_matches_torch(impl, drawn):
 
 
 @pytest.mark.exercise("elbo.gaussian_ll")
+@S.edge_examples("drawn", tensors_edges(3, dtype=torch.float64))
 @given(tensors(3, dtype=torch.float64))
 def test_gaussian_ll_gradients(impl, drawn):
     """dLL/dmean = -dLL/dx = (x - mean) / var and dLL/dlogvar = ((x - mean)^2 / var - 1) / 2: autograd works"""
@@ -456,7 +541,13 @@ def linear_gaussian(draw, samples=64):
     in ``z``, so the sample average over these ``eps`` equals the expectation under q."""
     b, k, d = draw(S.distinct_sizes(3, lo=2, hi=6))
     dtype = draw(S.dtypes)
-    g = S.generator(draw(S.seeds))
+    return linear_gaussian_case(b, k, d, dtype=dtype, seed=draw(S.seeds), samples=samples)
+
+
+def linear_gaussian_case(b, k, d, *, dtype=torch.float32, seed=0, samples=64):
+    """The model of :func:`linear_gaussian` for B examples, K latent and D data dimensions,
+    from ``S.generator(seed)``."""
+    g = S.generator(seed)
     W = S.uniform(g, d, k, scale=1.0)
     c = S.uniform(g, d, scale=1.0)
     logvar_x = S.uniform(g, d, scale=1.0) - 0.5
@@ -498,6 +589,8 @@ def linear_gaussian_truth(m):
 
 
 @pytest.mark.exercise("elbo.gaussian_ll", weight=2)
+@S.edge_examples("model", [linear_gaussian_case(**sizes, dtype=S.FLOAT_DTYPES[n % 2], seed=n) for n, sizes
+                             in enumerate(S.with_one(dict(b=2, k=3, d=4), "b", "k", "d"))])
 @given(linear_gaussian())
 def test_gaussian_ll_gives_the_elbo_identity(impl, model):
     """on a linear-Gaussian model, mean_z log p(x|z) - KL(q || p(z)) <= log p(x) and = log p(x) - KL(q || p(z|x))"""
@@ -556,6 +649,7 @@ def _own_pieces_hint(impl, drawn, got, expected):
 
 
 @pytest.mark.exercise("elbo.elbo", weight=2)
+@S.edge_examples("drawn", elbo_edges())
 @given(elbo_inputs())
 def test_elbo_is_reconstruction_minus_kl(impl, drawn):
     """elbo = sum log Bernoulli(x; sigmoid(logits)) - KL(q || N(0, I)), one value per example"""
@@ -572,6 +666,7 @@ def test_elbo_is_reconstruction_minus_kl(impl, drawn):
 
 
 @pytest.mark.exercise("elbo.elbo")
+@S.edge_examples("drawn", elbo_edges())
 @given(elbo_inputs())
 def test_elbo_subtracts_the_kl(impl, drawn):
     """elbo(x, l, mu, logvar) = elbo(x, l, 0, 0) - KL(q || N(0, I)) <= elbo(x, l, 0, 0): q = prior has KL 0"""
@@ -598,6 +693,7 @@ def test_elbo_subtracts_the_kl(impl, drawn):
 
 
 @pytest.mark.exercise("elbo.elbo")
+@S.edge_examples("drawn", elbo_edges(dtype=torch.float64))
 @given(elbo_inputs(dtype=torch.float64))
 def test_elbo_gradients(impl, drawn):
     """dELBO/dlogits = x - sigmoid(logits), dELBO/dmu = -mu, dELBO/dlogvar = (1 - exp(logvar)) / 2: autograd works"""

@@ -6,7 +6,9 @@ weights), the parameters of ``nn.LSTM`` / ``nn.GRU``, closed-form formulas, and 
 reference in ``solutions/`` (loaded by :mod:`grader.reference`).
 
 Drawn sizes T, B, H and I are all different, so a loop over the wrong axis or a
-transposed weight cannot hide behind a square shape.
+transposed weight cannot hide behind a square shape.  Explicit examples set one of them
+to 1 in turn (the others still different), so a ``.squeeze()`` that drops the batch axis
+when B = 1 cannot hide either.
 """
 
 import pytest
@@ -14,8 +16,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader import catalog, reference
-from grader.errors import StudentCodeError
+from grader import reference
 from grader.execution import Call, tensor_leaves
 from grader.testing import strategies as S
 from grader.testing.checks import (assert_close, assert_equal, assert_grad, catalog_hints, describe, expect_tensor,
@@ -36,13 +37,10 @@ PIN = 20.0
 
 # ----------------------------------------------------------------------------- inputs
 
-@st.composite
-def rnn_case(draw, blocks=4, seq=False, dtype=None, c_scale=2.0):
-    """x, h, c and weights in PyTorch's layout (``blocks * H`` rows) with T, B, H, I all
-    different; ``seq``: x is ``(B, T, I)``, else ``(B, I)``."""
-    t, b, h, i = draw(S.distinct_sizes(4, lo=2, hi=7))
-    dtype = dtype or draw(S.dtypes)
-    g = S.generator(draw(S.seeds))
+def rnn_inputs(t, b, h, i, *, blocks=4, seq=False, dtype=torch.float32, seed=0, c_scale=2.0):
+    """x, h, c and weights in PyTorch's layout (``blocks * H`` rows) for sizes T, B, H, I;
+    ``seq``: x is ``(B, T, I)``, else ``(B, I)``; values from ``S.generator(seed)``."""
+    g = S.generator(seed)
     case = dict(x=S.uniform(g, *((b, t, i) if seq else (b, i)), dtype=dtype),
                 h=S.uniform(g, b, h, dtype=dtype, scale=0.9),
                 c=S.uniform(g, b, h, dtype=dtype, scale=c_scale),
@@ -51,6 +49,28 @@ def rnn_case(draw, blocks=4, seq=False, dtype=None, c_scale=2.0):
                 b_ih=S.uniform(g, blocks * h, dtype=dtype, scale=0.5),
                 b_hh=S.uniform(g, blocks * h, dtype=dtype, scale=0.5))
     return case
+
+
+@st.composite
+def rnn_case(draw, blocks=4, seq=False, dtype=None, c_scale=2.0):
+    """x, h, c and weights in PyTorch's layout (``blocks * H`` rows) with T, B, H, I all
+    different; ``seq``: x is ``(B, T, I)``, else ``(B, I)``."""
+    t, b, h, i = draw(S.distinct_sizes(4, lo=2, hi=7))
+    dtype = dtype or draw(S.dtypes)
+    seed = draw(S.seeds)
+    return rnn_inputs(t, b, h, i, blocks=blocks, seq=seq, dtype=dtype, seed=seed, c_scale=c_scale)
+
+
+def rnn_edges(*names, blocks=4, seq=False, dtype=None, c_scale=2.0):
+    """Explicit cases, one per size in ``names`` (t, b, h, i) set to 1, the others distinct;
+    the dtype alternates.  Without ``seq`` there is no T, so only b, h and i matter."""
+    return [rnn_inputs(**sizes, blocks=blocks, seq=seq, dtype=dtype or S.FLOAT_DTYPES[n % 2], seed=n, c_scale=c_scale)
+            for n, sizes in enumerate(S.with_one(dict(t=2, b=3, h=4, i=5), *names))]
+
+
+#: The sizes of one step (B, H, I) and of a sequence (T too).
+STEP_SIZES = ("b", "h", "i")
+SEQ_SIZES = ("t", "b", "h", "i")
 
 
 def _weights(case):
@@ -101,27 +121,6 @@ def _replay(name, args, *index):
             out = out[k]
         return out
     return replay
-
-
-def _run(impl, call, io):
-    """``impl.invoke(call)``; when the submission crashes the way a catalog mistake does
-    on this input, the failure names that mistake."""
-    try:
-        return impl.invoke(call)
-    except StudentCodeError as err:
-        causes = []
-        for mutant in catalog.load(MODULE):
-            if mutant.correct:
-                continue
-            try:
-                getattr(catalog.namespace(mutant), call.name)(*_clone(call.args))
-            except Exception as theirs:  # noqa: BLE001 - any crash may be the same as the student's
-                if type(theirs).__name__ == err.exc_type and str(theirs) == err.message:
-                    causes.append(mutant.mistake)
-        if not causes:
-            raise
-        fail(f"{err.call} raised {err.exc_type}: {err.message}", [f"at {err.where}" if err.where else ""], io,
-             [f"your code crashes like {cause}" for cause in dict.fromkeys(causes)])
 
 
 # ----------------------------------------------------------------------------- oracles
@@ -188,7 +187,7 @@ def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
     """Call ``name``; check every output (``outputs``: name -> shape) has the input's dtype
     and that no argument changed."""
     io = _io(names, args)
-    result = _run(impl, Call(name, args, want_inputs_after=True), io)
+    result = impl.invoke(Call(name, args, want_inputs_after=True))
     got = result.outputs
     flat = tensor_leaves(got) if len(outputs) > 1 else [got]
     if len(outputs) > 1 and len(flat) != len(outputs):
@@ -206,11 +205,12 @@ def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
 def _call_gates(impl, case):
     args = gates_args(case)
     io = _io(GATES_NAMES, args)
-    got = unpack(_run(impl, Call("lstm_gates", args), io).outputs, GATES, "lstm_gates", io)
+    got = unpack(impl.invoke(Call("lstm_gates", args)).outputs, GATES, "lstm_gates", io)
     return got, args, io
 
 
 @pytest.mark.exercise("lstm.gates", weight=3)
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_match_formula(impl, case):
     """i, f, o = sigmoid and g = tanh of blocks 0..3 of W_ih x + b_ih + W_hh h + b_hh, in the order i, f, g, o"""
@@ -230,6 +230,7 @@ def _compose(gates, c_prev):
 
 
 @pytest.mark.exercise("lstm.gates")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_reproduce_lstm_cell(impl, case):
     """c = f*c_prev + i*g and h = o*tanh(c) built from your gates agree with nn.LSTMCell"""
@@ -244,7 +245,8 @@ def test_gates_reproduce_lstm_cell(impl, case):
               replay=lambda ns, k=k: _compose(ns.lstm_gates(*_clone(args)), case["c"])[1 - k])
 
 
-@pytest.mark.exercise("lstm.gates")
+@pytest.mark.exercise("lstm.gates", kind="property")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_lie_in_their_ranges(impl, case):
     """gates i, f and o lie in (0, 1) (sigmoids) and g in (-1, 1) (tanh), each (B, H)"""
@@ -260,6 +262,7 @@ def test_gates_lie_in_their_ranges(impl, case):
 
 
 @pytest.mark.exercise("lstm.gates")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_gradients(impl, case):
     """gradients of i, f, g, o with respect to x, h_prev and all four weights match the formula's"""
@@ -267,13 +270,14 @@ def test_gates_gradients(impl, case):
     io = _io(GATES_NAMES, args)
     g = S.generator(5)
     cot = tuple(S.uniform(g, *case["h"].shape) for _ in GATES)
-    result = _run(impl, Call("lstm_gates", args, grad_wrt=tuple(range(6)), cotangents=cot), io)
+    result = impl.invoke(Call("lstm_gates", args, grad_wrt=tuple(range(6)), cotangents=cot))
     expected = _in_dtype(reference_grads(gates_formula, gates_args(_float64(case)), cot), case)
     for k, name in enumerate(GATES_NAMES):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_gates", args, cot, k))
 
 
-@pytest.mark.exercise("lstm.gates")
+@pytest.mark.exercise("lstm.gates", kind="property")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_keep_dtype_and_inputs(impl, case):
     """i, f, g, o are (B, H) in the input's dtype; no input is modified in place"""
@@ -286,11 +290,12 @@ def test_gates_keep_dtype_and_inputs(impl, case):
 def _call_cell(impl, case):
     args = cell_args(case)
     io = _io(CELL_NAMES, args)
-    got = unpack(_run(impl, Call("lstm_cell", args), io).outputs, ("h", "c"), "lstm_cell", io)
+    got = unpack(impl.invoke(Call("lstm_cell", args)).outputs, ("h", "c"), "lstm_cell", io)
     return got, args, io
 
 
 @pytest.mark.exercise("lstm.cell", weight=3)
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_matches_lstm_cell(impl, case):
     """(h, c) agree with torch.nn.LSTMCell given the same weights"""
@@ -302,7 +307,8 @@ def test_cell_matches_lstm_cell(impl, case):
           module=MODULE, replay=_replay("lstm_cell", args, 1))
 
 
-@pytest.mark.exercise("lstm.cell")
+@pytest.mark.exercise("lstm.cell", kind="property")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_open_forget_gate_keeps_cell_state(impl, case):
     """with the forget gate pinned to 1 and the input gate to 0 (through the biases), c = c_prev unchanged"""
@@ -315,6 +321,7 @@ def test_cell_open_forget_gate_keeps_cell_state(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_closed_forget_gate_forgets(impl, case):
     """with the forget gate pinned to 0, c = i*g whatever c_prev was: the old cell is forgotten"""
@@ -328,7 +335,8 @@ def test_cell_closed_forget_gate_forgets(impl, case):
     _close(c2, c, "c", prop="with f = 0, c must not depend on c_prev (c_prev negated here)", inputs=io)
 
 
-@pytest.mark.exercise("lstm.cell")
+@pytest.mark.exercise("lstm.cell", kind="property")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES, c_scale=3.0))
 @given(rnn_case(c_scale=3.0))
 def test_cell_hidden_state_bounded(impl, case):
     """|h| < 1: h = o*tanh(c) with o in (0, 1), even where |c| > 1"""
@@ -342,6 +350,7 @@ def test_cell_hidden_state_bounded(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_gradients(impl, case):
     """gradients with respect to x, h_prev, c_prev and all four weights agree with nn.LSTMCell"""
@@ -349,7 +358,7 @@ def test_cell_gradients(impl, case):
     io = _io(CELL_NAMES, args)
     g = S.generator(7)
     cot = (S.uniform(g, *case["h"].shape), S.uniform(g, *case["h"].shape))
-    result = _run(impl, Call("lstm_cell", args, grad_wrt=tuple(range(7)), cotangents=cot), io)
+    result = impl.invoke(Call("lstm_cell", args, grad_wrt=tuple(range(7)), cotangents=cot))
     oracle = torch_lstm_cell(_float64(case))
     expected = reference_grads(lambda x, h, c: oracle(x, (h, c)), cell_args(_float64(case))[:3], cot,
                                 list(oracle.parameters()))
@@ -358,7 +367,8 @@ def test_cell_gradients(impl, case):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_cell", args, cot, k))
 
 
-@pytest.mark.exercise("lstm.cell")
+@pytest.mark.exercise("lstm.cell", kind="property")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_keeps_dtype_and_inputs(impl, case):
     """h and c are (B, H) in the input's dtype; no input (c_prev included) is modified in place"""
@@ -375,7 +385,7 @@ def forward_args(case):
 def _call_forward(impl, case):
     args = forward_args(case)
     io = _io(FORWARD_NAMES, args)
-    result = _run(impl, Call("lstm_forward", args), io)
+    result = impl.invoke(Call("lstm_forward", args))
     outputs, state = unpack(result.outputs, ("outputs", "(h_T, c_T)"), "lstm_forward", io)
     h_t, c_t = unpack(state, ("h_T", "c_T"), "lstm_forward's final state", io)
     return (outputs, h_t, c_t), args, io, result
@@ -391,6 +401,7 @@ def _steps(case):
 
 
 @pytest.mark.exercise("lstm.forward", weight=3)
+@S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_matches_nn_lstm(impl, case):
     """outputs and (h_T, c_T) agree with torch.nn.LSTM(batch_first=True) started from (h0, c0)"""
@@ -403,6 +414,7 @@ def test_forward_matches_nn_lstm(impl, case):
 
 
 @pytest.mark.exercise("lstm.forward")
+@S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_outputs_are_the_cell_step_by_step(impl, case):
     """outputs[:, t] is h after step t of lstm_cell, the state carried from one step to the next"""
@@ -417,6 +429,7 @@ def test_forward_outputs_are_the_cell_step_by_step(impl, case):
 
 
 @pytest.mark.exercise("lstm.forward")
+@S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_starts_from_initial_state(impl, case):
     """the first step starts from the given (h0, c0), not from zeros"""
@@ -433,6 +446,7 @@ def test_forward_starts_from_initial_state(impl, case):
 
 
 @pytest.mark.exercise("lstm.forward")
+@S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_final_state_is_last_step(impl, case):
     """(h_T, c_T) is the state after the last step: h_T equals outputs[:, -1]"""
@@ -446,11 +460,20 @@ def test_forward_final_state_is_last_step(impl, case):
     _close(outputs[:, -1], h_t, "outputs[:, -1]", prop="outputs[:, -1] must equal h_T", inputs=io)
 
 
-@pytest.mark.exercise("lstm.forward")
-@given(rnn_case(seq=True), st.data())
-def test_forward_is_causal(impl, case, data):
+@st.composite
+def causal_case(draw):
+    """A sequence case and a step ``t`` in ``[0, T - 2]``."""
+    case = draw(rnn_case(seq=True))
+    return case, draw(st.integers(0, case["x"].shape[1] - 2))
+
+
+@pytest.mark.exercise("lstm.forward", kind="property")
+# no T = 1 example: causality needs a step before and one after t
+@S.edge_examples("drawn", [(case, case["x"].shape[1] - 2) for case in rnn_edges(*STEP_SIZES, seq=True)])
+@given(causal_case())
+def test_forward_is_causal(impl, drawn):
     """outputs[:, :t+1] do not change when only inputs after step t change"""
-    t = data.draw(st.integers(0, case["x"].shape[1] - 2), label="t")
+    case, t = drawn
     (out1, _, _), args, io, _ = _call_forward(impl, case)
     x2 = case["x"].clone()
     x2[:, t + 1:] = S.uniform(S.generator(t), *x2[:, t + 1:].shape, dtype=x2.dtype)
@@ -462,6 +485,7 @@ def test_forward_is_causal(impl, case, data):
 
 
 @pytest.mark.exercise("lstm.forward")
+@S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_gradients(impl, case):
     """gradients with respect to x, h0, c0 and all four weights agree with nn.LSTM (through every step)"""
@@ -470,7 +494,7 @@ def test_forward_gradients(impl, case):
     b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
     g = S.generator(9)
     cot = (S.uniform(g, b, t_len, hidden), S.uniform(g, b, hidden), S.uniform(g, b, hidden))
-    result = _run(impl, Call("lstm_forward", args, grad_wrt=tuple(range(7)), cotangents=cot), io)
+    result = impl.invoke(Call("lstm_forward", args, grad_wrt=tuple(range(7)), cotangents=cot))
     oracle = torch_lstm(_float64(case))
 
     def run(x, h0, c0):
@@ -481,7 +505,8 @@ def test_forward_gradients(impl, case):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_forward", args, cot, k))
 
 
-@pytest.mark.exercise("lstm.forward")
+@pytest.mark.exercise("lstm.forward", kind="property")
+@S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_keeps_dtype_and_inputs(impl, case):
     """outputs (B, T, H), h_T and c_T (B, H) are in the input's dtype; no input is modified in place"""
@@ -495,7 +520,7 @@ def test_forward_keeps_dtype_and_inputs(impl, case):
 def _call_gru(impl, case):
     args = gru_args(case)
     io = _io(GATES_NAMES, args)
-    return _run(impl, Call("gru_cell", args), io).outputs, args, io
+    return impl.invoke(Call("gru_cell", args)).outputs, args, io
 
 
 def _gru_new_gate_without_hidden(case):
@@ -505,6 +530,7 @@ def _gru_new_gate_without_hidden(case):
 
 
 @pytest.mark.exercise("lstm.gru", weight=3)
+@S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_matches_gru_cell(impl, case):
     """h' agrees with torch.nn.GRUCell given the same weights (blocks r, z, n)"""
@@ -514,7 +540,8 @@ def test_gru_matches_gru_cell(impl, case):
           module=MODULE, replay=_replay("gru_cell", args))
 
 
-@pytest.mark.exercise("lstm.gru")
+@pytest.mark.exercise("lstm.gru", kind="property")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_update_gate_one_keeps_state(impl, case):
     """with the update gate z pinned to 1 (through the biases), h' = h_prev: the state passes through"""
@@ -526,6 +553,7 @@ def test_gru_update_gate_one_keeps_state(impl, case):
 
 
 @pytest.mark.exercise("lstm.gru")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_reset_gate_zero_drops_hidden_term(impl, case):
     """with r pinned to 0 and z to 0, h' = n = tanh(W_in x + b_in): r scales the whole W_hn h + b_hn"""
@@ -539,20 +567,22 @@ def test_gru_reset_gate_zero_drops_hidden_term(impl, case):
 
 
 @pytest.mark.exercise("lstm.gru")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_gradients(impl, case):
     """gradients with respect to x, h_prev and all four weights agree with nn.GRUCell"""
     args = gru_args(case)
     io = _io(GATES_NAMES, args)
     cot = (S.uniform(S.generator(3), *case["h"].shape),)
-    result = _run(impl, Call("gru_cell", args, grad_wrt=tuple(range(6)), cotangents=cot), io)
+    result = impl.invoke(Call("gru_cell", args, grad_wrt=tuple(range(6)), cotangents=cot))
     oracle = torch_gru_cell(_float64(case))
     expected = _in_dtype(reference_grads(oracle, gru_args(_float64(case))[:2], cot, list(oracle.parameters())), case)
     for k, name in enumerate(GATES_NAMES):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("gru_cell", args, cot, k))
 
 
-@pytest.mark.exercise("lstm.gru")
+@pytest.mark.exercise("lstm.gru", kind="property")
+@S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_keeps_dtype_and_inputs(impl, case):
     """h' is (B, H) in the input's dtype; no input is modified in place"""
@@ -571,6 +601,8 @@ def _torch_count(cls, input_size, hidden_size, bias):
 
 @pytest.mark.exercise("lstm.param_count", weight=2)
 @pytest.mark.parametrize("name, oracle", [("lstm_param_count", torch.nn.LSTM), ("gru_param_count", torch.nn.GRU)])
+# I = 1 and H = 1, with and without the biases
+@S.edge_examples("drawn", [(5, 1, False), (7, 1, True), (1, 5, True), (1, 7, False)])
 @given(drawn=sizes)
 def test_param_count_matches_nn_module(impl, name, oracle, drawn):
     """the count is the int sum(p.numel()) of nn.LSTM / nn.GRU(I, H, bias=bias)"""
@@ -582,7 +614,8 @@ def test_param_count_matches_nn_module(impl, name, oracle, drawn):
                  replay=lambda ns: getattr(ns, name)(input_size, hidden_size, bias=bias))
 
 
-@pytest.mark.exercise("lstm.param_count")
+@pytest.mark.exercise("lstm.param_count", kind="property")
+@S.edge_examples("drawn", [(5, 1, False), (1, 5, True)])
 @given(sizes)
 def test_gru_needs_fewer_params_than_lstm(impl, drawn):
     """a GRU needs fewer parameters than an LSTM of the same sizes (3 blocks instead of 4)"""

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from grader import reference
@@ -154,7 +154,7 @@ def test_categorical_is_m_minus_one(impl, m):
                 describe(num_outcomes=m), lambda ns: ns.categorical_params(m))
 
 
-@pytest.mark.exercise("param_count.categorical")
+@pytest.mark.exercise("param_count.categorical", kind="property")
 @given(st.sampled_from(INVALID))
 def test_categorical_rejects_invalid(impl, case):
     """categorical_params raises ValueError for 0, a negative number, a float or a bool"""
@@ -187,7 +187,7 @@ def test_full_joint_lecture_examples(impl, case):
                 ["np.prod overflows int64 silently and float loses digits past 2**53"])
 
 
-@pytest.mark.exercise("param_count.full_joint")
+@pytest.mark.exercise("param_count.full_joint", kind="property")
 @given(invalid_cardinalities())
 def test_full_joint_rejects_invalid(impl, case):
     """full_joint_params raises ValueError for a cardinality that is 0, negative, a float or a bool"""
@@ -218,7 +218,7 @@ def test_independent_lecture_examples(impl, case):
                 lambda ns: ns.independent_params(cards))
 
 
-@pytest.mark.exercise("param_count.independent")
+@pytest.mark.exercise("param_count.independent", kind="property")
 @given(invalid_cardinalities())
 def test_independent_rejects_invalid(impl, case):
     """independent_params raises ValueError for a cardinality that is 0, negative, a float or a bool"""
@@ -274,7 +274,7 @@ def test_chain_rule_sums_to_full_joint_in_every_order(impl, cards):
                                [(m - 1) * math.prod(perm[:i]) for i, m in enumerate(perm)]))
 
 
-@pytest.mark.exercise("param_count.chain_rule")
+@pytest.mark.exercise("param_count.chain_rule", kind="property")
 @given(invalid_cardinalities())
 def test_chain_rule_rejects_invalid(impl, case):
     """chain_rule_factor_params raises ValueError for a cardinality that is 0, negative, a float or a bool"""
@@ -338,7 +338,7 @@ def test_markov_binary_order_one_is_2n_minus_1(impl, n, explicit):
                 (lambda ns: ns.markov_params(cards, 1)) if explicit else (lambda ns: ns.markov_params(cards)))
 
 
-@pytest.mark.exercise("param_count.markov")
+@pytest.mark.exercise("param_count.markov", kind="property")
 @given(st.one_of(mixed_cardinalities().map(lambda c: (c, -1, "a negative order (-1)")),
                  mixed_cardinalities().map(lambda c: (c, -3, "a negative order (-3)")),
                  invalid_cardinalities().map(lambda case: (case[0], 1, case[1]))))
@@ -352,6 +352,7 @@ def test_markov_rejects_invalid(impl, case):
 # ----------------------------------------------------------------------------- param_count.bayes_net
 
 @pytest.mark.exercise("param_count.bayes_net", weight=2)
+@example(net=([2, 4, 3], {1: [0], 2: [0, 1]}))  # a parent's m_p differs from m_p - 1, m_child and m_child - 1
 @given(dags())
 def test_bayes_net_matches_tables(impl, net):
     """sum_i (m_i - 1) * prod_{p in parents(i)} m_p: the free entries of every table p(x_i | parents)"""
@@ -410,7 +411,7 @@ def bad_networks(draw):
     return cards, parents, why
 
 
-@pytest.mark.exercise("param_count.bayes_net")
+@pytest.mark.exercise("param_count.bayes_net", kind="property")
 @given(bad_networks())
 def test_bayes_net_rejects_bad_indices_and_cardinalities(impl, case):
     """bayes_net_params raises ValueError for an index out of range or a cardinality that is not an int >= 1"""
@@ -440,7 +441,7 @@ def cyclic_networks(draw):
     return cards, parents, f"a cycle {' -> '.join(map(str, loop + loop[:1]))}"
 
 
-@pytest.mark.exercise("param_count.bayes_net")
+@pytest.mark.exercise("param_count.bayes_net", kind="property")
 @given(cyclic_networks())
 def test_bayes_net_rejects_cycles(impl, case):
     """bayes_net_params raises ValueError when the graph has a cycle"""

@@ -1,5 +1,6 @@
 """The tests catch every catalogued mistake, keep correct alternatives at full marks,
-and turn a catalogued mistake into a hint that names it."""
+give trivial outputs (zeros, ones, seeded noise, an echoed input) 0 points, and turn a
+catalogued mistake into a hint that names it and nothing else."""
 
 import json
 import subprocess
@@ -8,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader import ROOT, catalog, runner
+from grader import ROOT, catalog, mutants, rubric, runner
 
 ENTRIES = catalog.load()
+TRIVIAL = catalog.trivial()
 
 #: Issue 2's wrong copies and the property their feedback must name.
 NAMED = {
@@ -47,6 +49,36 @@ def test_catalog_entry_is_graded_as_expected(entry, verdicts):
         assert verdict.score == verdict.max_score, f"correct alternative lost points in {verdict.killers}"
     else:
         assert verdict.score < verdict.max_score, f"{entry.mistake}: not caught by any test"
+
+
+@pytest.mark.parametrize("entry", TRIVIAL, ids=[f"{e.module}:{e.id}" for e in TRIVIAL])
+def test_trivial_entry_scores_zero_on_its_exercise(entry, verdicts):
+    verdict = verdicts[entry.module, entry.id]
+    assert verdict.exercise_score == 0, (
+        f"{entry.exercise} pays {verdict.exercise_score} points for {entry.mistake}; passed tests: {verdict.passed}")
+
+
+WRONG = [e for e in ENTRIES if not e.correct] + list(TRIVIAL)
+
+
+@pytest.mark.parametrize("entry", WRONG, ids=[f"{e.module}:{e.id}" for e in WRONG])
+def test_wrong_entry_feedback_names_its_own_mistake_only(entry, verdicts):
+    """Graded as a student's submission, each wrong entry's hints name its own mistake and
+    no mistake of another exercise."""
+    verdict = verdicts[entry.module, entry.id]
+    assert entry.mistake in verdict.named, "no hint names it; feedback:\n" + "\n".join(verdict.feedback)[:3000]
+    own = {m.mistake for m in catalog.hint_candidates(entry.module) if m.exercise == entry.exercise}
+    assert set(verdict.named) <= own, f"hints name another exercise's mistakes: {set(verdict.named) - own}"
+
+
+def test_named_mistakes_reads_catalog_hints():
+    text = "weights differ\n  hint: your code matches dividing by d_k\n  hint: softmax over the keys"
+    assert mutants.named_mistakes(text) == ["dividing by d_k"]
+
+
+def test_trivial_entries_cover_every_exercise_and_kind():
+    assert {(e.exercise, e.trivial) for e in TRIVIAL} == {(ex.id, kind) for ex in rubric.EXERCISES
+                                                          for kind in catalog.TRIVIAL_KINDS}
 
 
 @pytest.mark.parametrize("mutant_id", sorted(NAMED))

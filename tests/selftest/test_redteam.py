@@ -153,7 +153,8 @@ HOSTILE = {
                     pass
         """) + (ROOT / "assignments" / "attention.py").read_text().replace("import math", "import math as _m"),
         {}, ["attention.sdpa", "attention.causal_mask"],
-        {"attention.sdpa": "zero", "attention.causal_mask": "zero"}, "not implemented"),
+        # exec at import: the forbidden-call check flags every name (failed) before the stubs' TODOs show
+        {"attention.sdpa": "zero", "attention.causal_mask": "zero"}, "failed"),
     "read_grader_memory": (
         _override("""
             import gc, sys
