@@ -137,7 +137,7 @@ class Report:
         for r in self.results:
             earned = contributions(r.exercise, r.records)
             public = [(rec, pts) for rec, pts in earned if not rec.hidden]
-            hidden = [rec.redacted() for rec in r.records if rec.hidden]
+            hidden = [rec.redacted() for rec in r.records if rec.hidden and rec.status != HIDDEN]  # those that ran
             hidden_pts = sum(pts for rec, pts in earned if rec.hidden)
             hidden_max = _share_of_points(r, hidden)
             status = worst([rec.status for rec in r.records if not rec.hidden]) if public else r.status
@@ -145,11 +145,12 @@ class Report:
             feedback = r.feedback()
             if feedback:
                 output += "\n\n" + "\n\n".join(feedback)
+            public_all_passed = all(rec.status == PASSED for rec, _ in public) if public else r.score >= r.max_score
             tests.append({
                 "name": f"{r.exercise.id}: {r.exercise.title}",
                 "score": round(r.score - hidden_pts, 2),
                 "max_score": round(r.max_score - hidden_max, 2),
-                "status": "passed" if r.score >= r.max_score else "failed",
+                "status": "passed" if public_all_passed else "failed",  # never tells of a hidden test
                 "output": output,
                 "visibility": "visible",
                 "tags": [r.exercise.module, r.exercise.id],
@@ -166,7 +167,8 @@ class Report:
                     "output": "\n".join(lines),
                     "visibility": HIDDEN_VISIBILITY,
                     "tags": [r.exercise.module, r.exercise.id, "hidden"],
-                    "extra_data": {"tests": [asdict(rec) for rec in hidden]},
+                    "extra_data": {"outcome": PASSED if all(rec.status == PASSED for rec in hidden) else FAILED,
+                                   "tests": [asdict(rec) for rec in hidden]},
                 })
         return {"score": self.score, "max_score": self.max_score, "tests": tests,
                 "extra_data": {"submission": self.submission, "modules": self.module_scores()}}

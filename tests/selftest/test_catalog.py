@@ -126,4 +126,4 @@ def hinted(tmp_path_factory):
 def test_a_catalogued_mistake_gets_its_hint(module, mutant_id, hinted):
     entry = next(e for e in ENTRIES if e.module == module and e.id == mutant_id)
     feedback = "\n".join(msg for r in hinted[mutant_id].results for msg in r.feedback())
-    assert f"match {entry.mistake}" in feedback
+    assert f"your code matches {entry.mistake}" in feedback

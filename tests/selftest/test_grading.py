@@ -120,3 +120,44 @@ def test_unknown_target_is_a_usage_error():
     proc = subprocess.run([sys.executable, "-m", "grader", "check", "attention.nope"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown module or exercise" in proc.stderr
+
+
+META_DODGE = REFERENCE.replace("    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    if q.device.type == 'meta':\n"
+                               "        raise RuntimeError('Tensor.item() cannot be called on meta tensors')\n", 1)
+
+
+@pytest.fixture(scope="module")
+def staff_graded(tmp_path_factory):
+    """Staff grading (hidden tests, a secret key) of a submission that fails a hidden test,
+    and of one that raises torch's meta-tensor error on meta inputs to dodge the device test."""
+    root = tmp_path_factory.mktemp("staff")
+    wrong = next(m for m in catalog.load("attention") if m.id == "sdpa_scale_by_dk").source()
+    entries = []
+    for name, source in (("wrong", wrong), ("meta_dodge", META_DODGE)):
+        (root / name).mkdir()
+        (root / name / "attention.py").write_text(source)
+        entries.append((name, root / name, ["attention.sdpa"]))
+    return runner.grade_many(entries, staff=True, staff_key="grading-selftest-key")
+
+
+def test_a_hidden_test_shows_its_name_and_passed_or_failed_only(staff_graded):
+    data = staff_graded["wrong"].to_gradescope()
+    visible = [t for t in data["tests"] if t["visibility"] == "visible"]
+    hidden = [t for t in data["tests"] if t["visibility"] == "after_published"]
+    assert len(visible) == 1 and len(hidden) == 1
+    records = hidden[0]["extra_data"]["tests"]
+    assert records and all(r["hidden"] and r["message"] == "" and r["status"] in ("passed", "failed") for r in records)
+    assert any(r["status"] == "failed" for r in records)
+    assert "input" not in hidden[0]["output"] and "expected" not in hidden[0]["output"]
+    assert not any(r["hidden"] for r in visible[0]["extra_data"]["tests"])
+    assert sum(t["score"] for t in data["tests"]) == pytest.approx(data["score"], abs=0.02)
+    assert all(t["visibility"] in ("visible", "after_published") for t in data["tests"])
+
+
+def test_raising_torch_meta_error_on_meta_is_a_failure_not_a_skip(staff_graded):
+    result = next(r for r in staff_graded["meta_dodge"].results if r.exercise.id == "attention.sdpa")
+    meta = [rec for rec in result.records if "-meta-" in rec.nodeid]
+    assert meta and all(rec.status == "failed" for rec in meta)
+    assert not any(rec.status == "skipped" for rec in result.records if "-cuda-" not in rec.nodeid)
+    assert result.score < result.max_score
+    assert "cannot be called on meta tensors" in "\n".join(result.feedback())
