@@ -48,8 +48,10 @@ _C = torch._C
 # Captured now, before any student code runs: the guard never looks these up again.
 _push, _pop = _C._push_on_torch_function_stack, _C._pop_torch_function_stack
 _depth, _stack_at = _C._len_torch_function_stack, _C._get_function_stack_at
-_get_state, _set_state = _C._get_torch_function_state, _C._set_torch_function_state
-_ENABLED, _ALL_DISABLED = _C._TorchFunctionState.ENABLED, _C._TorchFunctionState.ALL_DISABLED
+# private names that torch's type stubs do not list
+_get_state, _set_state = getattr(_C, "_get_torch_function_state"), getattr(_C, "_set_torch_function_state")
+_STATE = getattr(_C, "_TorchFunctionState")
+_ENABLED, _ALL_DISABLED = _STATE.ENABLED, _STATE.ALL_DISABLED
 _VARIABLE_FUNCTIONS = _C._VariableFunctions
 
 SDPA = "torch.nn.functional.scaled_dot_product_attention"
@@ -139,7 +141,7 @@ def _from_torch(frame):
 
 
 class _Watch(TorchFunctionMode):
-    _verdicts = {}
+    _verdicts: dict = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", None)

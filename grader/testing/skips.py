@@ -5,10 +5,10 @@ Any other skip, whatever raised it, is recorded as a failure, so nothing a submi
 says or does can move a test out of the denominator.
 """
 
-import pytest
+from _pytest.outcomes import Skipped  # pytest.skip.Exception, under its importable name
 
 
-class Unavailable(pytest.skip.Exception):
+class Unavailable(Skipped):
     """A skip decided by the grader: what the test needs is not on this machine."""
 
 
