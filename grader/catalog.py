@@ -244,16 +244,16 @@ def current_exercise():
     return _focus["exercise"]
 
 
-def _fresh(value):
+def fresh_copy(value):
     """A private copy of a replay's captured inputs (tensors cloned, containers rebuilt)."""
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
     if isinstance(value, tuple):
-        return tuple(_fresh(v) for v in value)
+        return tuple(fresh_copy(v) for v in value)
     if isinstance(value, list):
-        return [_fresh(v) for v in value]
+        return [fresh_copy(v) for v in value]
     if isinstance(value, dict):
-        return {k: _fresh(v) for k, v in value.items()}
+        return {k: fresh_copy(v) for k, v in value.items()}
     if isinstance(value, types.FunctionType):
         return fresh_replay(value)
     return value
@@ -264,8 +264,8 @@ def fresh_replay(replay):
     an entry that changes its inputs in place cannot change them for the next entry."""
     if not isinstance(replay, types.FunctionType) or not replay.__closure__:
         return replay
-    cells = tuple(types.CellType(_fresh(c.cell_contents)) if _filled(c) else c for c in replay.__closure__)
-    return types.FunctionType(replay.__code__, replay.__globals__, replay.__name__, _fresh(replay.__defaults__),
+    cells = tuple(types.CellType(fresh_copy(c.cell_contents)) if _filled(c) else c for c in replay.__closure__)
+    return types.FunctionType(replay.__code__, replay.__globals__, replay.__name__, fresh_copy(replay.__defaults__),
                               cells)
 
 

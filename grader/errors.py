@@ -96,11 +96,13 @@ class PropertyFailure(AssertionError):
         super().__init__(message)
         self._message, self._more, self._text = message, more, None
 
-    def text(self, named=()):
-        """The message; ``named`` hint lines (the diagnosed mistake) replace the lazy ones."""
-        if named:
-            return "\n".join([self._message, *[n for n in named if n not in self._message]])
-        return str(self)
+    def text(self, named=None):
+        """The message with the diagnosed hint lines ``named``: once the failing calls were
+        diagnosed (``named`` is a list, empty when no single mistake matched) its verdict is
+        final and the lazy hints are not consulted; with ``None``, the lazy hints."""
+        if named is None:
+            return str(self)
+        return "\n".join([self._message, *[n for n in named if n not in self._message]])
 
     def __str__(self):
         if self._text is None:

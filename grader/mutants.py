@@ -72,11 +72,11 @@ class Verdict:
         return named_mistakes("\n".join(self.feedback()))
 
 
-_HINT = re.compile(r"hint: your .*? (?:match|matches|crashes like) (.+)$", re.MULTILINE)
+_HINT = re.compile(r"hint: your code matches (.+)$", re.MULTILINE)
 
 
 def named_mistakes(text):
-    """The mistakes named by catalog hints (``hint: your weights match <mistake>``) in ``text``."""
+    """The mistakes named by catalog hints (``hint: your code matches <mistake>``) in ``text``."""
     return list(dict.fromkeys(m.strip() for m in _HINT.findall(text)))
 
 

@@ -158,7 +158,7 @@ class Report:
                                "tests": [asdict(rec) for rec in r.records if not rec.hidden]},
             })
             if hidden:
-                lines = [f"{'passed' if rec.status == PASSED else rec.status}: {rec.property}" for rec in hidden]
+                lines = [f"{rec.status}: {rec.property}" for rec in hidden]  # redacted: passed or failed
                 tests.append({
                     "name": f"{r.exercise.id}: {r.exercise.title} (hidden tests)",
                     "score": round(hidden_pts, 2),
@@ -174,10 +174,7 @@ class Report:
                 "extra_data": {"submission": self.submission, "modules": self.module_scores()}}
 
 
-def _share_of_points(result, hidden):
-    """The points the ``hidden`` records are worth when every test passes."""
-    graded = [r for r in result.records if r.status != HIDDEN]
-    total = sum(r.weight for r in graded)
-    if not total:
-        return 0.0
-    return result.max_score * sum(r.weight for r in hidden if r.status != HIDDEN) / total
+def _share_of_points(result, records):
+    """The points the graded ``records`` are worth when every test passes."""
+    total = sum(r.weight for r in result.records if r.status != HIDDEN)
+    return result.max_score * sum(r.weight for r in records) / total if total else 0.0

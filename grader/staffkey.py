@@ -20,8 +20,6 @@ marks itself non-dumpable, so a worker running under the same uid (an unprivileg
 grader) cannot read its ``/proc/PID/environ`` or memory either.
 """
 
-import ctypes
-import ctypes.util
 import hashlib
 import hmac
 import os
@@ -182,15 +180,10 @@ def _read_or_create(path):
 
 # --------------------------------------------------------------------------- process hygiene
 
-PR_SET_DUMPABLE = 4
-
-
 def hide_this_process():
     """Make this process non-dumpable: other processes of the same uid (a worker of an
     unprivileged grader) can then read neither its ``/proc/PID/environ`` nor its memory.
     Children started with ``exec`` are dumpable again.  Best effort (Linux only)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(0), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    from grader.sandbox import confine
+
+    confine.prctl(confine.PR_SET_DUMPABLE, 0)

@@ -119,8 +119,8 @@ class Recording:
 
 
 def _copy_call(call):
-    return Call(call.name, catalog._fresh(tuple(call.args)), catalog._fresh(dict(call.kwargs)), call.obj,
-                tuple(call.grad_wrt), catalog._fresh(call.cotangents), call.want_inputs_after, call.default_dtype)
+    return Call(call.name, catalog.fresh_copy(tuple(call.args)), catalog.fresh_copy(dict(call.kwargs)), call.obj,
+                tuple(call.grad_wrt), catalog.fresh_copy(call.cotangents), call.want_inputs_after, call.default_dtype)
 
 
 def _raised(exc):
@@ -207,10 +207,11 @@ def _lines(mistakes):
 def hints(exercise):
     """``(hint lines, pending)`` for the failure of the current example: the hint names the
     one catalog mistake its calls match; when several tie, ``pending`` (a :class:`Pending`)
-    lets :func:`refine` decide later, and when none match both are empty."""
+    lets :func:`refine` decide later, and when none match both are empty.  ``(None, None)``
+    when no call was recorded: there is nothing to diagnose."""
     recording = _active["recording"]
     if recording is None or not recording.steps:
-        return [], None
+        return None, None
     from grader import reference  # noqa: PLC0415 - trusted reference, loaded only when a hint is needed
     matched = matching(recording.module, recording.steps, reference.load(recording.module))
     named = catalog.precise(matched, exercise)

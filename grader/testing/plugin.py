@@ -247,14 +247,14 @@ def describe_failure(item, exc, pending=None):
     exc = _root_cause(exc)
     found = exercise_of(item)
     # a hidden test's message is never shown, so it is never diagnosed
-    named, undecided = diagnose.hints(found[0]) if found and not item.get_closest_marker("hidden") else ([], None)
+    named, undecided = diagnose.hints(found[0]) if found and not item.get_closest_marker("hidden") else (None, None)
     if undecided is not None and pending is not None:
         pending.append(undecided)
-    named = [f"  hint: {h}" for h in named]
+    named = None if named is None else [f"  hint: {h}" for h in named]
     if isinstance(exc, PropertyFailure):
         return exc.status, exc.text(named)
     if isinstance(exc, SubmissionProblem):
-        return exc.status, "\n".join([str(exc), *named])
+        return exc.status, "\n".join([str(exc), *(named or [])])
     doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
     prop = doc[0] if doc else item.name
     notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("Falsifying")]

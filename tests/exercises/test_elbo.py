@@ -445,7 +445,7 @@ def huge_logits(draw):
 
 
 @pytest.mark.exercise("elbo.bernoulli_ll", weight=2)
-@S.edge_examples("drawn", [huge_logits_of(x, l, n) for n, (x, l) in enumerate(bernoulli_edges(scale=3.0))])
+@S.edge_examples("drawn", [huge_logits_of(x, logits, n) for n, (x, logits) in enumerate(bernoulli_edges(scale=3.0))])
 @given(huge_logits())
 def test_bernoulli_is_stable_for_huge_logits(impl, drawn):
     """the log-likelihood stays finite and exact for logits up to +-1e4"""
