@@ -7,9 +7,17 @@ zip bombs) are never followed or extracted.  Each result is written atomically t
 ``OUT_DIR/<id>/results.json`` as its submission finishes, and the gradebook
 ``OUT_DIR/grades.csv`` is rebuilt atomically from all results after each one: a batch
 killed halfway and started again skips what is done and loses nothing.
+
+A submission's id depends only on its name and no two names share one
+(:func:`submission_id`); the entries that do share one (``alice`` and ``alice.zip``) are
+a conflict, listed in ``OUT_DIR/notes.txt`` and the gradebook, and none of them is
+graded.  Each results.json records the entry it came from and a hash of the files
+graded: a resumed batch skips a result only when it came from the same entry and the
+files staged from that entry now hash the same.
 """
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -21,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
@@ -38,27 +47,66 @@ class Rejected(Exception):
     """A submission that cannot be staged (a corrupt zip, nothing to grade)."""
 
 
-def submission_id(name):
-    """A safe identifier for an entry of the submissions folder."""
-    stem = name[:-4] if name.lower().endswith(".zip") else name
-    return re.sub(r"[^A-Za-z0-9._-]", "_", stem).strip(".") or "submission"
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+RESERVED = {"grades.csv", "notes.txt"}  # files of OUT_DIR: never a submission's folder there
+DIGEST_CHARS = 10
+
+
+def submission_id(name, zipped=False):
+    """The id of the entry ``name`` of the submissions folder (``zipped``: a ``.zip`` file).
+
+    A zip's id is that of a folder named as its stem, so ``alice.zip`` and ``alice`` share
+    the id ``alice`` (:func:`discover` calls that a conflict).  A folder name that is
+    already safe (``[A-Za-z0-9][A-Za-z0-9._-]*``, not ending ``.zip``, not a file of
+    ``OUT_DIR``) is its own id; any other becomes a readable slug, ``~`` and the first
+    hex digits of the SHA-256 of the exact name (``alice smith`` ->
+    ``alice_smith~<digest>``).  A safe name has no ``~``, so the two kinds never meet and
+    distinct names get distinct ids.  The id depends on the name alone: stable across runs.
+    """
+    key = name[:-4] if zipped and name.lower().endswith(".zip") else name
+    if SAFE_NAME.fullmatch(key) and not key.lower().endswith(".zip") and key.lower() not in RESERVED:
+        return key
+    ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_key).strip("._-")[:40].rstrip("._-") or "submission"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:DIGEST_CHARS]
+    return f"{slug}~{digest}"
 
 
 def discover(folder):
-    """``[(id, path)]`` for each sub-folder and ``.zip`` of ``folder``, sorted, ids unique."""
-    entries, seen = [], set()
+    """The sub-folders and ``.zip`` files of ``folder``: ``(entries, conflicts)``.
+
+    ``entries`` is ``[(id, path)]``, sorted, one per id; ``conflicts`` is
+    ``{id: [path, ...]}`` for the ids that several entries share: none of those is graded
+    (no entry is ever renamed to make room for another).
+    """
+    by_id = {}
     for path in sorted(Path(folder).iterdir()):
         if path.is_symlink() or path.name.startswith("."):
             continue
         if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip")):
             continue
-        ident, n = submission_id(path.name), 1
-        while ident in seen:
-            n += 1
-            ident = f"{submission_id(path.name)}-{n}"
-        seen.add(ident)
-        entries.append((ident, path))
-    return entries
+        by_id.setdefault(submission_id(path.name, zipped=path.is_file()), []).append(path)
+    entries = [(ident, paths[0]) for ident, paths in by_id.items() if len(paths) == 1]
+    conflicts = {ident: paths for ident, paths in by_id.items() if len(paths) > 1}
+    return entries, conflicts
+
+
+def _describe(path):
+    return f"{path.name!r} ({'zip' if path.is_file() else 'folder'})"  # repr: no newline or escape reaches a terminal
+
+
+def conflict_message(ident, paths):
+    """What the notes and the gradebook say about the entries ``paths`` sharing ``ident``."""
+    return (f"conflict: {', '.join(_describe(p) for p in paths)} all have the id {ident!r}; "
+            "none of them is graded: rename all but one and run the batch again")
+
+
+def write_notes(out_dir, conflicts):
+    """Rewrite ``OUT_DIR/notes.txt``, the batch's notes: one line per id conflict."""
+    lines = [conflict_message(ident, paths) for ident, paths in sorted(conflicts.items())]
+    text = "".join(f"{line}\n" for line in lines) or "no conflicts: every submission has its own id\n"
+    _atomic_write(Path(out_dir) / "notes.txt", text)
+    return lines
 
 
 def _depth_order(names):
@@ -132,6 +180,30 @@ def stage_zip(src, dst):
     return notes
 
 
+def stage(src, dst):
+    """Stage submission ``src`` (a folder or a zip) into ``dst``; the staging notes."""
+    return stage_zip(src, dst) if src.is_file() else stage_folder(src, dst)
+
+
+def files_sha256(folder):
+    """A SHA-256 over the files of ``folder``, sorted by name: each one's name and content."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir(), key=lambda p: p.name):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def staged_sha256(src):
+    """The ``files_sha256`` that grading ``src`` now would record (``None``: it is rejected)."""
+    with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
+        try:
+            stage(Path(src), Path(tmp))
+        except Rejected:
+            return None
+        return files_sha256(tmp)
+
+
 def _atomic_write(path, text):
     """Write ``text`` to ``path`` so that a reader (or a kill) sees the old or the new file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,25 +229,52 @@ def result_path(out_dir, ident):
     return Path(out_dir) / ident / "results.json"
 
 
-def is_done(out_dir, ident):
-    """Whether ``ident`` already has a complete results file (a grader error is retried)."""
+def _load_result(out_dir, ident):
+    """The results.json of ``ident`` as a dict, or ``None`` (missing, unreadable, not an object)."""
     try:
         result = json.loads(result_path(out_dir, ident).read_text())
     except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def is_done(out_dir, ident, path):
+    """Whether ``ident`` has a complete result of the entry ``path`` as it is now.
+
+    The result must come from an entry of the same name and record the hash of the same
+    files as staging ``path`` gives now (a changed submission is regraded); a grader
+    error is retried.
+    """
+    result = _load_result(out_dir, ident)
+    extra = result.get("extra_data") if result else None
+    if not isinstance(extra, dict) or "score" not in result or str(extra.get("status", "")).startswith("error"):
         return False
-    return "score" in result and not str(result.get("extra_data", {}).get("status", "")).startswith("error")
+    source = extra.get("source")
+    if not isinstance(source, dict) or source.get("name") != Path(path).name or "files_sha256" not in extra:
+        return False
+    try:
+        return extra["files_sha256"] == staged_sha256(path)
+    except OSError:  # the entry cannot be read now: grade it, and let grade_one record why
+        return False
 
 
-def grade_one(ident, path, out_dir, hide=(), **grade_args):
-    """Stage and grade one submission; write its results.json; return that dict."""
+def grade_one(ident, path, out_dir, **grade_args):
+    """Stage and grade one submission; write its results.json; return that dict.
+
+    Its ``extra_data`` records the ``source`` entry (path as given, name, kind) and the
+    ``files_sha256`` of the files graded (:func:`files_sha256`; ``None``: a zip refused as a whole).
+    """
+    path = Path(path)
+    source = {"path": str(path), "name": path.name, "kind": "zip" if path.is_file() else "folder"}
     with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
         staged = Path(tmp)
-        status, notes = "graded", []
+        status, notes, digest = "graded", [], None
         try:
-            notes = stage_zip(path, staged) if path.is_file() else stage_folder(path, staged)
+            notes = stage(path, staged)
+            digest = files_sha256(staged)
             if not any(staged.iterdir()):
                 raise Rejected("no attention.py, lstm.py, param_count.py or elbo.py found")
-            report = runner.grade(staged, (), staff=True, hide=hide, **grade_args)
+            report = runner.grade(staged, (), staff=True, **grade_args)
             result = report.to_gradescope()
             missing = [m for m in rubric.MODULES if not (staged / f"{m}.py").exists()]
             if missing:
@@ -186,33 +285,48 @@ def grade_one(ident, path, out_dir, hide=(), **grade_args):
         except Exception as exc:  # the grader itself failed on this one: record it, keep going
             status = f"error: {type(exc).__name__}: {exc}"
             result = {"score": 0.0, "max_score": 100, "tests": []}
-    result.setdefault("extra_data", {}).update({"submission": ident, "status": status, "notes": notes})
+    extra = result.setdefault("extra_data", {})
+    notes += extra.get("notes", [])  # the sandbox's own (a fallback in force, see README "Isolation")
+    extra.update({"submission": ident, "status": status, "notes": notes, "source": source, "files_sha256": digest})
     _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
     return result
 
 
-def write_gradebook(out_dir, idents):
-    """Rebuild ``grades.csv`` from the results files of ``idents`` (atomically)."""
+def write_gradebook(out_dir, entries, conflicts=None, pending=()):
+    """Rebuild ``grades.csv`` from the results files of ``entries`` (``[(id, path)]``), atomically.
+
+    One row per id, sorted, with the entry it came from (``source``); an id of
+    ``conflicts`` (``{id: [path, ...]}``) gets a row that says so and no grade, an id of
+    ``pending`` (to be graded, or regraded, by this run) none yet.
+    """
+    conflicts = conflicts or {}
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["id", *rubric.MODULES, "total", "status"])
-    for ident in idents:
-        try:
-            result = json.loads(result_path(out_dir, ident).read_text())
-        except (OSError, ValueError):
-            writer.writerow([ident, *[""] * len(rubric.MODULES), "", "not graded yet"])
+    writer.writerow(["id", *rubric.MODULES, "total", "status", "source"])
+    rows = {ident: [path] for ident, path in entries} | conflicts
+    for ident in sorted(rows):
+        source = ", ".join(p.name for p in rows[ident])
+        if ident in conflicts:
+            writer.writerow([ident, *[""] * len(rubric.MODULES), "", conflict_message(ident, conflicts[ident]), source])
+            continue
+        result = None if ident in pending else _load_result(out_dir, ident)
+        if result is None:
+            writer.writerow([ident, *[""] * len(rubric.MODULES), "", "not graded yet", source])
             continue
         per_module = {m: 0.0 for m in rubric.MODULES}
         for test in result.get("tests", []):
             module = test["tags"][0]
             per_module[module] = round(per_module[module] + test["score"], 2)
         writer.writerow([ident, *[f"{per_module[m]:g}" for m in rubric.MODULES], f"{result['score']:g}",
-                         result.get("extra_data", {}).get("status", "graded")])
+                         result.get("extra_data", {}).get("status", "graded"), source])
     _atomic_write(Path(out_dir) / "grades.csv", buf.getvalue())
 
 
 def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, **grade_args):
-    """Grade every submission not yet graded; returns ``(graded_now, skipped)``.
+    """Grade every submission not yet graded, or changed since; returns ``(graded_now, skipped)``.
+
+    Entries that share an id (:func:`discover`) are not graded: each is listed in
+    ``OUT_DIR/notes.txt``, in a warning on ``out`` and in the id's gradebook row.
 
     The examples come from a secret key (:func:`grader.staffkey.for_batch`): ``staff_key``,
     else ``GRADER_STAFF_KEY``, else ``OUT_DIR/.staff_key`` made on the first run; a resumed
@@ -234,25 +348,25 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
     os.chmod(out_dir, 0o700)
     staffkey.hide_this_process()  # before the key is read: no same-uid worker may read our memory
     grade_args["staff_key"] = staffkey.for_batch(out_dir, staff_key)
-    entries = discover(submissions_dir)
-    idents = [ident for ident, _ in entries]
-    todo = [(i, p) for i, p in entries if not is_done(out_dir, i)]
+    entries, conflicts = discover(submissions_dir)
+    for line in write_notes(out_dir, conflicts):
+        out.write(f"warning: {line}\n")
+    todo = [(i, p) for i, p in entries if not is_done(out_dir, i, p)]
+    pending = {i for i, _ in todo}
     skipped = len(entries) - len(todo)
     lock = threading.Lock()
-    write_gradebook(out_dir, idents)
-    hide = [str(out_dir.resolve()), str(Path(submissions_dir).resolve())]
+    write_gradebook(out_dir, entries, conflicts, pending)
     start, done = time.monotonic(), 0
     _progress(out, done, len(todo), start, skipped)
     def task(ident, path):
         slot = slots.get()
         try:
-            tag = f"grader-batch-{os.getpid()}-{slot}-{ident}"
-            env = {"GRADER_SANDBOX_TAG": tag, "GRADER_SANDBOX_UID": str(61000 + slot)}  # one uid per slot
+            # Nothing here reaches the worker but the GPU it may use: it cannot tell a batch
+            # from a local check (each worker gets a uid of its own from the sandbox's pool).
+            env = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus else {}
+            result = grade_one(ident, path, out_dir, env=env, **grade_args)
             if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-            result = grade_one(ident, path, out_dir, hide, env=env, **grade_args)
-            if gpus:
-                _check_gpu_released(out_dir, ident, result, baseline, tag)
+                _check_gpu_released(out_dir, ident, result, baseline)
             return result
         finally:
             slots.put(slot)
@@ -264,7 +378,8 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
             future.result()
             with lock:
                 done += 1
-                write_gradebook(out_dir, idents)
+                pending.discard(futures[future])
+                write_gradebook(out_dir, entries, conflicts, pending)
                 _progress(out, done, len(todo), start, skipped, futures[future])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finish the ones running, drop the queue
@@ -272,18 +387,31 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
     return len(todo), skipped
 
 
-def _tagged(pid, tag):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return tag.encode() in fh.read()
-    except OSError:
-        return False
+def _ours():
+    """Every live descendant of this process (the grading processes and their workers)."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    stat_line = fh.read()
+                kids.setdefault(int(stat_line[stat_line.rindex(b")") + 2:].split()[1]), []).append(int(name))
+            except (OSError, ValueError, IndexError):
+                continue
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            found.add(kid)
+            todo.append(kid)
+    return found
 
 
-def _check_gpu_released(out_dir, ident, result, baseline, tag):
-    """After a submission, none of its processes (those carrying its tag) may hold GPU
-    memory: kill and note leftovers.  Other slots' processes are left alone."""
-    leftover = {pid: mib for pid, mib in gpu.compute_processes().items() if pid not in baseline and _tagged(pid, tag)}
+def _check_gpu_released(out_dir, ident, result, baseline):
+    """After a submission, no process that escaped the grading tree (a worker's child
+    reparented away) may hold GPU memory: kill and note leftovers.  Processes of other
+    slots still grading are descendants of this one and are left alone."""
+    ours = _ours()
+    leftover = {pid: mib for pid, mib in gpu.compute_processes().items() if pid not in baseline and pid not in ours}
     if not leftover:
         return
     for pid in leftover:

@@ -25,6 +25,8 @@ def render(report, max_messages=3):
     if ran_hidden:  # staff grading: a hidden test shows its name and passed/failed, nothing else
         lines += ["", "Hidden tests"]
         lines += [f"  {r.exercise.id:<{width}}  {rec.redacted().status:<6}  {rec.property}" for r, rec in ran_hidden]
+    if report.notes:
+        lines += ["", "Notes"] + [f"  - {note}" for note in report.notes]
     failing = [r for r in report.results if r.feedback()]
     if failing:
         lines += ["", "Feedback"]

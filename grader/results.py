@@ -110,6 +110,7 @@ class Report:
 
     submission: str
     results: list
+    notes: list = field(default_factory=list)
 
     @property
     def score(self):
@@ -170,8 +171,10 @@ class Report:
                     "extra_data": {"outcome": PASSED if all(rec.status == PASSED for rec in hidden) else FAILED,
                                    "tests": [asdict(rec) for rec in hidden]},
                 })
-        return {"score": self.score, "max_score": self.max_score, "tests": tests,
-                "extra_data": {"submission": self.submission, "modules": self.module_scores()}}
+        extra = {"submission": self.submission, "modules": self.module_scores()}
+        if self.notes:
+            extra["notes"] = list(self.notes)
+        return {"score": self.score, "max_score": self.max_score, "tests": tests, "extra_data": extra}
 
 
 def _share_of_points(result, records):

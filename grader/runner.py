@@ -31,7 +31,7 @@ def grade(submission, targets=(), **options):
     return grade_many([("submission", submission, targets)], **options)["submission"]
 
 
-def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=None, shrink=True, hide=(),
+def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=None, shrink=True,
                env=None, devices=(), staff_key=None):
     """Grade several submissions in one child pytest process; ``{id: Report}``.
 
@@ -40,7 +40,7 @@ def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=
     Student code runs in the isolated engine (``adapter="sandbox"``); ``"inprocess"`` is
     for trusted code only.  ``shrink=False`` reports the first failing example hypothesis
     finds rather than the smallest: the same score, found faster (used for the catalog).
-    ``hide`` lists more folders the student's code must not see (batch results); ``env``
+    The worker sees nothing of the machine but what it needs (README, "Isolation").  ``env``
     adds environment variables for the grading process (sandbox limits, the GPU to use);
     ``devices`` selects the device tests (cpu, meta, cuda, all; default all, cuda skipped
     without a GPU).  ``staff_key`` (with ``staff``): the secret the examples are drawn from
@@ -56,15 +56,19 @@ def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=
                    if (folder / f"{ex.module}.py").is_file() and (TESTS_DIR / f"test_{ex.module}.py").exists()}
         plan.append((ident, folder, exercises, present))
     modules = [m for m in rubric.MODULES if any(m in present for *_, present in plan)]
-    records, note, status = [], "", None
+    records, note, status, measures = [], "", None, {}
     if modules:
         submissions = [{"id": ident, "path": str(folder.resolve()),
                         "exercises": [ex.id for ex in exercises if ex.module in present]}
                        for ident, folder, exercises, present in plan if present]
-        records, note, status = _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, hide,
-                                           env, devices, staff_key if staff else None)
-    return {ident: _report(folder, exercises, present, [r for r in records if r.submission == ident], note, status)
-            for ident, folder, exercises, present in plan}
+        records, measures, note, status = _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink,
+                                                     env, devices, staff_key if staff else None)
+    reports = {}
+    for ident, folder, exercises, present in plan:
+        reports[ident] = _report(folder, exercises, present, [r for r in records if r.submission == ident], note,
+                                 status)
+        reports[ident].notes = sandbox_notes(measures.get(ident, []))
+    return reports
 
 
 def _report(folder, exercises, present, records, note, status):
@@ -89,10 +93,10 @@ def _report(folder, exercises, present, records, note, status):
     return Report(str(folder), results)
 
 
-def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, hide, extra_env, devices,
+def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, extra_env, devices,
                staff_key=None):
     """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
-    ``(records, note, status)`` where ``status`` is set when the child did not finish normally."""
+    ``(records, measures, note, status)`` where ``status`` is set when the child did not finish normally."""
     timeout = timeout or MODULE_TIMEOUT * len(modules) * len(submissions)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         results = Path(tmp) / "results.jsonl"
@@ -111,8 +115,7 @@ def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, 
             cmd.append("--no-shrink")
         for device in devices:
             cmd += ["--device", device]
-        env = dict(os.environ, **(extra_env or {}), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
-                   GRADER_HIDE=os.pathsep.join([tmp, *map(str, hide)]))
+        env = dict(os.environ, **(extra_env or {}), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
         for name in (staffkey.ENV, staffkey.FD_ENV):  # the key goes through a pipe or not at all
             env.pop(name, None)
         key_fd = None
@@ -133,19 +136,19 @@ def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, 
             finally:
                 _kill_group(proc.pid)
                 proc.wait()
-        records = _read(results)
+        records, measures = _read(results)
         tail = log.read_text(errors="replace")[-2000:]
     if code is None:
-        return records, f"grading stopped after {timeout}s", TIMEOUT
+        return records, measures, f"grading stopped after {timeout}s", TIMEOUT
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = str(-code)
-        return records, f"the grading process died with signal {name}", CRASHED
+        return records, measures, f"the grading process died with signal {name}", CRASHED
     if code not in (0, 1, 5):  # pytest: 0 all passed, 1 some failed, 5 nothing selected (all hidden)
-        return records, f"the test run could not complete (pytest exit {code})\n{tail}", ERROR
-    return records, "", None
+        return records, measures, f"the test run could not complete (pytest exit {code})\n{tail}", ERROR
+    return records, measures, "", None
 
 
 def _kill_group(pgid):
@@ -157,14 +160,29 @@ def _kill_group(pgid):
 
 def _read(path):
     """The records of the results file, the last line of each test winning (a test is
-    first written as pending, then with its outcome)."""
+    first written as pending, then with its outcome), and ``{submission: [measure, ...]}``
+    the isolation measures its workers reported."""
     if not path.exists():
-        return []
-    records = {}
+        return [], {}
+    records, measures = {}, {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            rec = TestRecord(**json.loads(line))
+            data = json.loads(line)
+            if type(data) is dict and "sandbox" in data:
+                found = measures.setdefault(str(data.get("submission", "")), [])
+                found += [str(m) for m in data["sandbox"] if str(m) not in found]
+                continue
+            rec = TestRecord(**data)
         except (ValueError, TypeError):
             continue  # a line cut short by a crash
         records[rec.submission, rec.nodeid] = rec
-    return list(records.values())
+    return list(records.values()), measures
+
+
+#: Measures that mean the sandbox fell back to something weaker (shown in the report's notes).
+FALLBACKS = ("memory: resource limits only", "no PID namespace", "uid: nobody", "no /proc")
+
+
+def sandbox_notes(measures):
+    """The fallbacks among a submission's isolation ``measures``, as report notes."""
+    return [f"sandbox: {m}" for m in measures if m.startswith(FALLBACKS)]

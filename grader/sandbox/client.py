@@ -40,7 +40,11 @@ LIMITS = {
 OUTPUT_KEEP = 64 << 10
 #: Modules the worker side needs; copied into a private folder the worker runs from.
 RUNTIME_FILES = ("__init__.py", "errors.py", "guards.py", "execution.py", "static_check.py",
-                 "sandbox/__init__.py", "sandbox/protocol.py", "sandbox/confine.py", "sandbox/worker.py")
+                 "sandbox/__init__.py", "sandbox/protocol.py", "sandbox/confine.py", "sandbox/cgroup.py",
+                 "sandbox/worker.py")
+#: Where the submitted module "lives" in every worker (its ``__file__``, its tracebacks):
+#: the same path in a local check and in staff grading.
+WORKER_FOLDER = "/sandbox"
 
 
 def call_timeout():
@@ -53,10 +57,41 @@ def module_budget():
     return float(os.environ.get("GRADER_MODULE_BUDGET", 300))
 
 
-def hidden_paths():
-    """Folders the worker must not see: the repository and ``GRADER_HIDE`` (``:``-separated)."""
-    extra = [p for p in os.environ.get("GRADER_HIDE", "").split(os.pathsep) if p]
-    return [str(ROOT), *extra]
+def submission_budget():
+    """Seconds of calls all the modules of one submission may use together
+    (``GRADER_SUBMISSION_BUDGET``, default 600)."""
+    return float(os.environ.get("GRADER_SUBMISSION_BUDGET", 600))
+
+
+def limits():
+    """The worker's resource limits (:data:`LIMITS`; memory from ``GRADER_MEMORY_LIMIT`` in bytes)."""
+    return dict(LIMITS, memory_bytes=int(os.environ.get("GRADER_MEMORY_LIMIT", LIMITS["memory_bytes"])))
+
+
+def own_pid_namespace():
+    """Whether workers get a PID namespace: not on NVIDIA machines, where CUDA fails to
+    start in one (error 304); ``GRADER_SANDBOX_PID_NAMESPACE=0`` or ``1`` decides."""
+    forced = os.environ.get("GRADER_SANDBOX_PID_NAMESPACE")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return not os.path.exists("/dev/nvidiactl")
+
+
+class _Budget:
+    """Seconds of calls left to one submission, shared by its modules' workers."""
+
+    def __init__(self, seconds):
+        self.left = seconds
+
+
+_budgets = {}
+
+
+def _submission_budget(folder):
+    with _lock:
+        if folder not in _budgets:
+            _budgets[folder] = _Budget(submission_budget())
+        return _budgets[folder]
 
 
 _bundle = None
@@ -87,10 +122,11 @@ class Zygote:
     def __init__(self):
         bundle = runtime_bundle()
         mine, theirs = socket.socketpair()
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(bundle), "PYTHONHASHSEED": "0",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
-        for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "GRADER_SANDBOX_TAG"):
+        # The same environment in every setting: nothing in it tells a local check from staff grading.
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": WORKER_FOLDER, "USER": "sandbox",
+               "LOGNAME": "sandbox", "TMPDIR": "/tmp", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+        for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
             if key in os.environ:
                 env[key] = os.environ[key]
         code = (f"import sys; sys.path.insert(0, {str(bundle)!r}); "
@@ -144,22 +180,28 @@ def _device_ok(name):
 
 
 class _Worker:
-    """One running worker: its socket, supervisor pid and captured output."""
+    """One running worker: its socket, its supervisor's control socket, captured output."""
 
-    def __init__(self, module, hide):
+    def __init__(self, module):
         self.sock, theirs = socket.socketpair()
+        self.ctl, ctl_theirs = socket.socketpair()
         out_r, out_w = os.pipe()
-        request = {"module": module, "limits": LIMITS, "hide": hide,
-                   "uid": int(os.environ.get("GRADER_SANDBOX_UID", 65534))}
+        request = {"module": module, "limits": limits(), "exclude": [str(ROOT)],
+                   "pid_namespace": own_pid_namespace(), "gpu": os.path.exists("/dev/nvidiactl")}
         try:
-            self.pid = zygote().spawn(request, [theirs.fileno(), out_w])
+            self.pid = zygote().spawn(request, [theirs.fileno(), out_w, ctl_theirs.fileno()])
         except BaseException:
             self.sock.close()
+            self.ctl.close()
             os.close(out_r)
             raise
         finally:
             theirs.close()
+            ctl_theirs.close()
             os.close(out_w)
+        self.stopped = False
+        self.ended = None  # the supervisor's last report, once the worker has ended
+        self.pending = b""
         self.output, self.output_bytes = bytearray(), 0
         self.drain = threading.Thread(target=self._drain, args=(out_r,), daemon=True)
         self.drain.start()
@@ -175,34 +217,71 @@ class _Worker:
                 if room > 0:
                     self.output += chunk[:room]
 
-    def stop(self):
-        """Kill the worker and everything it started; its exit code (``None`` if unknown)."""
+    def _line(self, timeout):
+        """The supervisor's next report (a dict), or ``None`` when none comes in time."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                self.ctl.settimeout(left)
+                chunk = self.ctl.recv(4096)
+            except (OSError, socket.timeout):
+                return None
+            if not chunk:
+                return None
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
         try:
-            os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        code = self.exit_code(timeout=30)  # the supervisor may need a while to stop a fork bomb
-        if code is None:
+            report = json.loads(line)
+        except ValueError:
+            return None
+        if type(report) is dict and "exit" in report:
+            self.ended = report
+        return report if type(report) is dict else None
+
+    def resume(self):
+        """Let a worker frozen after its last call go on (before the next request)."""
+        if self.stopped:
+            self.stopped = False
+            try:
+                self.ctl.sendall(b"c")
+            except OSError:
+                pass
+
+    def settle(self):
+        """After a call: the supervisor freezes the worker and kills all else it started.
+        False when the worker has ended meanwhile."""
+        try:
+            self.ctl.sendall(b"r")
+        except OSError:
+            return False
+        report = self._line(timeout=30)
+        if report is None or "reaped" not in report:
+            return False
+        self.stopped = True
+        return True
+
+    def stop(self):
+        """End the worker and everything it started; the supervisor's end report
+        (``{"exit": code, "oom": bool}``, empty if none came)."""
+        if self.ended is None:
+            try:
+                self.ctl.shutdown(socket.SHUT_WR)  # the supervisor kills the worker, then reports
+            except OSError:
+                pass
+            while self.ended is None and self._line(timeout=30) is not None:
+                pass
+        if self.ended is None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self.sock.close()
+        self.ctl.close()
         self.drain.join(timeout=5)
-        return code
-
-    def exit_code(self, timeout):
-        """Wait for the supervisor's ``{"exit": code}`` frame."""
-        self.sock.settimeout(timeout)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                header, _ = protocol.recv(self.sock)
-            except (OSError, EOFError, protocol.ProtocolError):
-                return None
-            if type(header) is dict and "exit" in header and type(header["exit"]) is int:
-                return header["exit"]
-        return None
+        return self.ended or {}
 
 
 class Sandboxed(Implementation):
@@ -212,8 +291,10 @@ class Sandboxed(Implementation):
         super().__init__(module)
         self.path = Path(path).resolve()
         self.filename = str(self.path)
+        self.worker_filename = f"{WORKER_FOLDER}/{module}.py"
         self.source = read_submission(self.path)
         self.budget = module_budget()
+        self.shared = _submission_budget(str(self.path.parent))
         self.poisoned = {}
         self.findings = None
         self.worker = None
@@ -225,10 +306,30 @@ class Sandboxed(Implementation):
             self.close()  # a submission that does not import must not leave its worker running
             raise
 
+    @property
+    def measures(self):
+        """The isolation measures in force for this module's worker (as it reported them
+        before running any of the student's code)."""
+        return list(self.applied)
+
     # -- worker lifecycle ------------------------------------------------------------
     def _start(self):
-        self.worker = _Worker(self.module, hidden_paths())
+        self.worker = _Worker(self.module)
         self.generation += 1
+        try:
+            self.worker.sock.settimeout(60)
+            hello, _ = protocol.recv(self.worker.sock, deadline=time.monotonic() + 60)
+            if type(hello) is not dict or type(hello.get("hello")) is not list:
+                raise protocol.ProtocolError("no hello")
+        except (OSError, EOFError, protocol.ProtocolError):
+            ended = self._kill()
+            raise self._poison("load", E.WorkerCrashed(
+                f"{self.path.name}: the sandbox could not start a worker (exit {ended.get('exit')})")) from None
+        self.applied = [str(m)[:300] for m in hello["hello"]][:40]
+        if os.geteuid() == 0 and "unprivileged uid" not in self.applied:
+            # staff grading runs as root: never grade with a worker that kept root's rights
+            self._kill()
+            raise E.WorkerCrashed(f"{self.path.name}: the sandbox could not confine the worker ({self.applied})")
         if self.findings is None:
             # The static check, taken by the fresh worker before it runs any of the student's
             # code (so nothing the student wrote can shape the answer), and kept across restarts.
@@ -241,18 +342,13 @@ class Sandboxed(Implementation):
                 raise self._poison("load", E.WorkerCrashed(
                     f"{self.path.name}: malformed check reply ({exc})")) from None
             self.refuse(self.findings)
-        reply = self._exchange({"op": "load", "source": self.source, "filename": self.filename},
-                               [], key="load", label=f"{self.path.name} (import)")
-        self.applied = reply.get("applied", [])
-        if os.geteuid() == 0 and not any(str(a).startswith("uid ") for a in self.applied):
-            # staff grading runs as root: never grade with a worker that kept root's rights
-            self._kill()
-            raise E.WorkerCrashed(f"{self.path.name}: the sandbox could not confine the worker ({self.applied})")
+        self._exchange({"op": "load", "source": self.source, "filename": self.worker_filename},
+                       [], key="load", label=f"{self.path.name} (import)")
 
     def _kill(self):
-        code = self.worker.stop() if self.worker else None
+        ended = self.worker.stop() if self.worker else {}
         self.worker = None
-        return code
+        return ended
 
     def close(self):
         if self.worker is not None:
@@ -266,29 +362,43 @@ class Sandboxed(Implementation):
             raise self.poisoned["load"]
         if self.budget <= 0:
             raise E.WorkerTimeout(f"{label}: not run: the module's time budget of {module_budget():g}s is used up")
+        if self.shared.left <= 0:
+            raise E.WorkerTimeout(f"{label}: not run: the submission's time budget of {submission_budget():g}s "
+                                  "(all modules together) is used up")
         if self.worker is None:
             self._start()
-        limit = min(call_timeout(), self.budget)
+        limit = min(call_timeout(), self.budget, self.shared.left)
         start = time.monotonic()
         try:
+            self.worker.resume()
             self.worker.sock.settimeout(limit)
             protocol.send(self.worker.sock, header, buffers)
             reply, reply_buffers = protocol.recv(self.worker.sock, deadline=start + limit)
         except socket.timeout:
             self._kill()
-            raise self._poison(key, E.WorkerTimeout(
-                f"{label}: no answer within {limit:g}s (an infinite loop? a long sleep?)")) from None
+            if limit == call_timeout():
+                why = f"no answer within {limit:g}s (an infinite loop? a long sleep?)"
+            elif limit == self.shared.left:
+                why = f"the submission's time budget of {submission_budget():g}s (all modules together) ran out"
+            else:
+                why = f"the module's time budget of {module_budget():g}s ran out"
+            raise self._poison(key, E.WorkerTimeout(f"{label}: {why}")) from None
         except (EOFError, OSError, protocol.ProtocolError) as exc:
-            code = self._kill()
-            raise self._poison(key, E.WorkerCrashed(f"{label}: the worker broke the protocol ({exc}); exit {code}")) from None
+            ended = self._kill()
+            if ended:
+                raise self._poison(key, self._death(label, ended)) from None
+            raise self._poison(key, E.WorkerCrashed(f"{label}: the worker broke the protocol ({exc})")) from None
         finally:
-            self.budget -= time.monotonic() - start
+            spent = time.monotonic() - start
+            self.budget -= spent
+            self.shared.left -= spent
+        if not self.worker.settle():  # nothing the call started runs on
+            ended = self._kill()
+            if ended.get("oom"):
+                raise self._poison(key, self._death(label, ended))
         if type(reply) is not dict:
             self._kill()
             raise self._poison(key, E.WorkerCrashed(f"{label}: malformed reply"))
-        if "exit" in reply:
-            self._kill()  # the supervisor's report, or a worker pretending: either way it ends here
-            raise self._poison(key, self._death(label, reply.get("exit")))
         if reply.get("ok") is True:
             if "value" not in reply:
                 return reply
@@ -304,7 +414,10 @@ class Sandboxed(Implementation):
         return exc
 
     @staticmethod
-    def _death(label, code):
+    def _death(label, ended):
+        code = ended.get("exit")
+        if ended.get("oom") is True:
+            return E.WorkerOutOfMemory(f"{label}: out of memory (the worker passed its memory limit and was killed)")
         if type(code) is not int:
             return E.WorkerCrashed(f"{label}: the worker process died")
         if code < 0:
@@ -320,24 +433,27 @@ class Sandboxed(Implementation):
             return E.WorkerCrashed(f"{label}: the worker process died with signal {name}")
         return E.WorkerCrashed(f"{label}: the worker process exited with code {code} (os._exit? a C extension?)")
 
-    @staticmethod
-    def _error(reply, label):
+    def _error(self, reply, label):
         kind = reply.get("kind")
-        message = str(reply.get("message", ""))[:4000]
+        message = self._local(str(reply.get("message", ""))[:4000])
         if kind == "StudentCodeError":
             return E.StudentCodeError(str(reply.get("call", label))[:200], str(reply.get("exc_type", "Exception"))[:100],
-                                      message, str(reply.get("where", ""))[:1000])
+                                      message, self._local(str(reply.get("where", ""))[:1000]))
         known = {"NotImplementedYet": E.NotImplementedYet, "MissingName": E.MissingName, "BadOutput": E.BadOutput,
                  "ForbiddenCall": E.ForbiddenCall, "SubmissionImportError": E.SubmissionImportError,
                  "WorkerOutOfMemory": E.WorkerOutOfMemory}
         return known.get(kind, E.WorkerCrashed)(message or f"{label}: failed")
+
+    def _local(self, text):
+        """``text`` with the worker's path of the module replaced by the student's own."""
+        return text.replace(self.worker_filename, self.filename)
 
     def _send(self, op, name, args, kwargs, key, label, **extra):
         enc_args, buffers = protocol.encode(list(args))
         enc_kwargs, more = protocol.encode(dict(kwargs))
         shift = len(buffers)
         buffers += more
-        header = {"op": op, "name": name, "label": label, "filename": self.filename,
+        header = {"op": op, "name": name, "label": label, "filename": self.worker_filename,
                   "args": enc_args, "kwargs": _shift(enc_kwargs, shift)}
         for field, value in extra.items():
             enc, more = protocol.encode(value)

@@ -1,33 +1,62 @@
-"""Confinement of a worker process: limits, namespaces, privilege drop.
+"""Confinement of a worker process: an allowlisted filesystem, namespaces, limits, no privileges.
 
-Runs in the forked worker, before any student code.  What applies depends on the
-platform and privileges; :func:`confine` returns the list of measures in force.
+Runs in the forked worker, before any student code.  :func:`confine` returns the list of
+measures in force; what applies depends on the platform and privileges.
 
-* resource limits: CPU seconds, data segment (``RLIMIT_DATA``, not ``RLIMIT_AS``,
-  which breaks CUDA), processes, file size, open files, no core dumps;
-* a new network namespace (no interface but a down loopback: no network);
-* a new mount namespace with empty tmpfs over the grader's folders (repository, results)
-  and over the world-writable folders (``/tmp``, ``/dev/shm``, ...), so the student's
-  code can neither read the references nor leave files behind;
-* as root: an unprivileged uid/gid (``nobody``) with no supplementary groups.
+* **Filesystem, by allowlist.** A new mount namespace whose root is a fresh, read-only
+  tmpfs holding only: the Python installation in use (the folders of ``sys.path`` and the
+  interpreter, wherever they live: under ``/tmp``, inside a repository, under ``/root``)
+  and the system library folders, bound read-only; ``/dev/null``, ``/dev/zero``,
+  ``/dev/full``, ``/dev/random``, ``/dev/urandom`` (and the GPU's nodes where one is
+  used); private, size-limited tmpfs at ``/tmp``, ``/dev/shm`` and the working folder
+  ``/sandbox``; a ``/proc`` of the worker's own.  The old root is detached
+  (``pivot_root``): nothing else of the machine is reachable, not the repository, the
+  results, other submissions or other clones.
+* **Namespaces.** network (no interface but a down loopback), IPC (no SysV object is
+  shared with, or survives into, another worker), UTS (a fixed host name), cgroup (the
+  worker's cgroup path is ``/``), and, from the supervisor, PID (the worker is PID 1 and
+  sees only its own processes).
+* **Same view everywhere.** Last, the worker enters a user namespace in which it is uid
+  and gid 1000 with no capabilities, whatever uid it runs as outside (a pool uid as root,
+  the user's own otherwise): a local check and staff grading look the same from inside.
+* **Limits.** CPU seconds, data segment (``RLIMIT_DATA``, not ``RLIMIT_AS``, which breaks
+  CUDA), processes, file size, open files, no core dumps; memory by cgroup where the
+  supervisor could create one (:mod:`grader.sandbox.cgroup`).
 """
 
 import ctypes
 import ctypes.util
+import errno
+import fcntl
 import os
+import platform
 import resource
 import stat
 import sys
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 0x1000, 0x4000, 0x40000
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 NOBODY = 65534
-WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+#: The uid and gid the worker has inside its user namespace, in every setting.
+INSIDE_ID = 1000
+#: Outside uids a root grader gives its workers: one per concurrent worker, from a pool.
+UID_POOL = range(61000, 62000)
+WORKDIR = "/sandbox"
+HOSTNAME = b"sandbox"
+SCRATCH = "size=64m,mode=1777"
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+#: System library folders the interpreter and torch load shared libraries from.
+SYSTEM_LIBS = ("/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/usr/lib32", "/etc/ld.so.cache")
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91, "riscv64": 91, "ppc64le": 184, "s390x": 185}
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
 
 def prctl(option, arg):
@@ -35,47 +64,16 @@ def prctl(option, arg):
     return _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) == 0
 
 
-def _unshare(flags):
+def unshare(flags):
+    """``unshare(flags)``; False when refused."""
     return _libc.unshare(flags) == 0
 
 
-def _mount_tmpfs(target):
-    return _libc.mount(b"tmpfs", os.fsencode(target), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64m,mode=1777") == 0
-
-
-def _bind(source_fd, target):
-    return _libc.mount(f"/proc/self/fd/{source_fd}".encode(), os.fsencode(target), None, MS_BIND | MS_REC, None) == 0
-
-
-def keep_reachable(paths):
-    """Let an unprivileged uid reach ``paths`` (the Python installation) when an
-    ancestor is closed to others (``/root`` is 0700): cover that ancestor with an empty
-    tmpfs and bind the needed child folders back into it.  Only in a private mount
-    namespace; whatever else the ancestor held stays hidden."""
-    plan = {}  # closed ancestor -> child folders to bring back
-    for path in paths:
-        parts = os.path.realpath(path).split(os.sep)[1:]
-        current = "/"
-        for i, part in enumerate(parts[:-1]):
-            current = os.path.join(current, part)
-            try:
-                closed = not os.stat(current).st_mode & stat.S_IXOTH
-            except OSError:
-                break
-            if closed:
-                plan.setdefault(current, set()).add(os.path.join(current, parts[i + 1]))
-                break
-    done = []
-    for ancestor, children in plan.items():
-        fds = {c: os.open(c, os.O_PATH | os.O_DIRECTORY) for c in children if os.path.isdir(c)}
-        if _libc.mount(b"tmpfs", os.fsencode(ancestor), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755") != 0:
-            continue
-        for child, fd in fds.items():
-            os.makedirs(child, exist_ok=True)
-            if _bind(fd, child):
-                done.append(child)
-            os.close(fd)
-    return done
+def _mount(source, target, fstype, flags, data=None):
+    ok = _libc.mount(source and os.fsencode(source), os.fsencode(target), fstype and fstype.encode(), flags,
+                     data and data.encode()) == 0
+    if not ok:
+        raise OSError(ctypes.get_errno(), f"mount {source} on {target}: {os.strerror(ctypes.get_errno())}")
 
 
 def _write(path, text):
@@ -104,6 +102,30 @@ def set_limits(limits):
     lim(resource.RLIMIT_CORE, 0)
 
 
+def allocate_uid():
+    """As root: ``(uid, fd)``, a uid of :data:`UID_POOL` no other running worker holds,
+    held as long as ``fd`` (an flock'ed file in a root-only folder) stays open.
+
+    The uid depends only on how many workers run at once, never on whether this is a
+    local check or a batch: the worker cannot tell them apart by it."""
+    folder = "/run/grader-sandbox" if os.path.isdir("/run") else "/tmp/grader-sandbox-uids"
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:
+        raise OSError(f"{folder} is not a root-only folder")
+    for uid in UID_POOL:
+        fd = os.open(os.path.join(folder, str(uid)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, fd
+        except OSError:
+            os.close(fd)
+    raise OSError("every sandbox uid is in use")
+
+
 def _gpu_groups():
     """Groups that give access to GPU device nodes not open to everyone (else none)."""
     groups = set()
@@ -118,9 +140,291 @@ def _gpu_groups():
     return sorted(groups)
 
 
+def gpu_nodes():
+    """The NVIDIA device nodes a CUDA worker needs (the GPUs of ``CUDA_VISIBLE_DEVICES``
+    when it names indices, else all)."""
+    try:
+        names = sorted(os.listdir("/dev"))
+    except OSError:
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    wanted = {f"nvidia{i.strip()}" for i in visible.split(",") if i.strip().isdigit()} if visible else None
+    nodes = []
+    for name in names:
+        if not name.startswith("nvidia"):
+            continue
+        if name[6:].isdigit() and wanted is not None and name not in wanted:
+            continue
+        nodes.append(os.path.join("/dev", name))
+    return nodes
+
+
+def _inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def runtime_paths(exclude=()):
+    """The host paths the worker sees read-only: ``sys.path``, the interpreter, system libraries.
+
+    A ``sys.path`` entry inside an ``exclude`` folder (the repository) is kept only when it
+    belongs to the Python installation (a virtual environment inside the repository); an
+    entry that contains an excluded folder (an editable install of the repository) is dropped."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    excluded = [os.path.realpath(p) for p in exclude]
+    # Never bind a folder that holds the view's own mount points or is open to everyone.
+    excluded += ["/tmp", "/var/tmp", "/dev", "/proc", "/sys", "/run", WORKDIR]
+    paths = []
+    for entry in [p for p in sys.path if p] + [sys.executable]:
+        real = os.path.realpath(entry)
+        if not os.path.exists(real):
+            continue
+        if any(_inside(x, real) for x in excluded) or (os.path.isdir(real) and os.stat(real).st_mode & stat.S_IWOTH):
+            continue
+        if any(_inside(real, x) for x in excluded) and not any(_inside(real, p) for p in prefixes):
+            continue
+        paths.append(entry)
+    return paths + [p for p in SYSTEM_LIBS if os.path.lexists(p)]
+
+
+class _View:
+    """The new root being built at ``root`` (a tmpfs), before ``pivot_root``."""
+
+    def __init__(self, root):
+        self.root = root
+        self.bound = []  # host real paths bound so far
+
+    def covered(self, real):
+        return any(_inside(real, b) for b in self.bound)
+
+    def mirror(self, path, depth=0):
+        """Create in the view the folders and links leading to host ``path``; its real path."""
+        if depth > 20:
+            raise OSError(errno.ELOOP, path)
+        current = "/"
+        parts = [p for p in os.path.normpath(path).split("/") if p]
+        for i, part in enumerate(parts):
+            following = os.path.join(current, part)
+            if os.path.islink(following):
+                target = os.readlink(following)
+                here = self.root + following
+                if not self.covered(current) and not os.path.lexists(here):
+                    os.symlink(target, here)
+                current = self.mirror(os.path.join(current, target), depth + 1)
+            else:
+                current = following
+                if i < len(parts) - 1 and not self.covered(current):
+                    os.makedirs(self.root + current, exist_ok=True)
+        return current
+
+    def bind(self, host_path, fd=None):
+        """Bind host ``host_path`` read-only at the same path in the view (links along it
+        mirrored); ``fd``: the path opened beforehand (``O_PATH``), when it may be covered."""
+        real = self.mirror(host_path)
+        if self.covered(real):
+            return False
+        own = fd is None
+        if own:
+            fd = os.open(real, os.O_PATH | os.O_CLOEXEC)
+        try:
+            source = f"/proc/self/fd/{fd}"
+            target = self.root + real
+            if os.path.isdir(source):
+                os.makedirs(target, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if not os.path.exists(target):
+                    open(target, "w").close()
+            _mount(source, target, None, MS_BIND)
+        finally:
+            if own:
+                os.close(fd)
+        _remount_read_only(target, MS_NOSUID)
+        self.bound.append(real)
+        return True
+
+    def device(self, path, fd):
+        """Bind the device node (or node folder) ``path``, opened as ``fd``."""
+        source, target = f"/proc/self/fd/{fd}", self.root + path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            open(target, "w").close()
+        _mount(source, target, None, MS_BIND | MS_REC)
+
+    def tmpfs(self, path, options=SCRATCH):
+        target = self.root + path
+        os.makedirs(target, exist_ok=True)
+        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+
+
+def _remount_read_only(target, extra):
+    """Remount a bind read-only, keeping the flags the kernel locks (nosuid, nodev, ...)."""
+    try:
+        flags = os.statvfs(target).f_flag
+    except OSError:
+        flags = 0
+    keep = 0
+    for st_flag, ms_flag in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+                             (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+                             (os.ST_RELATIME, MS_RELATIME)):
+        if flags & st_flag:
+            keep |= ms_flag
+    _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep | extra)
+
+
+def _pivot(root):
+    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(errno.ENOSYS, "pivot_root: unknown architecture")
+    os.chdir(root)
+    if _libc.syscall(number, b".", b".") != 0:
+        raise OSError(ctypes.get_errno(), "pivot_root")
+    if _libc.umount2(b".", MNT_DETACH) != 0:  # the old root, stacked on the new one
+        raise OSError(ctypes.get_errno(), "umount of the old root")
+    os.chdir("/")
+
+
+def build_view(paths, devices=DEVICES, own_proc=True, sys_fs=False):
+    """Replace this mount namespace's root by an allowlisted view (see the module doc).
+
+    ``own_proc``: mount a ``/proc`` for the current PID namespace (else one that shows
+    only this uid's processes, ``hidepid=2``).  ``sys_fs``: bind ``/sys`` read-only (CUDA
+    reads it).  Returns notes on what could not be done."""
+    notes = []
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    # The new root's tmpfs is mounted over /tmp: sources under /tmp (a venv) are opened
+    # first and bound through /proc/self/fd, which still reaches them.
+    keep = {}
+    for path in [*paths, *devices]:
+        try:
+            keep[path] = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+    root = "/tmp"
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    view = _View(root)
+    for folder in ("/tmp", "/dev/shm", WORKDIR):
+        view.tmpfs(folder)
+    for path, fd in sorted(keep.items(), key=lambda kv: kv[0] in devices):
+        try:
+            if path in devices:
+                view.device(path, fd)
+            else:
+                view.bind(path, fd)
+        except OSError as exc:
+            notes.append(f"{path}: {exc.strerror or exc}")
+        finally:
+            os.close(fd)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        if not os.path.lexists(f"{root}/dev/{name}"):
+            os.symlink(target, f"{root}/dev/{name}")
+    os.makedirs(root + "/proc", exist_ok=True)
+    try:
+        _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None if own_proc else "hidepid=2")
+    except OSError as exc:
+        notes.append(f"no /proc ({exc.strerror})")
+    if sys_fs:
+        try:
+            view.bind("/sys")
+        except OSError as exc:
+            notes.append(f"/sys: {exc.strerror}")
+    _pivot(root)
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    return notes
+
+
+def _enter_user_namespace():
+    """Become uid/gid :data:`INSIDE_ID` of a new user (and mount) namespace, with no
+    capabilities: the same identity in every setting, and the mounts locked."""
+    uid, gid = os.geteuid(), os.getegid()
+    prctl(PR_SET_DUMPABLE, 1)  # a uid change made /proc/self/* root's: the maps below need them ours
+    if not unshare(CLONE_NEWUSER | CLONE_NEWNS):
+        return False
+    _write("/proc/self/setgroups", "deny")
+    if not (_write("/proc/self/uid_map", f"{INSIDE_ID} {uid} 1") and _write("/proc/self/gid_map", f"{INSIDE_ID} {gid} 1")):
+        return False
+    os.setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID)
+    os.setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID)  # a uid change also clears the capabilities
+    number = _SYS_CAPSET.get(platform.machine())
+    if number is not None:  # and to be sure: capset to nothing
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        data = (ctypes.c_uint32 * 6)()
+        _libc.syscall(number, header, data)
+    return True
+
+
+def confine(limits, exclude=(), uid=None, own_pid_namespace=True, gpu=False):
+    """Confine the current (worker) process; returns the measures that took effect.
+
+    ``exclude``: folders whose contents must stay out of the view even when ``sys.path``
+    names them (the repository).  ``uid``: as root, the outside uid to run as (see
+    :func:`allocate_uid`; ``nobody`` when none).  ``own_pid_namespace``: whether the
+    supervisor put the worker in its own PID namespace (not on NVIDIA machines)."""
+    applied = []
+    root = os.geteuid() == 0
+    outside_uid = (uid or NOBODY) if root else os.getuid()
+    # Counted on the host's /proc, before the view replaces it: RLIMIT_NPROC counts them all.
+    nproc = _process_count(outside_uid) + int(limits["processes"])
+    if not root:
+        # The supervisor made a user namespace (for the PID namespace); without it, try here.
+        real_uid, real_gid = os.getuid(), os.getgid()
+        if not _has_caps() and unshare(CLONE_NEWUSER):
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"{real_uid} {real_uid} 1")
+            _write("/proc/self/gid_map", f"{real_gid} {real_gid} 1")
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+    namespaces = unshare(flags) or unshare(flags & ~CLONE_NEWCGROUP)
+    if namespaces:
+        applied.append("network, IPC and host-name namespaces")
+        _libc.sethostname(HOSTNAME, len(HOSTNAME))
+        try:
+            notes = build_view(runtime_paths(exclude), DEVICES + tuple(gpu_nodes() if gpu else ()),
+                               own_proc=own_pid_namespace, sys_fs=gpu)
+            applied.append("allowlisted filesystem")
+            applied += notes
+        except OSError as exc:
+            raise RuntimeError(f"the sandbox could not build its filesystem view: {exc}") from None
+    if os.path.isdir(WORKDIR):
+        os.chdir(WORKDIR)
+    if root:
+        os.setgroups(_gpu_groups() if gpu else [])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(outside_uid, outside_uid, outside_uid)
+        applied.append("unprivileged uid")
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        applied.append(f"max {limits['processes']} processes")
+    except (ValueError, OSError):
+        pass
+    if _enter_user_namespace():
+        applied.append(f"uid {INSIDE_ID} in a user namespace")
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_PDEATHSIG, 9)
+    set_limits(limits)
+    applied.append("rlimits")
+    return applied
+
+
+def _has_caps():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16) != 0
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def _process_count(uid):
     count = 0
-    for name in os.listdir("/proc"):
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0
+    for name in names:
         if name.isdigit():
             try:
                 if os.stat(f"/proc/{name}").st_uid == uid:
@@ -128,62 +432,3 @@ def _process_count(uid):
             except OSError:
                 pass
     return count
-
-
-def confine(limits, hide=(), workdir=None, uid=NOBODY):
-    """Confine the current (worker) process; returns the measures that took effect.
-
-    As root the worker becomes ``uid`` (``nobody`` unless the batch gives each of its
-    parallel slots its own uid, so that workers cannot signal each other)."""
-    sandbox_uid = uid
-    applied = []
-    root = os.geteuid() == 0
-    uid, gid = os.getuid(), os.getgid()
-    if root:
-        namespaces = _unshare(CLONE_NEWNS | CLONE_NEWNET)
-    else:
-        namespaces = _unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET)
-        if namespaces:  # map ourselves so that files keep their owner
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"{uid} {uid} 1")
-            _write("/proc/self/gid_map", f"{gid} {gid} 1")
-    if namespaces:
-        applied.append("network namespace")
-        if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
-            if root:
-                python_dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, *[p for p in sys.path if p]}
-                kept = keep_reachable(sorted(python_dirs))
-                if kept:
-                    applied.append("python reachable via " + ", ".join(kept))
-            hidden = [p for p in (*hide, *WORLD_WRITABLE) if os.path.isdir(p) and _mount_tmpfs(p)]
-            if hidden:
-                applied.append("hidden: " + ", ".join(hidden))
-    if namespaces and not root and _unshare(CLONE_NEWUSER | CLONE_NEWNS):
-        # Mounts copied into a less privileged namespace are locked: the student's code
-        # can no longer unmount the tmpfs that hide the grader's folders.
-        applied.append("mounts locked")
-    if any(a.startswith("hidden") and "/tmp" in a.split(": ", 1)[1].split(", ") for a in applied):
-        workdir = "/tmp/work"  # on the private tmpfs: gone with the namespace
-    if workdir:
-        os.makedirs(workdir, exist_ok=True)
-        if root:
-            os.chown(workdir, sandbox_uid, NOBODY)
-        os.chdir(workdir)
-    if root:
-        os.setgroups(_gpu_groups())
-        os.setgid(NOBODY)
-        os.setuid(sandbox_uid)
-        applied.append(f"uid {sandbox_uid}")
-        nproc = _process_count(sandbox_uid) + int(limits["processes"])
-    else:
-        nproc = _process_count(uid) + int(limits["processes"])
-    try:
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        applied.append(f"max {limits['processes']} processes")
-    except (ValueError, OSError):
-        pass
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
-    prctl(PR_SET_PDEATHSIG, 9)
-    set_limits(limits)
-    applied.append("rlimits")
-    return applied

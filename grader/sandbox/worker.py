@@ -6,16 +6,20 @@ environment; the repository is not on ``sys.path``.
 
 * The **zygote** imports torch once, then forks a supervisor per request it receives on
   its control socket (a request carries the worker's socket and output pipe as fds).
-* The **supervisor** starts a new session, becomes a child subreaper (orphans of the
-  worker come back to it), forks the worker, waits for it, kills every descendant left,
-  and reports the worker's exit status on the worker socket.
-* The **worker** confines itself (:mod:`grader.sandbox.confine`), checks the source text
+* The **supervisor** (trusted code: no student code ever runs in it) starts a new
+  session, becomes a child subreaper (orphans of the worker come back to it), takes a
+  pool uid and a memory cgroup for the worker, puts it in a PID namespace of its own,
+  forks it, freezes it between calls and kills whatever else it started, and reports
+  its end (exit status, out of memory) on a control socket the worker never holds.
+* The **worker** confines itself (:mod:`grader.sandbox.confine`), says which measures
+  are in force before any student code runs, checks the source text
   it is sent for forbidden calls (``check``, :mod:`grader.static_check`: answered before
   any of the student's code has run in the process, so nothing the student wrote can change
   the answer), loads the submission from that text and serves calls: ``load``, ``call``,
   ``construct``, ``method``.  Replies are JSON plus tensor bytes (:mod:`grader.sandbox.protocol`).
 """
 
+import json
 import os
 import signal
 import socket
@@ -29,12 +33,13 @@ def zygote_main(ctl_fd):
     import torch  # noqa: F401  (imported once here, shared by every fork)
 
     from grader import execution, static_check  # noqa: F401
-    from grader.sandbox import confine, protocol  # noqa: F401
+    from grader.sandbox import cgroup, confine, protocol  # noqa: F401
 
     _warm_up(torch)
 
     confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped automatically
+    memory = cgroup.parent()
     ctl = socket.socket(fileno=ctl_fd)
     while True:
         try:
@@ -43,19 +48,21 @@ def zygote_main(ctl_fd):
             break
         if not msg:
             break
-        import json
         request = json.loads(msg)
         pid = os.fork()
         if pid == 0:
             ctl.close()
             try:
-                supervisor(request, fds)
+                supervisor(request, fds, memory)
             finally:
                 os._exit(0)
         for fd in fds:
             os.close(fd)
         ctl.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-    os._exit(0)  # supervisors get SIGTERM (their parent-death signal) and clean up
+    if memory[0] is not None:  # supervisors get SIGTERM (their parent-death signal) and clean up
+        time.sleep(0.2)
+        cgroup._remove_tree(memory[1])
+    os._exit(0)
 
 
 def _warm_up(torch):
@@ -70,32 +77,62 @@ def _warm_up(torch):
     import torch.nn.functional  # noqa: F401
 
 
-def _process_table():
-    """``{pid: ppid}`` of every process visible in /proc."""
-    table = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+def _state(pid):
+    """``(state, ppid)`` of ``pid`` from ``/proc``, or ``None`` when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        fields = stat[stat.rindex(b")") + 2:].split()
+        return fields[0].decode(), int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid):
+    """The children of ``pid`` (every thread's), or ``None`` when the kernel does not list them."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for tid in tasks:
         try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-            table[int(name)] = int(stat[stat.rindex(b")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                found += [int(c) for c in fh.read().split()]
+        except FileNotFoundError:
+            if os.path.exists(f"/proc/{pid}/task/{tid}"):
+                return None  # no CONFIG_PROC_CHILDREN
+        except (OSError, ValueError):
             continue
-    return table
+    return found
+
+
+def _scan_children():
+    """``{ppid: [pid, ...]}`` of every process visible in /proc (the slow way)."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            found = _state(int(name))
+            if found:
+                kids.setdefault(found[1], []).append(int(name))
+    return kids
 
 
 def descendants(root):
-    """Every live descendant of ``root`` (children, grandchildren, ...)."""
-    table = _process_table()
-    kids = {}
-    for pid, ppid in table.items():
-        kids.setdefault(ppid, []).append(pid)
-    found, todo = [], list(kids.get(root, []))
+    """Every live (not zombie) descendant of ``root`` (children, grandchildren, ...)."""
+    table = None
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
-        found.append(pid)
-        todo.extend(kids.get(pid, []))
+        kids = _children(pid) if table is None else table.get(pid, [])
+        if kids is None:
+            table = _scan_children()
+            kids = table.get(pid, [])
+        for kid in kids:
+            state = _state(kid)
+            if state is not None and state[0] not in "ZX":
+                found.append(kid)
+            todo.append(kid)
     return found
 
 
@@ -107,91 +144,180 @@ def _signal_all(pids, sig):
             pass
 
 
-def kill_descendants():
-    """Kill every descendant of this (subreaper) process and reap them all.
+def kill_descendants(spare=None):
+    """Kill every descendant of this (subreaper) process but ``spare``, and reap them all.
 
     A fork bomb forks faster than one can kill it, so the whole tree is first frozen
     with SIGSTOP (a stopped process cannot fork), rescanned until nothing new appears,
-    then killed.
+    then killed.  Returns how many were killed.
     """
     me = os.getpid()
+    killed = 0
     for _ in range(1000):
-        tree = descendants(me)
+        tree = set(descendants(me)) - {spare}
         if not tree:
             break
         frozen = set()
-        while set(tree) - frozen:
-            _signal_all(set(tree) - frozen, signal.SIGSTOP)
-            frozen |= set(tree)
-            tree = descendants(me)
+        while tree - frozen:
+            _signal_all(tree - frozen, signal.SIGSTOP)
+            frozen |= tree
+            tree = set(descendants(me)) - {spare}
         _signal_all(frozen, signal.SIGKILL)
         _signal_all(frozen, signal.SIGCONT)
-        while True:
+        killed += len(frozen)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
             try:
-                if os.waitpid(-1, os.WNOHANG) == (0, 0):
-                    time.sleep(0.005)
-                    if not descendants(me):
-                        break
+                while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                    pass
             except ChildProcessError:
+                pass
+            if not set(descendants(me)) - {spare}:
                 break
+            time.sleep(0.002)
+    return killed
 
 
-def supervisor(request, fds):
-    """Fork the worker, wait for it, clean up after it, report its exit status."""
-    from grader.sandbox import confine, protocol
+def _stop(pid):
+    """SIGSTOP ``pid`` and wait until it is stopped (or gone); whether it still lives."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 5
+    spins = 0
+    while time.monotonic() < deadline:
+        state = _state(pid)
+        if state is None or state[0] in "ZX":
+            return False
+        if state[0] in "Tt":
+            return True
+        spins += 1
+        if spins < 100:
+            os.sched_yield()
+        else:
+            time.sleep(0.0002)
+    return True
+
+
+def supervisor(request, fds, memory=(None, "")):
+    """Fork the worker, keep it to one call at a time, clean up after it, report its end.
+
+    The trusted side speaks to the supervisor on its own socket (``ctl``), which the
+    worker never holds: ``r`` after each call stops the worker and kills every other
+    process it started (nothing runs between calls), answered by ``{"reaped": n}``; ``c``
+    lets the worker go on; at the end ``{"exit": code, "oom": bool, "measures": [...]}``.
+    """
+    from grader.sandbox import cgroup, confine, protocol  # noqa: F401
 
     os.setsid()
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
     confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    sock_fd, out_fd = fds
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.geteuid() == 0 and not os.path.exists("/dev/nvidiactl"):
-        # The worker becomes PID 1 of its own namespace: it cannot see or signal the
-        # workers of other submissions, and when it dies the kernel kills all it started.
-        # (Not on NVIDIA machines: CUDA fails to start in a PID namespace, error 304;
-        # there each batch slot runs under its own uid instead.)
-        confine._libc.unshare(0x20000000)  # CLONE_NEWPID
+    sock_fd, out_fd, ctl_fd = fds
+    root = os.geteuid() == 0
+    measures, uid, uid_fd, group = [], None, None, None
+    if root:
+        try:
+            uid, uid_fd = confine.allocate_uid()
+        except OSError as exc:
+            measures.append(f"uid: nobody ({exc})")
+    if memory[0] is not None:
+        try:
+            group = cgroup.Cgroup(memory[0], memory[1], f"w{os.getpid()}", int(request["limits"]["memory_bytes"]))
+            measures.append(f"memory: cgroup v{memory[0]}")
+        except OSError as exc:
+            measures.append(f"memory: resource limits only (the cgroup could not be made: {exc.strerror or exc})")
+    else:
+        measures.append(f"memory: resource limits only ({memory[1]}; shared memory is not counted)")
+    own_pid = bool(request.get("pid_namespace", True))
+    if own_pid:
+        uid_now, gid_now = os.getuid(), os.getgid()
+        if not root and confine.unshare(confine.CLONE_NEWUSER):
+            confine._write("/proc/self/setgroups", "deny")
+            confine._write("/proc/self/uid_map", f"{uid_now} {uid_now} 1")
+            confine._write("/proc/self/gid_map", f"{gid_now} {gid_now} 1")
+        own_pid = confine.unshare(confine.CLONE_NEWPID)
+    measures.append("own PID namespace and /proc" if own_pid else
+                    "no PID namespace: /proc shows only the worker's uid's processes")
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
-            worker(request, sock_fd, out_fd)
+            os.close(ctl_fd)
+            if uid_fd is not None:
+                os.close(uid_fd)
+            if group is not None:
+                group.join()
+            worker(request["module"], request["limits"], request["exclude"], uid, own_pid, request.get("gpu", False),
+                   measures, sock_fd, out_fd)
         finally:
             os._exit(70)
-
-    def stop(*_):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    signal.signal(signal.SIGTERM, stop)  # the trusted side asks us to end the worker
     os.close(out_fd)
-    status = None
-    while status is None:
-        try:
-            done, raw = os.waitpid(pid, 0)
-            if done == pid:
-                status = raw
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            status = 0
+    os.close(sock_fd)
+    ctl = socket.socket(fileno=ctl_fd)
+    status = _supervise(pid, ctl)
     kill_descendants()
-    sock = socket.socket(fileno=sock_fd)
+    oom = group is not None and group.oom_killed()
+    if group is not None:
+        group.remove()
+    if uid_fd is not None:
+        os.close(uid_fd)
     try:
-        sock.settimeout(2)
-        code = os.waitstatus_to_exitcode(status)
-        protocol.send(sock, {"exit": code})
-    except OSError:
+        ctl.settimeout(2)
+        ctl.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status), "oom": oom}).encode() + b"\n")
+    except (OSError, ValueError):
         pass
     os._exit(0)
 
 
-def worker(request, sock_fd, out_fd):
-    """Confine this process, then serve the trusted side's requests until EOF."""
-    from grader.sandbox import confine
+def _supervise(pid, ctl):
+    """Serve the trusted side's ``r`` and ``c`` until the worker ends; its wait status."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    status = None
+    client_gone = False
+    while status is None:
+        watch = [pidfd] if pidfd is not None else []
+        if not client_gone:
+            watch.append(ctl)
+        try:
+            ready, _, _ = select.select(watch, [], [], 0.05 if pidfd is None else None)
+        except InterruptedError:
+            continue
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            status = raw
+            break
+        if ctl in ready:
+            try:
+                data = ctl.recv(64)
+            except OSError:
+                data = b""
+            if not data:  # the trusted side is done with this worker (or gone)
+                client_gone = True
+                _signal_all([pid], signal.SIGKILL)
+                continue
+            for op in data:
+                if op == ord("r"):
+                    alive = _stop(pid)
+                    killed = kill_descendants(spare=pid) if alive else 0
+                    ctl.sendall(json.dumps({"reaped": killed}).encode() + b"\n")
+                elif op == ord("c"):
+                    _signal_all([pid], signal.SIGCONT)
+    if pidfd is not None:
+        os.close(pidfd)
+    return status
+
+
+def worker(module, limits, exclude, uid, own_pid, gpu, measures, sock_fd, out_fd):
+    """Confine this process, say hello, then serve the trusted side's requests until EOF."""
+    from grader.sandbox import confine, protocol
 
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -202,21 +328,24 @@ def worker(request, sock_fd, out_fd):
         os.closerange(lo + 1, hi)
     sys.stdout = os.fdopen(1, "w", buffering=1, errors="replace")
     sys.stderr = os.fdopen(2, "w", buffering=1, errors="replace")
-    applied = confine.confine(request["limits"], request.get("hide", ()), request.get("workdir"),
-                              uid=request.get("uid", confine.NOBODY))
+    applied = confine.confine(limits, exclude, uid=uid, own_pid_namespace=own_pid, gpu=gpu)
+    # Children the student's code starts are reaped as they end (none outlives a call
+    # anyway): killed ones do not linger as zombies that count against the process limit.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     import torch
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     sock = socket.socket(fileno=sock_fd)
-    Server(sock, request, applied).serve()
+    protocol.send(sock, {"hello": applied + measures})  # before any of the student's code runs
+    Server(sock, module).serve()
 
 
 class Server:
     """The worker's request loop; holds the loaded module and constructed objects."""
 
-    def __init__(self, sock, request, applied):
-        self.sock, self.request, self.applied = sock, request, applied
-        self.module = request["module"]
+    def __init__(self, sock, module):
+        self.sock = sock
+        self.module = module
         self.mod = None
         self.loading = False
         self.objects = {}
@@ -267,7 +396,7 @@ class Server:
         if op == "load":
             self.loading = True
             self.mod = execution.load_module_source(header["source"], header["filename"], self.module)
-            return {"ok": True, "applied": self.applied}, []
+            return {"ok": True}, []
         if self.mod is None:
             raise RuntimeError("nothing loaded")
         args = protocol.decode(header["args"], buffers)

@@ -114,11 +114,22 @@ def implementation_fixture(module):
         entry = getattr(request, "param", None)
         folder = entry["path"] if entry else request.config.getoption("--submission")
         adapter = request.config.getoption("--adapter") or ("sandbox" if folder else "inprocess")
-        implementation = diagnose.Recording(open_implementation(folder or str(ROOT / "solutions"), module, adapter))
+        opened = open_implementation(folder or str(ROOT / "solutions"), module, adapter)
+        _note_measures(request.config, entry, getattr(opened, "measures", None))
+        implementation = diagnose.Recording(opened)
         yield implementation
         implementation.close()
 
     return impl
+
+
+def _note_measures(config, entry, measures):
+    """Append the sandbox's isolation measures for this worker to the results file (the
+    runner turns the fallbacks among them into the report's notes)."""
+    path = config.getoption("--results")
+    if path and measures is not None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"sandbox": measures, "submission": entry["id"] if entry else ""}) + "\n")
 
 
 def _submissions(config):

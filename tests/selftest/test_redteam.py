@@ -2,20 +2,26 @@
 
 Each submission is the reference ``attention.py`` with one attack added.  Every attack
 must earn no points it did not earn honestly, leave the grader running, finish within
-its time bound, and leave no process or file behind.
+its time bound, and leave no process, file or SysV IPC object behind.  Some entries are
+probes: correct code that turns wrong if the sandbox lets it see or keep what it must
+not (other processes, its own background children): they must keep full marks.
 """
 
+import json
 import os
+import shutil
 import socket
 import textwrap
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from grader import ROOT, runner
+from grader import ROOT, batch, runner
+from grader.sandbox import cgroup, confine
 
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text()
 # Wrong on every property: no scale, softmax over queries, mask ignored, rows sum to 2, float64 on the CPU.
@@ -26,6 +32,14 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 """
 ALL_ATTENTION = ["attention"]
 TIME_BOUND = 150  # seconds for one hostile submission, start to finish
+MEMORY_LIMIT = 1 << 30  # the workers' memory limit in these runs (8 GiB attacks must hit it)
+HAS_MEMORY_CGROUP = cgroup.locate()[0] is not None
+NO_CGROUP = "no writable memory cgroup here: shared memory is not limited (README, Isolation)"
+ZEROS_SDPA = """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    return (torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device),
+            torch.zeros(*q.shape[:-1], k.shape[-2], dtype=q.dtype, device=q.device))
+"""
 
 
 def _override(code):
@@ -230,18 +244,169 @@ HOSTILE = {
                         pass
                 return _causal(length, device)
         """), {}, ["attention.causal_mask"], {"attention.causal_mask": "full"}, "passed"),
+    "read_a_reference_elsewhere": (
+        # Copies of the reference in another clone, a classmate's folder beside the
+        # submission, a staff folder under /root and /var/tmp: imported without any call the
+        # forbidden-call check flags.  Found nowhere, the module keeps all-zero attention.
+        _override("""
+            import sys
+            sys.path[:0] = [OTHER_CLONE, SIBLING, STAFF_DIR, VARTMP_DIR]
+            try:
+                from solutions.attention import scaled_dot_product_attention
+            except ImportError:
+                try:
+                    from peer_attention import scaled_dot_product_attention
+                except ImportError:
+                    try:
+                        from staff_attention import scaled_dot_product_attention
+                    except ImportError:
+                        try:
+                            from vt_attention import scaled_dot_product_attention
+                        except ImportError:
+                            ZEROS
+        """).replace("ZEROS", textwrap.indent(ZEROS_SDPA.strip(), " " * 16).lstrip()),
+        {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+    "shared_mapping_8g": (
+        _override("""
+            import ctypes, mmap
+            _causal = causal_mask
+            def causal_mask(length, device=None):
+                size = 8 << 30
+                block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+                ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(block)), 1, size)
+                return _causal(length, device)
+        """), {}, ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "out of memory"),
+    "memfd_8g": (
+        # 16 MiB memfds (under the file-size limit), each mapped, its descriptor closed (under
+        # the open-files limit), 8 GiB in all.
+        _override("""
+            import ctypes, mmap, os
+            _causal = causal_mask
+            _blocks = []
+            def causal_mask(length, device=None):
+                chunk = 16 << 20
+                for _ in range(512):
+                    fd = os.memfd_create("hog")
+                    os.ftruncate(fd, chunk)
+                    block = mmap.mmap(fd, chunk)
+                    os.close(fd)
+                    ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(block)), 1, chunk)
+                    _blocks.append(block)
+                return _causal(length, device)
+        """), {}, ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "out of memory"),
+    "sysv_segment_8g": (
+        _override("""
+            import ctypes
+            _causal = causal_mask
+            def causal_mask(length, device=None):
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.shmat.restype = ctypes.c_void_p
+                size = 8 << 30
+                seg = libc.shmget(0, ctypes.c_size_t(size), 0o1600)
+                addr = libc.shmat(seg, None, 0)
+                ctypes.memset(addr, 1, size)
+                return _causal(length, device)
+        """), {}, ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "out of memory"),
+    "background_children": (
+        # Probe: children started at import and in every call must be gone by the next
+        # call (frozen and killed after each one); a survivor turns the masks wrong.
+        _override("""
+            import os
+            _causal, _padding = causal_mask, padding_mask
+            _started = []
+
+            def _spin():
+                pid = os.fork()
+                if pid == 0:
+                    while True:
+                        pass
+                _started.append(pid)
+
+            def _survivors():
+                alive = []
+                for pid in _started:
+                    try:
+                        with open(f"/proc/{pid}/stat") as fh:
+                            state = fh.read().rsplit(")", 1)[1].split()[0]
+                    except OSError:
+                        continue
+                    if state not in "ZX":
+                        alive.append(pid)
+                return alive
+
+            _spin()
+
+            def causal_mask(length, device=None):
+                mask = _causal(length, device)
+                if _survivors():
+                    return ~mask
+                _spin()
+                return mask
+
+            def padding_mask(lengths, max_len):
+                mask = _padding(lengths, max_len)
+                if _survivors():
+                    return ~mask
+                _spin()
+                return mask
+        """), {}, ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "full", "attention.padding_mask": "full"}, "passed"),
+    "list_processes": (
+        # Probe: the worker must see no process but its own in /proc (not the grader's,
+        # not other submissions'), nor be able to signal one.
+        _override("""
+            import os
+            _causal = causal_mask
+            def causal_mask(length, device=None):
+                mine = {os.getpid(), *(int(t) for t in os.listdir("/proc/self/task"))}
+                others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in mine]
+                for pid in range(1, max(mine) + 50_000):
+                    if pid not in mine:
+                        try:
+                            os.kill(pid, 0)
+                            others.append(pid)
+                        except OSError:
+                            pass
+                mask = _causal(length, device)
+                return ~mask if others else mask
+        """), {}, ["attention.causal_mask"], {"attention.causal_mask": "full"}, "passed"),
 }
 
-
-def _leftover_processes(tag):
+def sandbox_processes():
+    """Processes that run as a sandbox uid (the pool a root grader takes from, or nobody)."""
     found = []
+    pool = confine.UID_POOL
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
+        if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                if tag.encode() in fh.read():
-                    found.append(int(name))
+            with open(f"/proc/{name}/status") as fh:
+                uid = next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        if uid in pool or uid == confine.NOBODY:
+            found.append(int(name))
+    return found
+
+
+def settle():
+    """The sandbox processes still there 10 s after grading ended (none, or a leak)."""
+    deadline = time.monotonic() + 10
+    while sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return sandbox_processes()
+
+
+def ipc_objects():
+    """The host's SysV shared memory segments, message queues and semaphore sets."""
+    found = set()
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as fh:
+                found |= {(kind, line.split()[1]) for line in list(fh)[1:] if line.strip()}
         except OSError:
             continue
     return found
@@ -274,12 +439,19 @@ def listener():
 
 
 #: Attacks about time and resources: each graded in a run of its own, timed.
-TIMED = ("infinite_loop", "long_sleep", "memory_bomb", "fork_bomb", "stdout_flood", "os_exit_in_call", "segfault")
+TIMED = ("infinite_loop", "long_sleep", "memory_bomb", "fork_bomb", "stdout_flood", "os_exit_in_call", "segfault",
+         "shared_mapping_8g", "memfd_8g", "sysv_segment_8g")
 
 
-def _write(attack, folder, port, tag):
+#: Attacks that need a memory cgroup to be stopped.
+SHARED_MEMORY = ("shared_mapping_8g", "memfd_8g", "sysv_segment_8g")
+
+
+def _write(attack, folder, port, tag, planted):
     source, extra_files, targets, _, _ = HOSTILE[attack]
     source = source.replace("PORT", str(port)).replace("ROOT_DIR", repr(str(ROOT))).replace("TAG", tag)
+    for name, path in planted.items():
+        source = source.replace(name, repr(str(path)))
     sub = folder / attack
     sub.mkdir()
     (sub / "attention.py").write_text(source)
@@ -288,55 +460,76 @@ def _write(attack, folder, port, tag):
     return attack, sub, targets
 
 
-def _settle(tag):
-    deadline = time.monotonic() + 10
-    while _leftover_processes(tag) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return _leftover_processes(tag)
+def _env(call_timeout=5):
+    return {"GRADER_CALL_TIMEOUT": str(call_timeout), "GRADER_MODULE_BUDGET": "60",
+            "GRADER_MEMORY_LIMIT": str(MEMORY_LIMIT)}
 
 
-def _env(tag):
-    return {"GRADER_CALL_TIMEOUT": "5", "GRADER_MODULE_BUDGET": "30", "GRADER_SANDBOX_TAG": tag}
-
-
-def _grade_timed(attack, folder, port):
-    tag = f"redteam-{uuid.uuid4().hex}"
+def _grade_timed(attack, folder, port, tag, planted):
     start = time.monotonic()
-    report = runner.grade_many([_write(attack, folder, port, tag)], env=_env(tag))[attack]
-    elapsed = time.monotonic() - start
-    return {attack: (report, elapsed, _settle(tag), tag)}
+    # The kernel reclaims for a few seconds before its out-of-memory kill: give it time.
+    env = _env(call_timeout=30 if attack in SHARED_MEMORY else 5)
+    report = runner.grade_many([_write(attack, folder, port, tag, planted)], env=env)[attack]
+    return {attack: (report, time.monotonic() - start)}
 
 
-def _grade_rest(attacks, folder, port):
-    tag = f"redteam-{uuid.uuid4().hex}"
+def _grade_rest(attacks, folder, port, tag, planted):
     start = time.monotonic()
-    reports = runner.grade_many([_write(a, folder, port, tag) for a in attacks], env=_env(tag))
+    reports = runner.grade_many([_write(a, folder, port, tag, planted) for a in attacks], env=_env())
     elapsed = time.monotonic() - start
-    leftover = _settle(tag)
-    return {a: (reports[a], elapsed / len(attacks), leftover, tag) for a in attacks}
+    return {a: (reports[a], elapsed / len(attacks)) for a in attacks}
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory, listener):
+def planted(tmp_path_factory):
+    """Copies of the reference where a hostile submission might look for one: another
+    clone, a classmate's folder beside the submissions, a staff folder under /root, /var/tmp."""
+    tag = uuid.uuid4().hex[:12]
+    hostile = tmp_path_factory.mktemp("hostile")
+    other_clone = tmp_path_factory.mktemp("other-clone")
+    places = {"OTHER_CLONE": other_clone, "SIBLING": hostile / "classmate",
+              "STAFF_DIR": Path(f"/root/grader-redteam-{tag}") if os.geteuid() == 0 else tmp_path_factory.mktemp("staff"),
+              "VARTMP_DIR": Path(f"/var/tmp/grader-redteam-{tag}")}
+    files = {"OTHER_CLONE": "solutions/attention.py", "SIBLING": "peer_attention.py",
+             "STAFF_DIR": "staff_attention.py", "VARTMP_DIR": "vt_attention.py"}
+    for name, folder in places.items():
+        path = folder / files[name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(REFERENCE)
+        os.chmod(folder, 0o755)
+        os.chmod(path, 0o644)
+    yield tag, hostile, places
+    for name in ("STAFF_DIR", "VARTMP_DIR"):
+        shutil.rmtree(places[name], ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def graded(planted, listener):
     """Every hostile submission graded: the timed attacks one run each, the others together
-    in one run (each still in its own worker), two runs at a time."""
-    folder = tmp_path_factory.mktemp("hostile")
+    in one run (each still in its own worker), two runs at a time.  Then what is left
+    behind: sandbox processes and SysV IPC objects (for all of them together, as runs overlap)."""
+    tag, folder, places = planted
     port, _ = listener
+    ipc_before = ipc_objects()
+    timed = [a for a in TIMED if a not in SHARED_MEMORY or HAS_MEMORY_CGROUP]
     rest = [a for a in sorted(HOSTILE) if a not in TIMED]
     out = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(_grade_rest, rest, folder, port)]
-        futures += [pool.submit(_grade_timed, a, folder, port) for a in TIMED]
+        futures = [pool.submit(_grade_rest, rest, folder, port, tag, places)]
+        futures += [pool.submit(_grade_timed, a, folder, port, tag, places) for a in timed]
         for future in futures:
             out.update(future.result())
-    return out
+    return out, tag, settle(), ipc_objects() - ipc_before
 
 
 @pytest.mark.parametrize("attack", sorted(HOSTILE))
 def test_hostile_submission_earns_nothing_and_leaves_nothing(attack, graded, listener):
+    if attack in SHARED_MEMORY and not HAS_MEMORY_CGROUP:
+        pytest.skip(NO_CGROUP)
     _, hits = listener
     _, _, _, expected, status = HOSTILE[attack]
-    report, elapsed, leftover, tag = graded[attack]
+    reports, tag, leftover, ipc_left = graded
+    report, elapsed = reports[attack]
 
     results = {r.exercise.id: r for r in report.results}
     feedback = {k: "\n".join(r.feedback()) for k, r in results.items()}
@@ -349,9 +542,156 @@ def test_hostile_submission_earns_nothing_and_leaves_nothing(attack, graded, lis
     attacked = next(iter(expected))
     assert results[attacked].status in status.split("|"), f"{attack}: {results[attacked].status}\n{feedback[attacked]}"
     assert elapsed < TIME_BOUND, f"{attack} took {elapsed:.0f}s"
-    assert not leftover, f"{attack} left processes behind"
+    assert not leftover, f"sandbox processes left behind: {leftover}"
+    assert not ipc_left, f"SysV IPC objects left behind: {ipc_left}"
     for path in (ROOT / f"pwned-{tag}", f"/tmp/pwned-{tag}", os.path.expanduser(f"~/pwned-{tag}"),
                  f"/var/tmp/pwned-{tag}", f"/dev/shm/pwned-{tag}", "/tmp/pwned-by-reduce"):
         assert not os.path.exists(path), f"{attack} left {path}"
     assert not hits, f"{attack} reached the network: {hits}"
     assert (ROOT / "solutions" / "attention.py").read_text() == REFERENCE
+
+
+def test_slow_calls_stop_at_the_submission_budget(tmp_path):
+    """Every call sleeps just under the call limit, in two modules: the submission's total
+    budget ends it; what was not graded is a timeout, and nothing is left running."""
+    sleepy = {
+        "attention": """
+            import time
+            _causal, _padding = causal_mask, padding_mask
+            def causal_mask(length, device=None):
+                time.sleep(1.5)
+                return _causal(length, device)
+            def padding_mask(lengths, max_len):
+                time.sleep(1.5)
+                return _padding(lengths, max_len)
+        """,
+        "elbo": """
+            import time
+            _kl = gaussian_kl_standard_normal
+            def gaussian_kl_standard_normal(mu, logvar):
+                time.sleep(1.5)
+                return _kl(mu, logvar)
+        """}
+    sub = tmp_path / "sleepy"
+    sub.mkdir()
+    for module, code in sleepy.items():
+        (sub / f"{module}.py").write_text((ROOT / "solutions" / f"{module}.py").read_text() + textwrap.dedent(code))
+    env = {"GRADER_CALL_TIMEOUT": "2", "GRADER_MODULE_BUDGET": "8", "GRADER_SUBMISSION_BUDGET": "12"}
+    start = time.monotonic()
+    report = runner.grade(sub, ["attention.causal_mask", "attention.padding_mask", "elbo.kl_standard_normal"],
+                          env=env)
+    elapsed = time.monotonic() - start
+    statuses = {r.exercise.id: r.status for r in report.results}
+    feedback = "\n".join(m for r in report.results for m in r.feedback())
+    assert elapsed < 12 + 60, f"a submission with a 12 s budget took {elapsed:.0f}s"
+    assert "timeout" in statuses.values(), statuses
+    assert "time budget of 12s (all modules together)" in feedback, feedback
+    assert report.score < report.max_score
+    assert not settle()
+
+
+def _reader_and_writer(folder):
+    """Two submissions of one batch: the first leaves the reference in a SysV segment at
+    import, the second (all-zero attention) looks for it there."""
+    writer = textwrap.dedent("""
+        import ctypes
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.shmat.restype = ctypes.c_void_p
+        _data = SOURCE.encode()
+        _seg = _libc.shmget(0x5EED, ctypes.c_size_t(1 << 20), 0o1666)
+        if _seg >= 0:
+            ctypes.memmove(_libc.shmat(_seg, None, 0), _data, len(_data))
+    """)
+    reader = textwrap.dedent("""
+        import ctypes, sys
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.shmat.restype = ctypes.c_void_p
+        _seg = _libc.shmget(0x5EED, ctypes.c_size_t(0), 0)
+        if _seg >= 0:
+            with open("/tmp/peer_source.py", "wb") as _fh:
+                _fh.write(ctypes.string_at(_libc.shmat(_seg, None, 0)).split(b"\\0")[0])
+            sys.path.insert(0, "/tmp")
+        try:
+            from peer_source import scaled_dot_product_attention
+        except ImportError:
+            pass
+    """)
+    (folder / "a_writer").mkdir(parents=True)
+    (folder / "a_writer" / "attention.py").write_text(REFERENCE + writer.replace("SOURCE", repr(REFERENCE)))
+    (folder / "b_reader").mkdir()
+    (folder / "b_reader" / "attention.py").write_text(REFERENCE + ZEROS_SDPA + reader)
+
+
+def test_sysv_memory_is_not_shared_between_submissions_of_a_batch(tmp_path):
+    before = ipc_objects()
+    _reader_and_writer(tmp_path / "subs")
+    batch.run(tmp_path / "subs", tmp_path / "out", workers=1, out=open(os.devnull, "w"))
+    results = {name: json.loads((tmp_path / "out" / name / "results.json").read_text()) for name in ("a_writer", "b_reader")}
+    sdpa = {name: next(t for t in r["tests"] if t["name"].startswith("attention.sdpa:")) for name, r in results.items()}
+    assert sdpa["a_writer"]["score"] == sdpa["a_writer"]["max_score"], sdpa["a_writer"]["output"]
+    assert sdpa["b_reader"]["score"] == 0, f"all-zero attention earned points through SysV memory: {sdpa['b_reader']}"
+    assert ipc_objects() - before == set(), "a SysV object outlived its worker"
+    assert not settle()
+
+
+VIEW_PROBE = """
+import json, os, socket, sys
+def causal_mask(length, device=None):
+    with open("/proc/self/mountinfo") as fh:
+        mounts = sorted(line.split()[4] for line in fh)
+    with open("/proc/self/cgroup") as fh:
+        groups = fh.read()
+    view = {"ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()], "cwd": os.getcwd(),
+            "file": __file__.split("/"), "host": socket.gethostname(), "env": dict(os.environ), "root": sorted(os.listdir("/")),
+            "tmp": sorted(os.listdir("/tmp")), "cgroup": groups, "mounts": mounts, "path": sys.path,
+            "procs": sorted(p for p in os.listdir("/proc") if p.isdigit())}
+    raise RuntimeError("VIEW<" + json.dumps(view, sort_keys=True) + ">VIEW")
+"""
+
+
+def _view(text):
+    import re
+    found = re.search(r"VIEW<(.*?)>VIEW", text, re.S)
+    assert found, text
+    # The worker-side runtime is copied to a fresh temporary folder by every grading process.
+    return re.sub(r"grader-runtime-[A-Za-z0-9_]+", "grader-runtime-*", found.group(1))
+
+
+def test_the_worker_sees_the_same_world_in_a_local_check_and_in_staff_grading(tmp_path):
+    sub = tmp_path / "subs" / "probe"
+    sub.mkdir(parents=True)
+    (sub / "attention.py").write_text(REFERENCE + VIEW_PROBE)
+    local = runner.grade(sub, ["attention.causal_mask"])
+    local_view = _view("\n".join(local.results[0].feedback()))
+    batch.run(tmp_path / "subs", tmp_path / "out", workers=2, out=open(os.devnull, "w"))
+    result = json.loads(next((tmp_path / "out").glob("*/results.json")).read_text())
+    staff_view = _view(next(t["output"] for t in result["tests"] if t["name"].startswith("attention.causal_mask:")))
+    assert json.loads(local_view) == json.loads(staff_view)
+    seen = json.loads(local_view)
+    assert seen["ids"][:4] == [confine.INSIDE_ID] * 4 or os.geteuid() != 0, seen["ids"]
+    assert str(ROOT) not in local_view and str(tmp_path) not in local_view, "the worker saw a grader path"
+    assert not any(k.startswith("GRADER") for k in seen["env"]), seen["env"]
+
+
+@pytest.mark.parametrize("pid_namespace", ["1", "0"], ids=["own-pid-namespace", "gpu-style-shared-pid-namespace"])
+def test_concurrent_workers_cannot_see_or_signal_each_other(pid_namespace, tmp_path):
+    """Two submissions graded at once, each probing /proc and signalling every pid; with a
+    PID namespace (CPU machines) and without one (as on NVIDIA machines: /proc hides other
+    uids' processes and every worker has a uid of its own)."""
+    if pid_namespace == "0" and os.geteuid() != 0:
+        pytest.skip("without a PID namespace only a root grader can give each worker a uid of its own")
+    source = HOSTILE["list_processes"][0]
+    subs = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "attention.py").write_text(source)
+        subs.append(tmp_path / name)
+    env = {"GRADER_SANDBOX_PID_NAMESPACE": pid_namespace}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda sub: runner.grade(sub, ["attention.causal_mask"], env=env), subs))
+    for report in reports:
+        result = report.results[0]
+        assert result.score == result.max_score, "\n".join(result.feedback())
+    if pid_namespace == "0":
+        assert any("no PID namespace" in note for note in reports[0].notes), reports[0].notes
+    assert not settle()
