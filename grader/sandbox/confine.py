@@ -164,7 +164,8 @@ def _inside(path, folder):
 
 
 def runtime_paths(exclude=()):
-    """The host paths the worker sees read-only: ``sys.path``, the interpreter, system libraries.
+    """The host paths the worker sees read-only: ``sys.path``, the interpreter, the folders of
+    ``LD_LIBRARY_PATH``, system libraries and the worker-side copy of the grader.
 
     A ``sys.path`` entry inside an ``exclude`` folder (the repository) is kept only when it
     belongs to the Python installation (a virtual environment inside the repository); an
@@ -174,7 +175,9 @@ def runtime_paths(exclude=()):
     # Never bind a folder that holds the view's own mount points or is open to everyone.
     excluded += ["/tmp", "/var/tmp", "/dev", "/proc", "/sys", "/run", WORKDIR]
     paths = []
-    for entry in [p for p in sys.path if p] + [sys.executable]:
+    # LD_LIBRARY_PATH: where a GPU machine's driver libraries may live (/usr/local/nvidia/lib64).
+    libraries = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    for entry in [p for p in sys.path if p] + [sys.executable] + libraries:
         real = os.path.realpath(entry)
         if not os.path.exists(real):
             continue
@@ -183,6 +186,11 @@ def runtime_paths(exclude=()):
         if any(_inside(real, x) for x in excluded) and not any(_inside(real, p) for p in prefixes):
             continue
         paths.append(entry)
+    # The worker-side copy of the grader (a private folder, usually under /tmp): its modules
+    # that load lazily must stay importable.
+    runtime = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    if not any(_inside(os.path.realpath(x), runtime) or _inside(runtime, os.path.realpath(x)) for x in exclude):
+        paths.append(runtime)
     return paths + [p for p in SYSTEM_LIBS if os.path.lexists(p)]
 
 

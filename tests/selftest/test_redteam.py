@@ -360,18 +360,25 @@ HOSTILE = {
         _override("""
             import os
             _causal = causal_mask
-            def causal_mask(length, device=None):
+            _seen = []
+
+            def _others():
                 mine = {os.getpid(), *(int(t) for t in os.listdir("/proc/self/task"))}
-                others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in mine]
+                found = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in mine]
                 for pid in range(1, max(mine) + 50_000):
                     if pid not in mine:
                         try:
                             os.kill(pid, 0)
-                            others.append(pid)
+                            found.append(pid)
                         except OSError:
                             pass
+                return found
+
+            def causal_mask(length, device=None):
+                if not _seen:  # the whole scan once per worker: it costs ~50k system calls
+                    _seen.append(_others())
                 mask = _causal(length, device)
-                return ~mask if others else mask
+                return ~mask if _seen[0] else mask
         """), {}, ["attention.causal_mask"], {"attention.causal_mask": "full"}, "passed"),
 }
 
@@ -439,8 +446,7 @@ def listener():
 
 
 #: Attacks about time and resources: each graded in a run of its own, timed.
-TIMED = ("infinite_loop", "long_sleep", "memory_bomb", "fork_bomb", "stdout_flood", "os_exit_in_call", "segfault",
-         "shared_mapping_8g", "memfd_8g", "sysv_segment_8g")
+TIMED = ("infinite_loop", "long_sleep", "memory_bomb", "fork_bomb", "stdout_flood", "os_exit_in_call", "segfault")
 
 
 #: Attacks that need a memory cgroup to be stopped.
@@ -467,15 +473,15 @@ def _env(call_timeout=5):
 
 def _grade_timed(attack, folder, port, tag, planted):
     start = time.monotonic()
-    # The kernel reclaims for a few seconds before its out-of-memory kill: give it time.
-    env = _env(call_timeout=30 if attack in SHARED_MEMORY else 5)
-    report = runner.grade_many([_write(attack, folder, port, tag, planted)], env=env)[attack]
+    report = runner.grade_many([_write(attack, folder, port, tag, planted)], env=_env())[attack]
     return {attack: (report, time.monotonic() - start)}
 
 
-def _grade_rest(attacks, folder, port, tag, planted):
+def _grade_rest(attacks, folder, port, tag, planted, call_timeout=5):
+    """Grade ``attacks`` in one run (``call_timeout``: the kernel reclaims for a few seconds
+    before its out-of-memory kill, give the shared-memory attacks time)."""
     start = time.monotonic()
-    reports = runner.grade_many([_write(a, folder, port, tag, planted) for a in attacks], env=_env())
+    reports = runner.grade_many([_write(a, folder, port, tag, planted) for a in attacks], env=_env(call_timeout))
     elapsed = time.monotonic() - start
     return {a: (reports[a], elapsed / len(attacks)) for a in attacks}
 
@@ -511,12 +517,13 @@ def graded(planted, listener):
     tag, folder, places = planted
     port, _ = listener
     ipc_before = ipc_objects()
-    timed = [a for a in TIMED if a not in SHARED_MEMORY or HAS_MEMORY_CGROUP]
-    rest = [a for a in sorted(HOSTILE) if a not in TIMED]
+    rest = [a for a in sorted(HOSTILE) if a not in TIMED and a not in SHARED_MEMORY]
     out = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(_grade_rest, rest, folder, port, tag, places)]
-        futures += [pool.submit(_grade_timed, a, folder, port, tag, places) for a in timed]
+        if HAS_MEMORY_CGROUP:  # one run for the three, each in its own worker
+            futures.append(pool.submit(_grade_rest, list(SHARED_MEMORY), folder, port, tag, places, 30))
+        futures += [pool.submit(_grade_timed, a, folder, port, tag, places) for a in TIMED]
         for future in futures:
             out.update(future.result())
     return out, tag, settle(), ipc_objects() - ipc_before
@@ -673,12 +680,12 @@ def test_the_worker_sees_the_same_world_in_a_local_check_and_in_staff_grading(tm
     assert not any(k.startswith("GRADER") for k in seen["env"]), seen["env"]
 
 
-@pytest.mark.parametrize("pid_namespace", ["1", "0"], ids=["own-pid-namespace", "gpu-style-shared-pid-namespace"])
-def test_concurrent_workers_cannot_see_or_signal_each_other(pid_namespace, tmp_path):
-    """Two submissions graded at once, each probing /proc and signalling every pid; with a
-    PID namespace (CPU machines) and without one (as on NVIDIA machines: /proc hides other
-    uids' processes and every worker has a uid of its own)."""
-    if pid_namespace == "0" and os.geteuid() != 0:
+def test_gpu_style_workers_cannot_see_or_signal_each_other(tmp_path):
+    """Two submissions graded at once without a PID namespace, as on NVIDIA machines (/proc
+    hides other uids' processes and every worker has a uid of its own), each probing /proc
+    and signalling every pid.  (With a PID namespace: ``list_processes`` above.)"""
+    pid_namespace = "0"
+    if os.geteuid() != 0:
         pytest.skip("without a PID namespace only a root grader can give each worker a uid of its own")
     source = HOSTILE["list_processes"][0]
     subs = []

@@ -324,6 +324,7 @@ _HEX = _re.compile(rb"[0-9a-fA-F]{64}")
 
 def _scan():
     found, blobs, outs = set(), [b"\\0".join(f"{k}={v}".encode() for k, v in _os.environ.items())], []
+    outs += KNOWN_OUTS  # where the batches put their results, as a student who guessed them would
     for pid in ["self"] + [p for p in _os.listdir("/proc") if p.isdigit()]:
         for what in ("environ", "cmdline"):
             try:
@@ -401,10 +402,10 @@ def graded(attack, tmp_path_factory):
     for name, folder in (("lookup", lookup), ("zeros", zeros)):
         (subs / name).mkdir()
         (subs / name / "attention.py").write_text((folder / "attention.py").read_text())
-    (subs / "hostile").mkdir()
-    (subs / "hostile" / "attention.py").write_text(HOSTILE)
     key = secrets.token_hex(32)
     out = {"A": root / "A", "B": root / "B", "C": root / "C"}
+    (subs / "hostile").mkdir()
+    (subs / "hostile" / "attention.py").write_text(HOSTILE.replace("KNOWN_OUTS", repr([str(p) for p in out.values()])))
     printed = {"A": _batch(subs, out["A"], key), "B": _batch(subs, out["B"], key)}
     subs_c = root / "subs_c"
     subs_c.mkdir()
