@@ -252,7 +252,7 @@ HOSTILE = {
             import sys
             sys.path[:0] = [OTHER_CLONE, SIBLING, STAFF_DIR, VARTMP_DIR]
             try:
-                from solutions.attention import scaled_dot_product_attention
+                from attention import scaled_dot_product_attention
             except ImportError:
                 try:
                     from peer_attention import scaled_dot_product_attention
@@ -493,10 +493,10 @@ def planted(tmp_path_factory):
     tag = uuid.uuid4().hex[:12]
     hostile = tmp_path_factory.mktemp("hostile")
     other_clone = tmp_path_factory.mktemp("other-clone")
-    places = {"OTHER_CLONE": other_clone, "SIBLING": hostile / "classmate",
+    places = {"OTHER_CLONE": other_clone / "solutions", "SIBLING": hostile / "classmate",
               "STAFF_DIR": Path(f"/root/grader-redteam-{tag}") if os.geteuid() == 0 else tmp_path_factory.mktemp("staff"),
               "VARTMP_DIR": Path(f"/var/tmp/grader-redteam-{tag}")}
-    files = {"OTHER_CLONE": "solutions/attention.py", "SIBLING": "peer_attention.py",
+    files = {"OTHER_CLONE": "attention.py", "SIBLING": "peer_attention.py",
              "STAFF_DIR": "staff_attention.py", "VARTMP_DIR": "vt_attention.py"}
     for name, folder in places.items():
         path = folder / files[name]
