@@ -180,7 +180,7 @@ def _read(path):
 
 
 #: Measures that mean the sandbox fell back to something weaker (shown in the report's notes).
-FALLBACKS = ("memory: resource limits only", "no PID namespace", "uid: nobody", "no /proc")
+FALLBACKS = ("memory: resource limits only", "no PID namespace", "uid: nobody", "no /proc", "no namespaces")
 
 
 def sandbox_notes(measures):

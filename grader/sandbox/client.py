@@ -322,9 +322,12 @@ class Sandboxed(Implementation):
             if type(hello) is not dict or type(hello.get("hello")) is not list:
                 raise protocol.ProtocolError("no hello")
         except (OSError, EOFError, protocol.ProtocolError):
+            worker = self.worker
             ended = self._kill()
+            said = bytes(worker.output[-1500:]).decode(errors="replace").strip() if worker else ""
             raise self._poison("load", E.WorkerCrashed(
-                f"{self.path.name}: the sandbox could not start a worker (exit {ended.get('exit')})")) from None
+                f"{self.path.name}: the sandbox could not start a worker (exit {ended.get('exit')})"
+                + (f": {said}" if said else ""))) from None
         self.applied = [str(m)[:300] for m in hello["hello"]][:40]
         if os.geteuid() == 0 and "unprivileged uid" not in self.applied:
             # staff grading runs as root: never grade with a worker that kept root's rights

@@ -394,6 +394,9 @@ def confine(limits, exclude=(), uid=None, own_pid_namespace=True, gpu=False):
             applied += notes
         except OSError as exc:
             raise RuntimeError(f"the sandbox could not build its filesystem view: {exc}") from None
+    else:
+        applied.append("no namespaces: the worker shares the filesystem, network and IPC of the machine "
+                       "(this kernel refuses them to this user)")
     if os.path.isdir(WORKDIR):
         os.chdir(WORKDIR)
     if root:
