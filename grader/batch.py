@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 
 from grader import gpu, rubric, runner, staffkey
+from grader.sandbox.worker import descendants
 
 MAX_FILE_BYTES = 1 << 20
 MAX_ZIP_MEMBERS = 2000
@@ -387,30 +388,11 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
     return len(todo), skipped
 
 
-def _ours():
-    """Every live descendant of this process (the grading processes and their workers)."""
-    kids = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as fh:
-                    stat_line = fh.read()
-                kids.setdefault(int(stat_line[stat_line.rindex(b")") + 2:].split()[1]), []).append(int(name))
-            except (OSError, ValueError, IndexError):
-                continue
-    found, todo = set(), [os.getpid()]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            found.add(kid)
-            todo.append(kid)
-    return found
-
-
 def _check_gpu_released(out_dir, ident, result, baseline):
     """After a submission, no process that escaped the grading tree (a worker's child
     reparented away) may hold GPU memory: kill and note leftovers.  Processes of other
     slots still grading are descendants of this one and are left alone."""
-    ours = _ours()
+    ours = set(descendants(os.getpid()))
     leftover = {pid: mib for pid, mib in gpu.compute_processes().items() if pid not in baseline and pid not in ours}
     if not leftover:
         return

@@ -82,11 +82,12 @@ def _alive(pid):
     return True
 
 
-def _remove_tree(folder):
+def remove_tree(folder):
+    """Remove ``folder`` and the (empty) cgroups under it, as far as they are empty."""
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         sub = os.path.join(folder, name)
         if os.path.isdir(sub):
-            _remove_tree(sub)
+            remove_tree(sub)
     try:
         os.rmdir(folder)
     except OSError:
@@ -103,7 +104,7 @@ def parent():
     for name in os.listdir(base):
         if name.startswith(ZYGOTE_PREFIX) and name[len(ZYGOTE_PREFIX):].isdigit():
             if not _alive(int(name[len(ZYGOTE_PREFIX):])):
-                _remove_tree(os.path.join(base, name))
+                remove_tree(os.path.join(base, name))
     folder = os.path.join(base, f"{ZYGOTE_PREFIX}{os.getpid()}")
     try:
         os.makedirs(folder, exist_ok=True)
@@ -145,22 +146,20 @@ class Cgroup:
             fh.write("0")
 
     def oom_killed(self):
-        """Whether the kernel's out-of-memory killer killed a process of this cgroup."""
+        """Whether the kernel's out-of-memory killer killed a process of this cgroup (its
+        ``oom_kill`` counter; v1 kernels older than 4.13 have none: then any failed charge)."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
             with open(os.path.join(self.path, name)) as fh:
                 for line in fh:
                     key, _, value = line.partition(" ")
-                    if key == "oom_kill" and int(value) > 0:
-                        return True
+                    if key == "oom_kill":
+                        return int(value) > 0
+            if self.version == 1:
+                with open(os.path.join(self.path, "memory.failcnt")) as fh:
+                    return int(fh.read()) > 0
         except (OSError, ValueError):
             pass
-        if self.version == 1:
-            try:
-                with open(os.path.join(self.path, "memory.failcnt")) as fh:
-                    return int(fh.read()) > 0 and not os.path.exists(os.path.join(self.path, "memory.oom_control"))
-            except (OSError, ValueError):
-                return False
         return False
 
     def remove(self):

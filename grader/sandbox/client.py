@@ -68,13 +68,18 @@ def limits():
     return dict(LIMITS, memory_bytes=int(os.environ.get("GRADER_MEMORY_LIMIT", LIMITS["memory_bytes"])))
 
 
+def nvidia():
+    """Whether this is an NVIDIA machine (its workers get the GPU's device nodes)."""
+    return os.path.exists("/dev/nvidiactl")
+
+
 def own_pid_namespace():
     """Whether workers get a PID namespace: not on NVIDIA machines, where CUDA fails to
     start in one (error 304); ``GRADER_SANDBOX_PID_NAMESPACE=0`` or ``1`` decides."""
     forced = os.environ.get("GRADER_SANDBOX_PID_NAMESPACE")
     if forced in ("0", "1"):
         return forced == "1"
-    return not os.path.exists("/dev/nvidiactl")
+    return not nvidia()
 
 
 class _Budget:
@@ -187,7 +192,7 @@ class _Worker:
         self.ctl, ctl_theirs = socket.socketpair()
         out_r, out_w = os.pipe()
         request = {"module": module, "limits": limits(), "exclude": [str(ROOT)],
-                   "pid_namespace": own_pid_namespace(), "gpu": os.path.exists("/dev/nvidiactl")}
+                   "pid_namespace": own_pid_namespace(), "gpu": nvidia()}
         try:
             self.pid = zygote().spawn(request, [theirs.fileno(), out_w, ctl_theirs.fileno()])
         except BaseException:

@@ -85,6 +85,17 @@ def _write(path, text):
         return False
 
 
+def user_namespace(inside=None, flags=CLONE_NEWUSER):
+    """``unshare(flags)`` (a new user namespace) and map the caller's uid and gid to
+    ``inside`` there (default: the same ids); False when refused or the maps cannot be written."""
+    uid, gid = os.geteuid(), os.getegid()  # taken before: unmapped, they read as 65534
+    if not unshare(flags):
+        return False
+    _write("/proc/self/setgroups", "deny")
+    new_uid, new_gid = (uid, gid) if inside is None else (inside, inside)
+    return _write("/proc/self/uid_map", f"{new_uid} {uid} 1") and _write("/proc/self/gid_map", f"{new_gid} {gid} 1")
+
+
 def set_limits(limits):
     """Apply the resource limits in ``limits`` (seconds and bytes)."""
     def lim(which, value):
@@ -238,15 +249,8 @@ class _View:
         if own:
             fd = os.open(real, os.O_PATH | os.O_CLOEXEC)
         try:
-            source = f"/proc/self/fd/{fd}"
-            target = self.root + real
-            if os.path.isdir(source):
-                os.makedirs(target, exist_ok=True)
-            else:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                if not os.path.exists(target):
-                    open(target, "w").close()
-            _mount(source, target, None, MS_BIND)
+            target = self._mount_point(fd, real)
+            _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
         finally:
             if own:
                 os.close(fd)
@@ -256,13 +260,18 @@ class _View:
 
     def device(self, path, fd):
         """Bind the device node (or node folder) ``path``, opened as ``fd``."""
-        source, target = f"/proc/self/fd/{fd}", self.root + path
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if os.path.isdir(source):
+        _mount(f"/proc/self/fd/{fd}", self._mount_point(fd, path), None, MS_BIND | MS_REC)
+
+    def _mount_point(self, fd, path):
+        """Make ``path`` in the view a folder or an empty file, like what ``fd`` opens; its path."""
+        target = self.root + path
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
             os.makedirs(target, exist_ok=True)
         else:
-            open(target, "w").close()
-        _mount(source, target, None, MS_BIND | MS_REC)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not os.path.exists(target):
+                open(target, "w").close()
+        return target
 
     def tmpfs(self, path, options=SCRATCH):
         target = self.root + path
@@ -350,12 +359,8 @@ def build_view(paths, devices=DEVICES, own_proc=True, sys_fs=False):
 def _enter_user_namespace():
     """Become uid/gid :data:`INSIDE_ID` of a new user (and mount) namespace, with no
     capabilities: the same identity in every setting, and the mounts locked."""
-    uid, gid = os.geteuid(), os.getegid()
     prctl(PR_SET_DUMPABLE, 1)  # a uid change made /proc/self/* root's: the maps below need them ours
-    if not unshare(CLONE_NEWUSER | CLONE_NEWNS):
-        return False
-    _write("/proc/self/setgroups", "deny")
-    if not (_write("/proc/self/uid_map", f"{INSIDE_ID} {uid} 1") and _write("/proc/self/gid_map", f"{INSIDE_ID} {gid} 1")):
+    if not user_namespace(INSIDE_ID, CLONE_NEWUSER | CLONE_NEWNS):
         return False
     os.setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID)
     os.setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID)  # a uid change also clears the capabilities
@@ -379,13 +384,8 @@ def confine(limits, exclude=(), uid=None, own_pid_namespace=True, gpu=False):
     outside_uid = (uid or NOBODY) if root else os.getuid()
     # Counted on the host's /proc, before the view replaces it: RLIMIT_NPROC counts them all.
     nproc = _process_count(outside_uid) + int(limits["processes"])
-    if not root:
-        # The supervisor made a user namespace (for the PID namespace); without it, try here.
-        real_uid, real_gid = os.getuid(), os.getgid()
-        if not _has_caps() and unshare(CLONE_NEWUSER):
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"{real_uid} {real_uid} 1")
-            _write("/proc/self/gid_map", f"{real_gid} {real_gid} 1")
+    if not root and not _has_caps():
+        user_namespace()  # the supervisor made none (for the PID namespace): try here
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     namespaces = unshare(flags) or unshare(flags & ~CLONE_NEWCGROUP)
     if namespaces:

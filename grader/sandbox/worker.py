@@ -59,9 +59,8 @@ def zygote_main(ctl_fd):
         for fd in fds:
             os.close(fd)
         ctl.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-    if memory[0] is not None:  # supervisors get SIGTERM (their parent-death signal) and clean up
-        time.sleep(0.2)
-        cgroup._remove_tree(memory[1])
+    if memory[0] is not None:  # the supervisors removed their workers' cgroups; an abandoned
+        cgroup.remove_tree(memory[1])  # one is swept by the next zygote (cgroup.parent)
     os._exit(0)
 
 
@@ -151,17 +150,19 @@ def kill_descendants(spare=None):
     with SIGSTOP (a stopped process cannot fork), rescanned until nothing new appears,
     then killed.  Returns how many were killed.
     """
-    me = os.getpid()
+    def others():
+        return set(descendants(os.getpid())) - {spare}
+
     killed = 0
     for _ in range(1000):
-        tree = set(descendants(me)) - {spare}
+        tree = others()
         if not tree:
             break
         frozen = set()
         while tree - frozen:
             _signal_all(tree - frozen, signal.SIGSTOP)
             frozen |= tree
-            tree = set(descendants(me)) - {spare}
+            tree = others()
         _signal_all(frozen, signal.SIGKILL)
         _signal_all(frozen, signal.SIGCONT)
         killed += len(frozen)
@@ -172,7 +173,7 @@ def kill_descendants(spare=None):
                     pass
             except ChildProcessError:
                 pass
-            if not set(descendants(me)) - {spare}:
+            if not others():
                 break
             time.sleep(0.002)
     return killed
@@ -185,18 +186,13 @@ def _stop(pid):
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + 5
-    spins = 0
     while time.monotonic() < deadline:
         state = _state(pid)
         if state is None or state[0] in "ZX":
             return False
         if state[0] in "Tt":
             return True
-        spins += 1
-        if spins < 100:
-            os.sched_yield()
-        else:
-            time.sleep(0.0002)
+        time.sleep(0.0002)
     return True
 
 
@@ -206,9 +202,10 @@ def supervisor(request, fds, memory=(None, "")):
     The trusted side speaks to the supervisor on its own socket (``ctl``), which the
     worker never holds: ``r`` after each call stops the worker and kills every other
     process it started (nothing runs between calls), answered by ``{"reaped": n}``; ``c``
-    lets the worker go on; at the end ``{"exit": code, "oom": bool, "measures": [...]}``.
+    lets the worker go on; at the end ``{"exit": code, "oom": bool}``.  The measures it
+    took (uid, cgroup, PID namespace) reach the trusted side in the worker's hello.
     """
-    from grader.sandbox import cgroup, confine, protocol  # noqa: F401
+    from grader.sandbox import cgroup, confine
 
     os.setsid()
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
@@ -233,11 +230,8 @@ def supervisor(request, fds, memory=(None, "")):
         measures.append(f"memory: resource limits only ({memory[1]}; shared memory is not counted)")
     own_pid = bool(request.get("pid_namespace", True))
     if own_pid:
-        uid_now, gid_now = os.getuid(), os.getgid()
-        if not root and confine.unshare(confine.CLONE_NEWUSER):
-            confine._write("/proc/self/setgroups", "deny")
-            confine._write("/proc/self/uid_map", f"{uid_now} {uid_now} 1")
-            confine._write("/proc/self/gid_map", f"{gid_now} {gid_now} 1")
+        if not root:
+            confine.user_namespace()  # an ordinary user needs one to make a PID namespace
         own_pid = confine.unshare(confine.CLONE_NEWPID)
     measures.append("own PID namespace and /proc" if own_pid else
                     "no PID namespace: /proc shows only the worker's uid's processes")
@@ -307,7 +301,12 @@ def _supervise(pid, ctl):
                 if op == ord("r"):
                     alive = _stop(pid)
                     killed = kill_descendants(spare=pid) if alive else 0
-                    ctl.sendall(json.dumps({"reaped": killed}).encode() + b"\n")
+                    try:
+                        ctl.sendall(json.dumps({"reaped": killed}).encode() + b"\n")
+                    except OSError:  # the trusted side is gone: end the worker like on EOF
+                        client_gone = True
+                        _signal_all([pid], signal.SIGKILL)
+                        break
                 elif op == ord("c"):
                     _signal_all([pid], signal.SIGCONT)
     if pidfd is not None:

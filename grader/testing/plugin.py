@@ -126,10 +126,17 @@ def implementation_fixture(module):
 def _note_measures(config, entry, measures):
     """Append the sandbox's isolation measures for this worker to the results file (the
     runner turns the fallbacks among them into the report's notes)."""
-    path = config.getoption("--results")
-    if path and measures is not None:
+    if measures is not None:
+        _append(config.getoption("--results"), {"sandbox": measures, "submission": entry["id"] if entry else ""})
+
+
+def _append(path, record):
+    """Append ``record`` as one JSON line to the results file ``path`` (if any), on disk at once."""
+    if path:
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"sandbox": measures, "submission": entry["id"] if entry else ""}) + "\n")
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _submissions(config):
@@ -298,11 +305,7 @@ class _Recorder:
                 self._write(_record(item, status, "\n".join([message, *named])))
 
     def _write(self, record):
-        if self.path:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+        _append(self.path, record)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session):

@@ -9,6 +9,7 @@ not (other processes, its own background children): they must keep full marks.
 
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -658,7 +659,6 @@ def causal_mask(length, device=None):
 
 
 def _view(text):
-    import re
     found = re.search(r"VIEW<(.*?)>VIEW", text, re.S)
     assert found, text
     # The worker-side runtime is copied to a fresh temporary folder by every grading process.
