@@ -22,14 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "selftest"))
 
-from grader import catalog, rubric, runner  # noqa: E402
+from grader import mistakes, rubric
+from grader.grading import runner
 
 
 def build(folder):
     """50 submissions: 10 correct, 30 wrong (one catalog mistake each), 10 hostile."""
     import test_redteam
     honest = {}
-    wrong = [m for m in catalog.load() if not m.correct]
+    wrong = [m for m in mistakes.load() if not m.correct]
     for i in range(50):
         sub = folder / f"s{i:02d}"
         sub.mkdir()

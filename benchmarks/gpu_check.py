@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader import batch, catalog, gpu, runner  # noqa: E402
+from grader import mistakes
+from grader.grading import batch, gpu, runner
 
 DEVICE_BUGS = ("causal_mask_ignores_device", "padding_mask_on_cpu", "sdpa_fill_tensor_on_cpu")
 
@@ -36,7 +37,7 @@ def main():
             print(f"   {r.exercise.id}: {r.score}/{r.max_score} {r.status}\n   " + "\n   ".join(r.feedback())[:1500])
     print("\n2. device bugs (exercise score per device)")
     for mutant_id in DEVICE_BUGS:
-        mutant = next(m for m in catalog.load("attention") if m.id == mutant_id)
+        mutant = next(m for m in mistakes.load("attention") if m.id == mutant_id)
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "attention.py").write_text(mutant.source())
             line = []
@@ -60,7 +61,7 @@ def main():
             folder.mkdir()
             for module in ("attention", "lstm", "param_count", "elbo"):
                 shutil.copy(ROOT / "solutions" / f"{module}.py", folder / f"{module}.py")
-        wrong = next(m for m in catalog.load("attention") if m.id == "padding_mask_on_cpu")
+        wrong = next(m for m in mistakes.load("attention") if m.id == "padding_mask_on_cpu")
         (subs / "student05" / "attention.py").write_text(wrong.source())
         start = time.monotonic()
         batch.run(subs, Path(tmp) / "out", devices=["all"])

@@ -3,9 +3,9 @@
     python benchmarks/guard_overhead.py [--repeat 200] [--rounds 25]
 
 Calls the reference's ``scaled_dot_product_attention``, ``lstm_cell`` and ``gaussian_kl``
-on small inputs bare and inside :func:`grader.guards.forbid_library_solutions`, and prints
+on small inputs bare and inside :func:`grader.execution.guards.forbid_library_solutions`, and prints
 the best-of-N microseconds per call of each, their difference (the guard's cost) and, for
-scale, a whole :func:`grader.execution.run_call` (what a worker runs per call).
+scale, a whole :func:`grader.execution.calls.run_call` (what a worker runs per call).
 """
 
 import argparse
@@ -18,14 +18,14 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader import execution, guards  # noqa: E402
+from grader.execution import calls, guards
 
 
 def _cases():
     torch.manual_seed(0)
-    attention = execution.load_module(ROOT / "solutions" / "attention.py", "attention")
-    lstm = execution.load_module(ROOT / "solutions" / "lstm.py", "lstm")
-    elbo = execution.load_module(ROOT / "solutions" / "elbo.py", "elbo")
+    attention = calls.load_module(ROOT / "solutions" / "attention.py", "attention")
+    lstm = calls.load_module(ROOT / "solutions" / "lstm.py", "lstm")
+    elbo = calls.load_module(ROOT / "solutions" / "elbo.py", "elbo")
     q, k, v = torch.randn(2, 5, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 4)
     x, h, c = torch.randn(3, 4), torch.randn(3, 5), torch.randn(3, 5)
     w_ih, w_hh, b_ih, b_hh = torch.randn(20, 4), torch.randn(20, 5), torch.randn(20), torch.randn(20)
@@ -46,13 +46,13 @@ def _round(fn, repeat):
 
 def _measure(target, args, path, repeat, rounds):
     """Best-of-``rounds`` microseconds per call: the bare function, the function under the
-    guard, and a whole :func:`execution.run_call` (rounds interleaved, so that load from
+    guard, and a whole :func:`calls.run_call` (rounds interleaved, so that load from
     other processes hits all three alike)."""
-    call = execution.Call(target.__name__, args)
+    call = calls.Call(target.__name__, args)
     variants = {
         "bare": lambda: target(*args),
         "guarded": lambda: _guarded(target, args),
-        "run_call": lambda: execution.run_call(target, call, "bench", path),
+        "run_call": lambda: calls.run_call(target, call, "bench", path),
     }
     best = dict.fromkeys(variants, float("inf"))
     for _ in range(rounds):

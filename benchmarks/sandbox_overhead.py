@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import json, statistics, sys, time
-from grader.execution import Call
-from grader.sandbox.client import Sandboxed, zygote
+from grader.execution.calls import Call
+from grader.adapters.sandboxed import Sandboxed, zygote
 zygote()  # started once, as in any grading run: not part of a worker start
 path = sys.argv[1] + "/solutions/attention.py"
 Sandboxed("attention", path).close()  # warm

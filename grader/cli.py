@@ -5,7 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-from grader import ROOT, report, rubric, runner, staffkey, stubgen
+from grader import ROOT, rubric, staffkey
+from grader.authoring import stubgen
+from grader.grading import report, runner
 
 
 def main(argv=None):
@@ -98,7 +100,7 @@ def _generate(args):
 
 
 def _batch(args):
-    from grader import batch
+    from grader.grading import batch
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder", file=sys.stderr)
         return 2
@@ -120,5 +122,5 @@ def _list(args):
 
 
 def _mutants(args):
-    from grader import mutants
+    from grader.authoring import mutants
     return mutants.main(args.modules, workers=args.workers, json_path=args.json)

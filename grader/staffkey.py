@@ -15,7 +15,7 @@ The same key gives the same examples, and so the same score, every time.
 The key travels only among trusted processes: the CLI hands it to the child pytest
 process through an inherited pipe (``GRADER_STAFF_KEY_FD``), never on a command line or
 in the child's environment, and never to the sandboxed worker (whose environment is
-built from scratch, see :mod:`grader.sandbox.client`).  A process that holds the key
+built from scratch, see :mod:`grader.adapters.sandboxed`).  A process that holds the key
 marks itself non-dumpable, so a worker running under the same uid (an unprivileged
 grader) cannot read its ``/proc/PID/environ`` or memory either.
 """
@@ -184,6 +184,6 @@ def hide_this_process():
     """Make this process non-dumpable: other processes of the same uid (a worker of an
     unprivileged grader) can then read neither its ``/proc/PID/environ`` nor its memory.
     Children started with ``exec`` are dumpable again.  Best effort (Linux only)."""
-    from grader.sandbox import confine
+    from grader.execution import confine
 
     confine.prctl(confine.PR_SET_DUMPABLE, 0)

@@ -1,1 +1,10 @@
-"""Trusted helpers for the property tests: strategies, checks and the pytest plugin."""
+"""What the exercise tests import (the trusted test side).
+
+* :mod:`~grader.testing.plugin` - the pytest plugin: options, markers, selection, records.
+* :mod:`~grader.testing.checks` - self-explaining assertions (yours vs expected, max |diff|).
+* :mod:`~grader.testing.diagnose` - hints: which catalogued mistake a failing output matches.
+* :mod:`~grader.testing.strategies` - hypothesis strategies and the staff-keyed draws.
+* :mod:`~grader.testing.devices` - table-driven device tests (``DeviceCase``, ``device_tests``).
+* :mod:`~grader.testing.skips` - a stated reason when a device is unavailable.
+* :mod:`~grader.testing.reference` - the reference solutions, loaded in-process (trusted).
+"""

@@ -1,18 +1,18 @@
 """Assertions that explain themselves.
 
-Every failure raises :class:`grader.errors.PropertyFailure` whose message says which
+Every failure raises :class:`grader.outcomes.PropertyFailure` whose message says which
 property failed, shows yours vs expected and max |diff|, describes the (shrunk) input
 that fails, and names the likely bug when the output matches a known mistake from the
-catalog (:mod:`grader.catalog`).
+catalog (:mod:`grader.mistakes`).
 """
 
 import math
 
 import torch
 
-from grader import catalog
-from grader.errors import PropertyFailure
-from grader.execution import tensor_leaves
+from grader import mistakes
+from grader.execution.calls import tensor_leaves
+from grader.outcomes import PropertyFailure
 
 #: (atol, rtol) per dtype for comparisons against a reference.
 TOLERANCES = {
@@ -67,7 +67,7 @@ def catalog_hints(name, module, replay, got, expected):
     """A ``lazy_hints`` callable naming the catalog mistakes whose output equals ``got``."""
     if module is None or replay is None:
         return None
-    return lambda: [f"your {name} match {m}" for m in catalog.matching_mistakes(module, replay, got, expected)]
+    return lambda: [f"your {name} match {m}" for m in mistakes.matching_mistakes(module, replay, got, expected)]
 
 
 def _kind(value):

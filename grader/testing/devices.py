@@ -14,21 +14,21 @@ there; every output must come back on that device with the input's dtype.
   it is the grader's decision from a trusted fact (:mod:`grader.testing.skips`), never
   from anything the submission says.  A student exception on meta is a failure.
 * The cpu and cuda cases compare values and are value tests; a meta case (no values)
-  is a property test, credited only with the values (see :mod:`grader.results`).
+  is a property test, credited only with the values (see :mod:`grader.grading.scoring`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 
-from grader.errors import StudentCodeError
-from grader.execution import tensor_leaves
-from grader.results import PROPERTY, VALUE
+from grader.execution.calls import tensor_leaves
+from grader.outcomes import PROPERTY, VALUE, StudentCodeError
 from grader.testing import strategies as S
-from grader.testing.skips import unavailable
 from grader.testing.checks import assert_close, describe, expect_tensor, fail, unpack
+from grader.testing.skips import unavailable
 
 DEVICES = ("cpu", "meta", "cuda")
 NO_CUDA = "CUDA is not available on this machine: the cuda device tests run on a GPU machine"

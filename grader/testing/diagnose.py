@@ -22,10 +22,10 @@ from typing import Any
 from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
-from grader import catalog
-from grader.adapter import ModuleHandle
-from grader.errors import StudentCodeError, SubmissionProblem
-from grader.execution import MODULE_METHODS, Call, construct, module_method, resolve, run_call
+from grader import mistakes
+from grader.adapters import ModuleHandle
+from grader.execution.calls import MODULE_METHODS, Call, construct, module_method, resolve, run_call
+from grader.outcomes import StudentCodeError, SubmissionProblem
 
 _active = {"recording": None, "epoch": 0}
 #: Examples kept per exercise to tell apart entries that tie on a failing one.
@@ -72,11 +72,11 @@ class Recording:
         if self._epoch != _active["epoch"] or context is not self._context:  # a new test or example
             self.archive()
             self.steps, self._context, self._epoch = [], context, _active["epoch"]
-            self._exercise = catalog.current_exercise()
+            self._exercise = mistakes.current_exercise()
         _active["recording"] = self
 
     def label(self, name):
-        """How messages name a call (see :meth:`grader.adapter.Implementation.label`)."""
+        """How messages name a call (see :meth:`grader.adapters.Implementation.label`)."""
         return self.inner.label(name)
 
     def call(self, name, *args, **kwargs):
@@ -95,7 +95,7 @@ class Recording:
         return result
 
     def invoke(self, call):
-        """Run ``call`` (see :meth:`grader.adapter.Implementation.invoke`)."""
+        """Run ``call`` (see :meth:`grader.adapters.Implementation.invoke`)."""
         return self._run(Step("invoke", _copy_call(call)), lambda: self.inner.invoke(call))
 
     def construct(self, name, *args, **kwargs):
@@ -107,7 +107,7 @@ class Recording:
         return ModuleHandle(self, handle.oid, name)
 
     def method(self, handle, name, *args, **kwargs):
-        """Call a module method (see :data:`grader.execution.MODULE_METHODS`)."""
+        """Call a module method (see :data:`grader.execution.calls.MODULE_METHODS`)."""
         step = Step("method", _copy_call(Call(name, args, kwargs)), handle.oid)
         return self._run(step, lambda: self.inner.method(handle, name, *args, **kwargs))
 
@@ -119,8 +119,8 @@ class Recording:
 
 
 def _copy_call(call):
-    return Call(call.name, catalog.fresh_copy(tuple(call.args)), catalog.fresh_copy(dict(call.kwargs)), call.obj,
-                tuple(call.grad_wrt), catalog.fresh_copy(call.cotangents), call.want_inputs_after, call.default_dtype)
+    return Call(call.name, mistakes.fresh_copy(tuple(call.args)), mistakes.fresh_copy(dict(call.kwargs)), call.obj,
+                tuple(call.grad_wrt), mistakes.fresh_copy(call.cotangents), call.want_inputs_after, call.default_dtype)
 
 
 def _raised(exc):
@@ -152,7 +152,7 @@ def _replay(steps, namespace, module):
                 outcomes.append(("ok", run_call(target, call, call.name, path, module_obj=obj)))
         except SubmissionProblem as exc:
             outcomes.append(_raised(exc))
-        except Exception as exc:  # noqa: BLE001 - an entry that cannot replay the steps matches nothing
+        except Exception as exc:
             outcomes.append(("raised", type(exc).__name__, str(exc)))
     return outcomes
 
@@ -166,14 +166,14 @@ def _same_outcome(a, b):
     if x is None or y is None:
         return x is None and y is None
     if not hasattr(x, "outputs"):
-        return catalog.same(x, y)
-    return (catalog.same(x.outputs, y.outputs) and _same_dict(x.grads, y.grads)
-            and _same_dict(x.param_grads, y.param_grads) and catalog.same(x.inputs_after, y.inputs_after))
+        return mistakes.same(x, y)
+    return (mistakes.same(x.outputs, y.outputs) and _same_dict(x.grads, y.grads)
+            and _same_dict(x.param_grads, y.param_grads) and mistakes.same(x.inputs_after, y.inputs_after))
 
 
 def _same_dict(a, b):
     a, b = a or {}, b or {}
-    return a.keys() == b.keys() and all(catalog.same(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(mistakes.same(a[k], b[k]) for k in a)
 
 
 def _agrees(outcomes, steps):
@@ -186,8 +186,8 @@ def matching(module, steps, reference):
     steps = [s for s in steps if s.outcome is not None]
     if not steps or _agrees(_replay(steps, reference, module), steps):
         return []
-    return [m for m in catalog.hint_candidates(module)
-            if _agrees(_replay(steps, catalog.namespace(m), module), steps)]
+    return [m for m in mistakes.hint_candidates(module)
+            if _agrees(_replay(steps, mistakes.namespace(m), module), steps)]
 
 
 @dataclass
@@ -212,9 +212,9 @@ def hints(exercise):
     recording = _active["recording"]
     if recording is None or not recording.steps:
         return None, None
-    from grader import reference  # noqa: PLC0415 - trusted reference, loaded only when a hint is needed
+    from grader.testing import reference
     matched = matching(recording.module, recording.steps, reference.load(recording.module))
-    named = catalog.precise(matched, exercise)
+    named = mistakes.precise(matched, exercise)
     if named or len(matched) < 2:
         return _lines(named), None
     return [], Pending(recording, exercise, recording.steps, matched)
@@ -225,13 +225,13 @@ def refine(pending):
     recording, matched = pending.recording, pending.matched
     recording.archive()
     for steps in recording.examples.get(pending.exercise, []):
-        if catalog.precise(matched, pending.exercise) or len(matched) < 2:
+        if mistakes.precise(matched, pending.exercise) or len(matched) < 2:
             break
         if steps is pending.steps:
             continue
         steps = [s for s in steps if s.outcome is not None]
-        matched = [m for m in matched if _agrees(_replay(steps, catalog.namespace(m), recording.module), steps)]
-    return _lines(catalog.precise(matched, pending.exercise))
+        matched = [m for m in matched if _agrees(_replay(steps, mistakes.namespace(m), recording.module), steps)]
+    return _lines(mistakes.precise(matched, pending.exercise))
 
 
 def reset():

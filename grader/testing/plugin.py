@@ -16,10 +16,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
 
-from grader import ROOT, catalog, rubric, staffkey
-from grader.adapter import open_implementation
-from grader.errors import FAILED, HIDDEN, PASSED, PropertyFailure, SubmissionProblem
-from grader.results import PROPERTY, VALUE
+from grader import ROOT, mistakes, rubric, staffkey
+from grader.adapters import open_implementation
+from grader.outcomes import FAILED, HIDDEN, PASSED, PROPERTY, VALUE, PropertyFailure, SubmissionProblem
 from grader.testing import diagnose
 from grader.testing.skips import Unavailable
 
@@ -325,7 +324,7 @@ class _Recorder:
     def pytest_runtest_call(self, item):
         found = exercise_of(item)
         diagnose.reset()
-        with catalog.focus(found[0] if found else None):  # hints prefer the mistakes of this exercise
+        with mistakes.focus(found[0] if found else None):  # hints prefer the mistakes of this exercise
             yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -336,7 +335,7 @@ class _Recorder:
             return
         if report.failed and item.nodeid not in self.outcome:
             pending = []
-            with catalog.focus(exercise_of(item)[0]):
+            with mistakes.focus(exercise_of(item)[0]):
                 self.outcome[item.nodeid] = describe_failure(item, call.excinfo.value, pending)
             if pending:
                 self.undecided.append((item, pending[0]))

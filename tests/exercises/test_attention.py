@@ -2,7 +2,7 @@
 
 Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
 own ``F.scaled_dot_product_attention`` and ``nn.MultiheadAttention``, closed-form
-formulas, and the reference in ``solutions/`` (loaded by :mod:`grader.reference`).
+formulas, and the reference in ``solutions/`` (loaded by :mod:`grader.testing.reference`).
 """
 
 import math
@@ -14,11 +14,20 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader import reference
-from grader.execution import Call
+from grader.execution.calls import Call
+from grader.testing import reference
 from grader.testing import strategies as S
-from grader.testing.checks import (assert_close, assert_equal, assert_grad, catalog_hints, describe, expect_tensor,
-                                  fail, reference_grads, unpack)
+from grader.testing.checks import (
+    assert_close,
+    assert_equal,
+    assert_grad,
+    catalog_hints,
+    describe,
+    expect_tensor,
+    fail,
+    reference_grads,
+    unpack,
+)
 from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
 
@@ -561,7 +570,7 @@ def test_mha_has_four_linear_projections(impl, heads, d, bias):
 @given(st.sampled_from([(10, 4), (9, 2), (7, 3), (12, 5), (6, 4)]))
 def test_mha_rejects_indivisible_embed_dim(impl, sizes):
     """MultiHeadAttention raises ValueError when embed_dim % num_heads != 0"""
-    from grader.errors import StudentCodeError
+    from grader.outcomes import StudentCodeError
     embed, heads = sizes
     try:
         impl.construct("MultiHeadAttention", embed, heads)

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from grader import reference
-from grader.execution import Call
+from grader.execution.calls import Call
+from grader.testing import reference
 from grader.testing import strategies as S
 from grader.testing.checks import assert_close, assert_grad, catalog_hints, describe, expect_tensor, fail, tolerance
 from grader.testing.devices import DeviceCase, device_tests

@@ -3,7 +3,7 @@
 Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
 own ``nn.LSTMCell``, ``nn.LSTM(batch_first=True)``, ``nn.GRUCell`` (holding the same
 weights), the parameters of ``nn.LSTM`` / ``nn.GRU``, closed-form formulas, and the
-reference in ``solutions/`` (loaded by :mod:`grader.reference`).
+reference in ``solutions/`` (loaded by :mod:`grader.testing.reference`).
 
 Drawn sizes T, B, H and I are all different, so a loop over the wrong axis or a
 transposed weight cannot hide behind a square shape.  Explicit examples set one of them
@@ -16,11 +16,20 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader import reference
-from grader.execution import Call, tensor_leaves
+from grader.execution.calls import Call, tensor_leaves
+from grader.testing import reference
 from grader.testing import strategies as S
-from grader.testing.checks import (assert_close, assert_equal, assert_grad, catalog_hints, describe, expect_tensor,
-                                  fail, reference_grads, unpack)
+from grader.testing.checks import (
+    assert_close,
+    assert_equal,
+    assert_grad,
+    catalog_hints,
+    describe,
+    expect_tensor,
+    fail,
+    reference_grads,
+    unpack,
+)
 from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from grader import reference
-from grader.errors import StudentCodeError
+from grader.outcomes import StudentCodeError
+from grader.testing import reference
 from grader.testing.checks import assert_equal, catalog_hints, describe, fail
 from grader.testing.plugin import implementation_fixture
 

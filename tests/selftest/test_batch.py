@@ -15,13 +15,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from grader import ROOT, batch, catalog, runner, staffkey
+from grader import ROOT, mistakes, staffkey
+from grader.grading import batch, runner
 
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text()
 
 
 def _mutant(mutant_id):
-    return next(m for m in catalog.load("attention") if m.id == mutant_id).source()
+    return next(m for m in mistakes.load("attention") if m.id == mutant_id).source()
 
 
 @pytest.fixture

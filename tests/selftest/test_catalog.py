@@ -9,10 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader import ROOT, catalog, mutants, rubric, runner
+from grader import ROOT, mistakes, rubric
+from grader.authoring import mutants
+from grader.grading import runner
 
-ENTRIES = catalog.load()
-TRIVIAL = catalog.trivial()
+ENTRIES = mistakes.load()
+TRIVIAL = mistakes.trivial()
 
 #: Issue 2's wrong copies and the property their feedback must name.
 NAMED = {
@@ -67,7 +69,7 @@ def test_wrong_entry_feedback_names_its_own_mistake_only(entry, verdicts):
     no mistake of another exercise."""
     verdict = verdicts[entry.module, entry.id]
     assert entry.mistake in verdict.named, "no hint names it; feedback:\n" + "\n".join(verdict.feedback)[:3000]
-    own = {m.mistake for m in catalog.hint_candidates(entry.module) if m.exercise == entry.exercise}
+    own = {m.mistake for m in mistakes.hint_candidates(entry.module) if m.exercise == entry.exercise}
     assert set(verdict.named) <= own, f"hints name another exercise's mistakes: {set(verdict.named) - own}"
 
 
@@ -78,7 +80,7 @@ def test_named_mistakes_reads_catalog_hints():
 
 def test_trivial_entries_cover_every_exercise_and_kind():
     assert {(e.exercise, e.trivial) for e in TRIVIAL} == {(ex.id, kind) for ex in rubric.EXERCISES
-                                                          for kind in catalog.TRIVIAL_KINDS}
+                                                          for kind in mistakes.TRIVIAL_KINDS}
 
 
 @pytest.mark.parametrize("mutant_id", sorted(NAMED))

@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from grader import ROOT, catalog, rubric, runner
-from grader.errors import NOT_IMPLEMENTED, PASSED
+from grader import ROOT, mistakes, rubric
+from grader.grading import runner
+from grader.outcomes import NOT_IMPLEMENTED, PASSED
 
 
 def _check(*args, tmp_path):
@@ -60,7 +61,7 @@ def graded(tmp_path_factory):
     sources["missing_function"] = REFERENCE.replace("def causal_mask(", "def causal_mask_renamed(")
     sources["crash_in_call"] = REFERENCE.replace(
         "    batch, length, embed = x.shape\n", "    batch, length, embed = x.shape\n    raise KeyError('oops')\n")
-    mutant = next(m for m in catalog.load("attention") if m.id == "sdpa_mask_after_softmax").source()
+    mutant = next(m for m in mistakes.load("attention") if m.id == "sdpa_mask_after_softmax").source()
     sources["mutant_a"] = sources["mutant_b"] = mutant
     entries = []
     for name, source in sources.items():
@@ -113,7 +114,7 @@ def test_grading_is_deterministic(graded, tmp_path):
     first, second = graded["mutant_a"], graded["mutant_b"]
     assert first.score < 30
     assert [(r.score, r.feedback()) for r in first.results] == [(r.score, r.feedback()) for r in second.results]
-    (tmp_path / "attention.py").write_text(next(m for m in catalog.load("attention")
+    (tmp_path / "attention.py").write_text(next(m for m in mistakes.load("attention")
                                                  if m.id == "sdpa_mask_after_softmax").source())
     again = runner.grade(tmp_path, ["attention.sdpa"])  # a separate run: same score, same messages
     assert [(r.score, r.feedback()) for r in again.results] == \
@@ -135,7 +136,7 @@ def staff_graded(tmp_path_factory):
     """Staff grading (hidden tests, a secret key) of a submission that fails a hidden test,
     and of one that raises torch's meta-tensor error on meta inputs to dodge the device test."""
     root = tmp_path_factory.mktemp("staff")
-    wrong = next(m for m in catalog.load("attention") if m.id == "sdpa_scale_by_dk").source()
+    wrong = next(m for m in mistakes.load("attention") if m.id == "sdpa_scale_by_dk").source()
     entries = []
     for name, source in (("wrong", wrong), ("meta_dodge", META_DODGE)):
         (root / name).mkdir()

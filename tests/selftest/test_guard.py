@@ -1,7 +1,7 @@
 """The forbidden-call check (issue #10, item 7): a guard that holds.
 
-Three layers, fastest first: the static check (:mod:`grader.static_check`) on small
-snippets; the runtime trip-wire (:mod:`grader.guards`) through ``execution.run_call`` in
+Three layers, fastest first: the static check (:mod:`grader.execution.static_check`) on small
+snippets; the runtime trip-wire (:mod:`grader.execution.guards`) through ``calls.run_call`` in
 this process; and the red team: submissions that reach a forbidden implementation by each
 route the issue names, graded through the real path (one ``grade_many`` run, one worker
 each), must score 0 on the attacked exercise with feedback naming the forbidden call,
@@ -16,10 +16,12 @@ import torch
 import torch.distributions.kl as torch_kl
 import torch.nn.functional as F
 
-from grader import ROOT, catalog, execution, rubric, runner
-from grader.adapter import open_implementation
-from grader.errors import ForbiddenCall
-from grader.static_check import check_source, describe, plain_findings
+from grader import ROOT, mistakes, rubric
+from grader.adapters import open_implementation
+from grader.execution import calls
+from grader.execution.static_check import check_source, describe, plain_findings
+from grader.grading import runner
+from grader.outcomes import ForbiddenCall
 
 SOLUTIONS = {m: (ROOT / "solutions" / f"{m}.py").read_text() for m in rubric.MODULES}
 NAMES = {m: [n for ex in rubric.exercises_of(m) for n in ex.names] for m in rubric.MODULES}
@@ -344,11 +346,11 @@ SNIPPETS = {
             return x
         """), "h", "dynamic", "exec, line 1, in code that runs at import"),
     "grader_at_import": (_code("""
-        import grader.guards
-        grader.guards.forbid_library_solutions = None
+        import grader.execution.guards
+        grader.execution.guards.forbid_library_solutions = None
         def h(x):
             return x
-        """), "h", "grader", "grader.guards.forbid_library_solutions"),
+        """), "h", "grader", "grader.execution.guards.forbid_library_solutions"),
 }
 
 
@@ -445,7 +447,7 @@ def test_static_check_keeps_the_reference_the_stubs_and_every_catalog_entry():
     for module in rubric.MODULES:
         assert _flags(SOLUTIONS[module], module) == {}
         assert _flags((ROOT / "assignments" / f"{module}.py").read_text(), module) == {}
-        for entry in catalog.load(module) + catalog.trivial(module):
+        for entry in mistakes.load(module) + mistakes.trivial(module):
             assert _flags(entry.source(), module) == {}, f"{module}:{entry.id}"
     for module, _, name, code in ALLOWED:
         assert _flags(_replace(module, name, code), module) == {}
@@ -542,7 +544,7 @@ def _load(body, tmp_path, name="runtime"):
     path = tmp_path / f"{name}.py"
     source = HEAD + "\ndef f(q):\n" + textwrap.indent(_code(body), "    ")
     path.write_text(source)
-    mod = execution.load_module_source(source, str(path), name)
+    mod = calls.load_module_source(source, str(path), name)
     mod.SWITCH = torch._C.DisableTorchFunction  # grabbed before the call: the trap does not see it
     mod.POP, mod.STATE = torch._C._pop_torch_function_stack, torch._C._set_torch_function_state
     return mod, path
@@ -554,7 +556,7 @@ def test_runtime_trip_wire_catches_routes_that_switch_the_mode_off(route, tmp_pa
     mod, path = _load(body, tmp_path, f"runtime_{route}")
     q = torch.randn(2, 3, 4)
     with pytest.raises(ForbiddenCall) as caught:
-        execution.run_call(mod.f, execution.Call("f", (q,)), "elbo.kl: f", path)
+        calls.run_call(mod.f, calls.Call("f", (q,)), "elbo.kl: f", path)
     assert what in str(caught.value)
     if route not in ("pop_the_stack_for_good", "switch_state_off"):
         assert "(line " in str(caught.value)
@@ -575,7 +577,7 @@ def test_runtime_trip_wire_keeps_allowed_building_blocks(tmp_path):
     """
     mod, path = _load(body, tmp_path, "runtime_allowed")
     q = torch.randn(2, 3, 4)
-    result = execution.run_call(mod.f, execution.Call("f", (q,), grad_wrt=(0,), cotangents=[torch.ones(2, 3, 4)]),
+    result = calls.run_call(mod.f, calls.Call("f", (q,), grad_wrt=(0,), cotangents=[torch.ones(2, 3, 4)]),
                                 "elbo.kl: f", path)
     assert result.outputs.shape == (2, 3, 4) and result.grads[0].shape == (2, 3, 4)
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import ROOT, batch, runner
-from grader.sandbox import cgroup, confine
+from grader import ROOT
+from grader.execution import cgroup, confine
+from grader.grading import batch, runner
 
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text()
 # Wrong on every property: no scale, softmax over queries, mask ignored, rows sum to 2, float64 on the CPU.

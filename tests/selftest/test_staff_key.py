@@ -21,8 +21,9 @@ import sys
 import pytest
 import torch
 
-from grader import ROOT, runner, staffkey
-from grader.batch import MAX_FILE_BYTES
+from grader import ROOT, staffkey
+from grader.grading import runner
+from grader.grading.batch import MAX_FILE_BYTES
 from grader.testing import strategies as S
 
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text()

@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from grader import ROOT, rubric, stubgen
-from grader.execution import load_module
+from grader import ROOT, rubric
+from grader.authoring import stubgen
+from grader.execution.calls import load_module
 
 
 def test_committed_stubs_are_up_to_date():

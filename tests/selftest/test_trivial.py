@@ -5,9 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from grader import catalog, rubric, runner
-from grader.results import PROPERTY, score_exercise
-from grader.results import TestRecord as Record
+from grader import mistakes, rubric
+from grader.grading import runner
+from grader.grading.scoring import PROPERTY, score_exercise
+from grader.grading.scoring import TestRecord as Record
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,11 @@ def trivial_reports(tmp_path_factory):
     and as staff grading with a secret key (hidden tests included)."""
     root = tmp_path_factory.mktemp("trivial")
     entries = []
-    for kind in catalog.TRIVIAL_KINDS:
+    for kind in mistakes.TRIVIAL_KINDS:
         folder = root / kind
         folder.mkdir()
         for module in rubric.MODULES:
-            (folder / f"{module}.py").write_text(catalog.trivial_submission(module, kind), encoding="utf-8")
+            (folder / f"{module}.py").write_text(mistakes.trivial_submission(module, kind), encoding="utf-8")
         entries.append((kind, folder, ()))
     with ThreadPoolExecutor(max_workers=2) as pool:  # two grading runs side by side: one per core
         local = pool.submit(runner.grade_many, entries)
@@ -29,7 +30,7 @@ def trivial_reports(tmp_path_factory):
 
 
 @pytest.mark.parametrize("grading", ["local", "staff"])
-@pytest.mark.parametrize("kind", list(catalog.TRIVIAL_KINDS))
+@pytest.mark.parametrize("kind", list(mistakes.TRIVIAL_KINDS))
 def test_trivial_submission_scores_zero_on_every_exercise(kind, grading, trivial_reports):
     report = trivial_reports[grading][kind]
     paid = {r.exercise.id: r.score for r in report.results if r.score > 0}
@@ -59,7 +60,7 @@ def test_hidden_records_are_redacted_in_results_json():
     ex = rubric.BY_ID["attention.sdpa"]
     hidden = Record("h", ex.id, 1, "error", message="secret input q=[1, 2]", property="hidden prop", hidden=True)
     public = Record("p", ex.id, 1, "failed", message="public message")
-    from grader.results import Report
+    from grader.grading.scoring import Report
     data = Report("s", [score_exercise(ex, [public, hidden])]).to_gradescope()
     text = str(data)
     assert "secret" not in text and "public message" in text

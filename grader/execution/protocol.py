@@ -11,7 +11,6 @@ import collections
 import json
 import math
 import re
-import socket
 import struct
 import time
 
@@ -182,7 +181,7 @@ def _recv_exact(sock, n, deadline=None):
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise socket.timeout("deadline passed")
+                raise TimeoutError("deadline passed")
             sock.settimeout(left)
         chunk = sock.recv(min(n - got, 1 << 20))
         if not chunk:

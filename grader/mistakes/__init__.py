@@ -180,7 +180,7 @@ def trivial(module=None):
                  for mod in modules for ex in rubric.exercises_of(mod) for kind, mistake in TRIVIAL_KINDS.items())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(module=None):
     """Catalog entries of ``module`` (all modules when ``None``), in file order."""
     modules = [module] if module else rubric.MODULES
@@ -198,7 +198,7 @@ def load(module=None):
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def namespace(mutant):
     """The patched reference executed as a module (staff code: trusted)."""
     mod = types.ModuleType(f"mutant_{mutant.module}_{mutant.id}")

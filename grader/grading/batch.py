@@ -34,8 +34,9 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 
-from grader import gpu, rubric, runner, staffkey
-from grader.sandbox.worker import descendants
+from grader import rubric, staffkey
+from grader.execution.worker import descendants
+from grader.grading import gpu, runner
 
 MAX_FILE_BYTES = 1 << 20
 MAX_ZIP_MEMBERS = 2000

@@ -1,7 +1,7 @@
 """Running one call of student code: the part of an adapter that sits next to it.
 
 This module is what an adapter executes on the student's side of the seam, in the
-grader's process (:class:`grader.adapter.InProcess`) or in an isolated worker.  It never
+grader's process (:class:`grader.adapters.InProcess`) or in an isolated worker.  It never
 imports the references, the tests or the scores.  Everything it hands back has been
 through :func:`sanitize`: plain ``torch.Tensor`` objects (detached copies), ``int``,
 ``float``, ``bool``, ``str``, ``None``, and tuples, lists and dicts of those.
@@ -22,9 +22,16 @@ from typing import Any
 
 import torch
 
-from grader import guards
-from grader.errors import (BadOutput, MissingName, NotImplementedYet, StudentCodeError,
-                           SubmissionImportError, SubmissionProblem, WorkerOutOfMemory)
+from grader.execution import guards
+from grader.outcomes import (
+    BadOutput,
+    MissingName,
+    NotImplementedYet,
+    StudentCodeError,
+    SubmissionImportError,
+    SubmissionProblem,
+    WorkerOutOfMemory,
+)
 
 #: Methods of a constructed module that the tests may call through a handle.
 MODULE_METHODS = ("state_dict", "load_state_dict", "to", "train", "eval")
@@ -109,7 +116,7 @@ def load_module_source(source, filename, module):
         exec(code, mod.__dict__)
     except NotImplementedError as exc:
         raise SubmissionImportError(f"{name} raised NotImplementedError at import: {exc}") from None
-    except BaseException as exc:  # noqa: B036 - SystemExit at import must not stop the grader
+    except BaseException as exc:
         sys.modules.pop(private, None)
         where = student_location(exc, filename)
         raise SubmissionImportError(

@@ -1,7 +1,7 @@
 """The untrusted side of the engine: zygote, supervisor and worker processes.
 
 This file runs from a private copy of the worker-side modules (see
-:func:`grader.sandbox.client.runtime_bundle`), in Python's isolated mode with a minimal
+:func:`grader.adapters.sandboxed.runtime_bundle`), in Python's isolated mode with a minimal
 environment; the repository is not on ``sys.path``.
 
 * The **zygote** imports torch once, then forks a supervisor per request it receives on
@@ -11,12 +11,12 @@ environment; the repository is not on ``sys.path``.
   pool uid and a memory cgroup for the worker, puts it in a PID namespace of its own,
   forks it, freezes it between calls and kills whatever else it started, and reports
   its end (exit status, out of memory) on a control socket the worker never holds.
-* The **worker** confines itself (:mod:`grader.sandbox.confine`), says which measures
+* The **worker** confines itself (:mod:`grader.execution.confine`), says which measures
   are in force before any student code runs, checks the source text
-  it is sent for forbidden calls (``check``, :mod:`grader.static_check`: answered before
+  it is sent for forbidden calls (``check``, :mod:`grader.execution.static_check`: answered before
   any of the student's code has run in the process, so nothing the student wrote can change
   the answer), loads the submission from that text and serves calls: ``load``, ``call``,
-  ``construct``, ``method``.  Replies are JSON plus tensor bytes (:mod:`grader.sandbox.protocol`).
+  ``construct``, ``method``.  Replies are JSON plus tensor bytes (:mod:`grader.execution.protocol`).
 """
 
 import json
@@ -30,10 +30,9 @@ import traceback
 
 def zygote_main(ctl_fd):
     """Serve fork requests on the control socket ``ctl_fd`` until it closes."""
-    import torch  # noqa: F401  (imported once here, shared by every fork)
+    import torch
 
-    from grader import execution, static_check  # noqa: F401
-    from grader.sandbox import cgroup, confine, protocol  # noqa: F401
+    from grader.execution import calls, cgroup, confine, protocol, static_check  # noqa: F401  # noqa: F401
 
     _warm_up(torch)
 
@@ -72,8 +71,8 @@ def _warm_up(torch):
     x = torch.ones(3, 4, device="meta")
     (x @ x.T).softmax(-1).tril().masked_fill(torch.ones(3, 3, dtype=torch.bool, device="meta"), 0.0)
     torch.arange(4, device="meta") < torch.ones(2, 1, dtype=torch.long, device="meta")
-    import torch.distributions  # noqa: F401
-    import torch.nn.functional  # noqa: F401
+    import torch.distributions
+    import torch.nn.functional
 
 
 def _state(pid):
@@ -205,7 +204,7 @@ def supervisor(request, fds, memory=(None, "")):
     lets the worker go on; at the end ``{"exit": code, "oom": bool}``.  The measures it
     took (uid, cgroup, PID namespace) reach the trusted side in the worker's hello.
     """
-    from grader.sandbox import cgroup, confine
+    from grader.execution import cgroup, confine
 
     os.setsid()
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
@@ -316,7 +315,7 @@ def _supervise(pid, ctl):
 
 def worker(module, limits, exclude, uid, own_pid, gpu, measures, sock_fd, out_fd):
     """Confine this process, say hello, then serve the trusted side's requests until EOF."""
-    from grader.sandbox import confine, protocol
+    from grader.execution import confine, protocol
 
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -351,7 +350,7 @@ class Server:
         self.next_id = 1
 
     def serve(self):
-        from grader.sandbox import protocol
+        from grader.execution import protocol
         while True:
             try:
                 header, buffers = protocol.recv(self.sock)
@@ -359,7 +358,7 @@ class Server:
                 return
             try:
                 reply, out_buffers = self.handle(header, buffers)
-            except BaseException as exc:  # noqa: B036 - SystemExit inside a call must become a reply
+            except BaseException as exc:
                 reply, out_buffers = self.error(exc), []
             try:
                 protocol.send(self.sock, reply, out_buffers)
@@ -367,7 +366,7 @@ class Server:
                 protocol.send(self.sock, self.error(exc), [])
 
     def error(self, exc):
-        from grader.errors import SubmissionProblem, StudentCodeError
+        from grader.outcomes import StudentCodeError, SubmissionProblem
         if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
             return {"ok": False, "kind": "WorkerOutOfMemory", "message": f"ran out of memory ({str(exc)[:200]})"}
         if isinstance(exc, StudentCodeError):
@@ -382,19 +381,18 @@ class Server:
                 "message": str(exc)[:4000], "where": traceback.format_exc(limit=-1)[-1000:]}
 
     def handle(self, header, buffers):
-        from grader import execution
-        from grader.sandbox import protocol
+        from grader.execution import calls, protocol
         op = header.get("op")
         if op == "check":
             if self.loading:
                 raise RuntimeError("check after load: the student's code may have run")
-            from grader import static_check
+            from grader.execution import static_check
             value = static_check.check_source(header["source"], header["names"])
             enc, out_buffers = protocol.encode(value)
             return {"ok": True, "value": enc}, out_buffers
         if op == "load":
             self.loading = True
-            self.mod = execution.load_module_source(header["source"], header["filename"], self.module)
+            self.mod = calls.load_module_source(header["source"], header["filename"], self.module)
             return {"ok": True}, []
         if self.mod is None:
             raise RuntimeError("nothing loaded")
@@ -402,31 +400,31 @@ class Server:
         kwargs = protocol.decode(header["kwargs"], buffers)
         label = header["label"]
         if op == "call":
-            call = execution.Call(header["name"], tuple(args), kwargs, obj=protocol.decode(header.get("obj"), buffers),
+            call = calls.Call(header["name"], tuple(args), kwargs, obj=protocol.decode(header.get("obj"), buffers),
                                   grad_wrt=tuple(protocol.decode(header.get("grad_wrt", []), buffers)),
                                   cotangents=protocol.decode(header.get("cotangents"), buffers),
                                   want_inputs_after=protocol.decode(header.get("want_inputs_after", False), buffers),
                                   default_dtype=protocol.decode(header.get("default_dtype"), buffers))
             if call.obj is None:
-                target, obj = execution.resolve(self.mod, self.module, call.name), None
+                target, obj = calls.resolve(self.mod, self.module, call.name), None
             else:
                 obj = self.objects[call.obj]
                 target = obj
-            result = execution.run_call(target, call, label, header["filename"], module_obj=obj)
+            result = calls.run_call(target, call, label, header["filename"], module_obj=obj)
             value = {"outputs": result.outputs, "grads": result.grads, "param_grads": result.param_grads,
                      "inputs_after": result.inputs_after}
         elif op == "construct":
-            cls = execution.resolve(self.mod, self.module, header["name"])
+            cls = calls.resolve(self.mod, self.module, header["name"])
             oid = self.next_id
             self.next_id += 1
-            self.objects[oid] = execution.construct(cls, args, kwargs, label, header["filename"])
+            self.objects[oid] = calls.construct(cls, args, kwargs, label, header["filename"])
             value = oid
         elif op == "method":
             name = header["name"]
-            if name not in execution.MODULE_METHODS:
+            if name not in calls.MODULE_METHODS:
                 raise ValueError(f"method {name} not allowed")
             obj = self.objects[protocol.decode(header["obj"], buffers)]
-            value = execution.run_call(execution.module_method(obj, name), execution.Call(name, tuple(args), kwargs),
+            value = calls.run_call(calls.module_method(obj, name), calls.Call(name, tuple(args), kwargs),
                                        label, header["filename"]).outputs
         else:
             raise ValueError(f"unknown op {op!r}")

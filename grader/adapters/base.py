@@ -1,27 +1,16 @@
-"""The one seam through which every test reaches a student's code.
+"""The seam's base classes: :class:`Implementation` (one module of one submission, as the
+tests see it) and :class:`ModuleHandle` (a constructed ``nn.Module`` driven from the tests).
 
-Tests never import a submission.  They receive an :class:`Implementation` (one module of
-one submission) and use four verbs: :meth:`Implementation.call` a function,
-:meth:`Implementation.invoke` it with gradients or an in-place check,
-:meth:`Implementation.construct` an ``nn.Module`` and drive it through a
-:class:`ModuleHandle` (``state_dict``, ``load_state_dict``, ``to``, forward, gradients).
-Only plain tensors and Python values cross the seam, so the same tests grade the code
-in-process, in an isolated worker process, or from a notebook's exported code.
-
-Both adapters also enforce the static forbidden-call check (:mod:`grader.static_check`):
-a call, construction or method of a public name whose exercise reaches a forbidden
-implementation is refused with :class:`grader.errors.ForbiddenCall`, so every test of
-that exercise fails and the others are unaffected.
+This module imports none of its siblings; :func:`grader.adapters.open_implementation`
+picks the concrete adapter.
 """
 
-import itertools
 from abc import ABC, abstractmethod
-from pathlib import Path
 
-from grader import rubric, static_check
-from grader.errors import ForbiddenCall
-from grader.execution import (MODULE_METHODS, Call, construct, load_module, module_method, read_submission, resolve,
-                              run_call)
+from grader import rubric
+from grader.execution import static_check
+from grader.execution.calls import Call
+from grader.outcomes import ForbiddenCall
 
 
 class Implementation(ABC):
@@ -107,59 +96,3 @@ class ModuleHandle:
         """Move or cast the module's parameters in place."""
         self.impl.method(self, "to", device=device, dtype=dtype)
         return self
-
-
-class InProcess(Implementation):
-    """Runs the submission in this process: for the reference and trusted code only."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self, module, path):
-        super().__init__(module)
-        self.path = Path(path).resolve()
-        self.refuse(static_check.check_source(read_submission(self.path), self.public_names()))
-        self.mod = load_module(self.path, module)
-        self.objects = {}
-
-    def invoke(self, call):
-        if call.obj is None:
-            self.check_allowed(call.name)
-            target, obj, label = resolve(self.mod, self.module, call.name), None, self.label(call.name)
-        else:
-            obj, class_name = self.objects[call.obj]
-            self.check_allowed(class_name)
-            label = self.label(f"{class_name}.forward")
-            target = obj
-        return run_call(target, call, label, self.path, module_obj=obj)
-
-    def construct(self, name, *args, **kwargs):
-        self.check_allowed(name)
-        obj = construct(resolve(self.mod, self.module, name), args, kwargs, self.label(f"{name}.__init__"), self.path)
-        oid = next(self._ids)
-        self.objects[oid] = (obj, name)
-        return ModuleHandle(self, oid, name)
-
-    def method(self, handle, name, *args, **kwargs):
-        if name not in MODULE_METHODS:
-            raise ValueError(f"tests may not call {name} on a submitted module")
-        obj, class_name = self.objects[handle.oid]
-        self.check_allowed(class_name)
-        return run_call(module_method(obj, name), Call(name, args, kwargs),
-                        self.label(f"{class_name}.{name}"), self.path).outputs
-
-    def close(self):
-        self.objects.clear()
-
-
-def open_implementation(submission, module, kind="inprocess"):
-    """The :class:`Implementation` of ``module`` in the ``submission`` folder.
-
-    Raises :class:`grader.errors.SubmissionImportError` when the file does not import.
-    """
-    path = Path(submission) / f"{module}.py"
-    if kind == "inprocess":
-        return InProcess(module, path)
-    if kind == "sandbox":
-        from grader.sandbox.client import Sandboxed
-        return Sandboxed(module, path)
-    raise ValueError(f"unknown adapter {kind!r}")

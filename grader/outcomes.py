@@ -1,6 +1,7 @@
-"""Exceptions that carry a grading outcome, shared by adapters, tests and the runner.
+"""Outcome names, test kinds, and the exceptions that carry an outcome.
 
-Every problem with a submission is raised as a :class:`SubmissionProblem`; its
+Shared by every room of :mod:`grader` (the worker side included, so this module imports
+nothing).  Every problem with a submission is raised as a :class:`SubmissionProblem`; its
 ``status`` is the outcome shown to the student for that test.
 """
 
@@ -13,6 +14,11 @@ OUT_OF_MEMORY = "out of memory"
 NOT_IMPLEMENTED = "not implemented"
 MISSING = "missing"
 HIDDEN = "hidden, graded later"
+
+#: The two kinds of test (README, "How a score is computed"): a value test compares values
+#: with an independent oracle; a property test checks a property a constant could satisfy.
+VALUE = "value"
+PROPERTY = "property"
 
 #: Outcomes from the most to the least telling, used to summarise an exercise.
 SEVERITY = (CRASHED, OUT_OF_MEMORY, TIMEOUT, ERROR, MISSING, NOT_IMPLEMENTED, FAILED, HIDDEN, PASSED)

@@ -1,8 +1,8 @@
 """The trusted side of the engine: the ``sandbox`` adapter and the zygote it forks from.
 
-:class:`Sandboxed` implements :class:`grader.adapter.Implementation` by sending each
+:class:`Sandboxed` implements :class:`grader.adapters.Implementation` by sending each
 request to a confined worker process over a private socketpair and rebuilding the reply
-from JSON and raw bytes (:mod:`grader.sandbox.protocol`): nothing from the worker is
+from JSON and raw bytes (:mod:`grader.execution.protocol`): nothing from the worker is
 unpickled or executed here.  A call that hangs is stopped at its timeout, a worker that
 dies is replaced for the next call, and a function that timed out or crashed is not run
 again (its later calls fail at once), so a hostile submission costs bounded time.
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from grader import ROOT, static_check
-from grader import errors as E
-from grader.adapter import Implementation, ModuleHandle
-from grader.execution import read_submission
-from grader.sandbox import protocol
+from grader import ROOT
+from grader import outcomes as E
+from grader.adapters.base import Implementation, ModuleHandle
+from grader.execution import protocol, static_check
+from grader.execution.calls import read_submission
 
 #: Limits of one worker process (one module of one submission).
 LIMITS = {
@@ -38,10 +38,11 @@ LIMITS = {
     "processes": 32,
 }
 OUTPUT_KEEP = 64 << 10
-#: Modules the worker side needs; copied into a private folder the worker runs from.
-RUNTIME_FILES = ("__init__.py", "errors.py", "guards.py", "execution.py", "static_check.py",
-                 "sandbox/__init__.py", "sandbox/protocol.py", "sandbox/confine.py", "sandbox/cgroup.py",
-                 "sandbox/worker.py")
+#: What the worker side may import of the grader: copied into a private folder the worker
+#: runs from.  The rule is a folder, not a list: ``grader/execution/`` whole, plus the two
+#: modules it may import (``tests/selftest/unit/test_layout.py`` holds it to that).
+RUNTIME_FILES = ("__init__.py", "outcomes.py")
+RUNTIME_FOLDER = "execution"
 #: Where the submitted module "lives" in every worker (its ``__file__``, its tracebacks):
 #: the same path in a local check and in staff grading.
 WORKER_FOLDER = "/sandbox"
@@ -104,13 +105,19 @@ _zygote = None
 _lock = threading.Lock()
 
 
+def runtime_files():
+    """The grader's files that go into the worker, relative to ``grader/``."""
+    folder = ROOT / "grader" / RUNTIME_FOLDER
+    return [*RUNTIME_FILES, *(f"{RUNTIME_FOLDER}/{p.name}" for p in sorted(folder.glob("*.py")))]
+
+
 def runtime_bundle():
     """A private, world-readable copy of the worker-side modules (made once per process)."""
     global _bundle
     if _bundle is None:
         target = Path(tempfile.mkdtemp(prefix="grader-runtime-"))
         os.chmod(target, 0o755)
-        for rel in RUNTIME_FILES:
+        for rel in runtime_files():
             dst = target / "grader" / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(dst.parent, 0o755)
@@ -135,7 +142,7 @@ class Zygote:
             if key in os.environ:
                 env[key] = os.environ[key]
         code = (f"import sys; sys.path.insert(0, {str(bundle)!r}); "
-                f"from grader.sandbox.worker import zygote_main; zygote_main({theirs.fileno()})")
+                f"from grader.execution.worker import zygote_main; zygote_main({theirs.fileno()})")
         self.proc = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=[theirs.fileno()], env=env,
                                      cwd=bundle, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -232,7 +239,7 @@ class _Worker:
             try:
                 self.ctl.settimeout(left)
                 chunk = self.ctl.recv(4096)
-            except (OSError, socket.timeout):
+            except (TimeoutError, OSError):
                 return None
             if not chunk:
                 return None
@@ -382,7 +389,7 @@ class Sandboxed(Implementation):
             self.worker.sock.settimeout(limit)
             protocol.send(self.worker.sock, header, buffers)
             reply, reply_buffers = protocol.recv(self.worker.sock, deadline=start + limit)
-        except socket.timeout:
+        except TimeoutError:
             self._kill()
             if limit == call_timeout():
                 why = f"no answer within {limit:g}s (an infinite loop? a long sleep?)"
@@ -483,7 +490,7 @@ class Sandboxed(Implementation):
         value = self._send("call", call.name, call.args, call.kwargs, key, label, obj=obj,
                            grad_wrt=list(call.grad_wrt), cotangents=call.cotangents,
                            want_inputs_after=call.want_inputs_after, default_dtype=call.default_dtype)
-        from grader.execution import CallResult
+        from grader.execution.calls import CallResult
         fields = ("outputs", "grads", "param_grads", "inputs_after")
         if type(value) is not dict or set(value) != set(fields) or type(value["grads"]) is not dict \
                 or type(value["param_grads"]) is not dict:

@@ -1,6 +1,6 @@
 """``python -m grader mutants``: measure the tests by the wrong answers they catch.
 
-Every catalog entry (:mod:`grader.catalog`) is written out as a one-module submission
+Every catalog entry (:mod:`grader.mistakes`) is written out as a one-module submission
 and graded through the normal path.  A wrong entry must lose points on its module (it
 is "killed"); a correct alternative must keep full marks; a trivial entry (zeros, ones,
 seeded noise, an echoed input) must score 0 on its exercise.  The report also counts the
@@ -17,15 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader import catalog, rubric, runner
-from grader.errors import CRASHED, ERROR, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, TIMEOUT
+from grader import mistakes, rubric
+from grader.grading import runner
+from grader.outcomes import CRASHED, ERROR, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, TIMEOUT
 
 
 @dataclass
 class Verdict:
     """The grading of one catalog entry."""
 
-    mutant: catalog.Mutant
+    mutant: mistakes.Mutant
     score: float
     max_score: float
     killers: list
@@ -91,7 +92,7 @@ def hint_quality(verdicts):
         total += 1
         named = v.named()
         own += v.mutant.mistake in named
-        theirs = {m.mistake for m in catalog.hint_candidates(v.mutant.module) if m.exercise == v.mutant.exercise}
+        theirs = {m.mistake for m in mistakes.hint_candidates(v.mutant.module) if m.exercise == v.mutant.exercise}
         other += any(n not in theirs for n in named)
     return own, other, total
 
@@ -128,7 +129,7 @@ def run(modules=(), workers=2):
     module) and on the whole module only if it survives that; a correct alternative is
     always graded on the whole module.
     """
-    mutants = [m for m in catalog.load() + catalog.trivial() if not modules or m.module in modules]
+    mutants = [m for m in mistakes.load() + mistakes.trivial() if not modules or m.module in modules]
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         tmp = Path(tmp)
         reports = _grade(mutants, lambda m: [m.module if m.correct else m.exercise], tmp, workers)

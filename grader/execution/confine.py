@@ -21,7 +21,7 @@ measures in force; what applies depends on the platform and privileges.
   the user's own otherwise): a local check and staff grading look the same from inside.
 * **Limits.** CPU seconds, data segment (``RLIMIT_DATA``, not ``RLIMIT_AS``, which breaks
   CUDA), processes, file size, open files, no core dumps; memory by cgroup where the
-  supervisor could create one (:mod:`grader.sandbox.cgroup`).
+  supervisor could create one (:mod:`grader.execution.cgroup`).
 """
 
 import ctypes

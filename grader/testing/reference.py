@@ -3,10 +3,10 @@
 import functools
 
 from grader import ROOT
-from grader.execution import load_module
+from grader.execution.calls import load_module
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(module):
     """The reference module ``solutions/<module>.py``, imported under a private name."""
     return load_module(ROOT / "solutions" / f"{module}.py", f"reference_{module}")

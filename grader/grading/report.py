@@ -1,6 +1,6 @@
 """The terminal report: a table of exercises, then the feedback for each failure."""
 
-from grader.errors import HIDDEN, PASSED
+from grader.outcomes import HIDDEN, PASSED
 
 _MARK = {PASSED: "ok"}
 

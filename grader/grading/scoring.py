@@ -12,10 +12,8 @@ value weight.  Zeros, ones or noise pass no value test, so ``s = 0`` and they sc
 from dataclasses import asdict, dataclass, field
 
 from grader import rubric
-from grader.errors import FAILED, HIDDEN, MISSING, PASSED, worst
+from grader.outcomes import FAILED, HIDDEN, MISSING, PASSED, PROPERTY, VALUE, worst
 
-VALUE = "value"
-PROPERTY = "property"
 #: How a hidden test appears to the student: its name and passed/failed, nothing else.
 HIDDEN_VISIBILITY = "after_published"
 

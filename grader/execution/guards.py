@@ -1,6 +1,6 @@
 """Trip-wires for the library calls an exercise must not use: the runtime half of the check.
 
-The static half (:mod:`grader.static_check`) reads the submission before any of it runs
+The static half (:mod:`grader.execution.static_check`) reads the submission before any of it runs
 and is what the grade rests on; this half catches, while a student's function runs
 (:func:`forbid_library_solutions`), a call that reaches a forbidden implementation by a
 route the source does not show:
@@ -42,15 +42,15 @@ import torch.nn.functional as _F
 import torch.overrides as _overrides
 from torch.overrides import TorchFunctionMode
 
-from grader.errors import ForbiddenCall
+from grader.outcomes import ForbiddenCall
 
 _C = torch._C
 # Captured now, before any student code runs: the guard never looks these up again.
 _push, _pop = _C._push_on_torch_function_stack, _C._pop_torch_function_stack
 _depth, _stack_at = _C._len_torch_function_stack, _C._get_function_stack_at
 # private names that torch's type stubs do not list
-_get_state, _set_state = getattr(_C, "_get_torch_function_state"), getattr(_C, "_set_torch_function_state")
-_STATE = getattr(_C, "_TorchFunctionState")
+_get_state, _set_state = _C._get_torch_function_state, _C._set_torch_function_state
+_STATE = _C._TorchFunctionState
 _ENABLED, _ALL_DISABLED = _STATE.ENABLED, _STATE.ALL_DISABLED
 _VARIABLE_FUNCTIONS = _C._VariableFunctions
 
@@ -267,7 +267,7 @@ _PLAN = _plan()
 _WATCH = _Watch()
 
 
-class forbid_library_solutions:  # noqa: N801 - used as a function: with forbid_library_solutions(path): ...
+class forbid_library_solutions:
     """Run the body with the forbidden calls trapped; raise ``ForbiddenCall`` after it
     if any was attempted (even when the student's code caught the first exception).
 

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from grader import ROOT, rubric, staffkey
-from grader.errors import CRASHED, ERROR, FAILED, MISSING, TIMEOUT
-from grader.results import Report, TestRecord, score_exercise
+from grader.grading.scoring import Report, TestRecord, score_exercise
+from grader.outcomes import CRASHED, ERROR, FAILED, MISSING, TIMEOUT
 
 TESTS_DIR = ROOT / "tests" / "exercises"
 #: Wall-clock limit for one module's tests (the sandbox's own budgets are tighter).

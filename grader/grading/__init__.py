@@ -1,0 +1,9 @@
+"""From submission folders to scores (trusted orchestration; never runs student code itself).
+
+* :mod:`~grader.grading.runner` - ``grade()``/``grade_many()``: the child pytest run and its records.
+* :mod:`~grader.grading.scoring` - ``TestRecord``, ``ExerciseResult``, ``Report``, the scoring
+  rule and the Gradescope ``results.json``.
+* :mod:`~grader.grading.report` - the terminal table and feedback.
+* :mod:`~grader.grading.batch` - the resumable batch: discover, stage, grade, gradebook.
+* :mod:`~grader.grading.gpu` - GPU count and which processes hold GPU memory.
+"""
