@@ -29,6 +29,7 @@ from grader.grading import runner
 def build(folder):
     """50 submissions: 10 correct, 30 wrong (one catalog mistake each), 10 hostile."""
     import test_redteam
+
     honest = {}
     wrong = [m for m in mistakes.load() if not m.correct]
     for i in range(50):
@@ -60,8 +61,9 @@ def main():
         env = dict(os.environ, GRADER_CALL_TIMEOUT="10")
         cmd = [sys.executable, "-m", "grader", "batch", str(subs), "--out", str(out), "--workers", str(args.workers)]
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         time.sleep(args.kill_after)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -81,8 +83,10 @@ def main():
             batch_score = json.loads((out / name / "results.json").read_text())["score"]
             if batch_score != lone:
                 mismatch.append((name, batch_score, lone))
-        print(f"honest submissions: {len(honest)}; lone checks of {len(sample)} of them ({sample}); "
-              f"batch score != lone score: {mismatch}  ({time.monotonic() - lone_start:.0f}s)")
+        print(
+            f"honest submissions: {len(honest)}; lone checks of {len(sample)} of them ({sample}); "
+            f"batch score != lone score: {mismatch}  ({time.monotonic() - lone_start:.0f}s)"
+        )
         scores = {name: rows[name]["total"] for name in sorted(honest)}
         print(f"honest totals: {scores}")
         hostile = {i: rows[i]["total"] for i in sorted(rows) if i not in honest}

@@ -26,6 +26,7 @@ DEVICE_BUGS = ("causal_mask_ignores_device", "padding_mask_on_cpu", "sdpa_fill_t
 
 def main():
     import torch
+
     print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}, GPUs: {gpu.count()}")
     if torch.cuda.is_available():
         print(f"device: {torch.cuda.get_device_name(0)}")
@@ -68,7 +69,9 @@ def main():
         elapsed = time.monotonic() - start
         print(f"   6 full submissions in {elapsed:.0f}s ({elapsed / 6:.1f}s each) with {gpu.count()} GPU worker(s)")
         print("   " + (Path(tmp) / "out" / "grades.csv").read_text().replace("\n", "\n   "))
-        notes = [json.loads(p.read_text())["extra_data"].get("notes") for p in (Path(tmp) / "out").glob("*/results.json")]
+        notes = [
+            json.loads(p.read_text())["extra_data"].get("notes") for p in (Path(tmp) / "out").glob("*/results.json")
+        ]
         print(f"   GPU memory leftovers noted: {[n for n in notes if n]}")
         print(f"   processes holding GPU memory now: {gpu.compute_processes()}")
 

@@ -40,8 +40,9 @@ def main():
     trees = {"now": ROOT}
     with tempfile.TemporaryDirectory(prefix="grader-before-") as tmp:
         if args.before:
-            subprocess.run(["git", "worktree", "add", "--detach", tmp, args.before], cwd=ROOT, check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", tmp, args.before], cwd=ROOT, check=True, capture_output=True
+            )
             trees = {f"before ({args.before})": Path(tmp), "now": ROOT}
         try:
             for adapter in args.adapter:
@@ -52,8 +53,10 @@ def main():
                         elapsed, scores[name] = _time_check(tree, adapter, args.device)
                         times[name].append(elapsed)
                 for name in trees:
-                    print(f"{adapter:<10} {name:<22} median {statistics.median(times[name]):6.1f}s  "
-                          f"runs {[round(t, 1) for t in times[name]]}  score {scores[name]}")
+                    print(
+                        f"{adapter:<10} {name:<22} median {statistics.median(times[name]):6.1f}s  "
+                        f"runs {[round(t, 1) for t in times[name]]}  score {scores[name]}"
+                    )
                 if len(trees) == 2:
                     first, second = (statistics.median(t) for t in times.values())
                     print(f"{adapter:<10} now / before: {second / first:.2f}")

@@ -75,8 +75,10 @@ def main():
     for name, (target, call_args, path) in _cases().items():
         _measure(target, call_args, path, 20, 1)  # warm up
         best = _measure(target, call_args, path, args.repeat, args.rounds)
-        print(f"{name:<12} bare {best['bare']:6.1f} us   guarded {best['guarded']:6.1f} us   "
-              f"guard cost {best['guarded'] - best['bare']:6.1f} us/call   (whole run_call {best['run_call']:6.1f} us)")
+        print(
+            f"{name:<12} bare {best['bare']:6.1f} us   guarded {best['guarded']:6.1f} us   "
+            f"guard cost {best['guarded'] - best['bare']:6.1f} us/call   (whole run_call {best['run_call']:6.1f} us)"
+        )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,14 @@ print(json.dumps({"start_ms": 1000 * statistics.median(starts), "call_ms": 1000 
 def measure(tree, starts, calls):
     """``{"start_ms", "call_ms"}`` medians for the grader in ``tree``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tree), str(starts), str(calls)], cwd=tree, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tree), str(starts), str(calls)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -64,8 +70,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="grader-before-") as tmp:
         trees = {"now": ROOT}
         if args.before:
-            subprocess.run(["git", "worktree", "add", "--detach", tmp, args.before], cwd=ROOT, check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", tmp, args.before], cwd=ROOT, check=True, capture_output=True
+            )
             trees = {f"before ({args.before})": Path(tmp), "now": ROOT}
         try:
             found = {name: [] for name in trees}
@@ -75,8 +82,10 @@ def main():
             for name, rounds in found.items():
                 start = sorted(r["start_ms"] for r in rounds)[len(rounds) // 2]
                 call = sorted(r["call_ms"] for r in rounds)[len(rounds) // 2]
-                print(f"{name:<22} worker start {start:6.1f} ms   call round trip {call:5.2f} ms   "
-                      f"(medians of {args.rounds} rounds)")
+                print(
+                    f"{name:<22} worker start {start:6.1f} ms   call round trip {call:5.2f} ms   "
+                    f"(medians of {args.rounds} rounds)"
+                )
         finally:
             if args.before:
                 subprocess.run(["git", "worktree", "remove", "--force", tmp], cwd=ROOT, capture_output=True)

@@ -16,32 +16,63 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="grade a submission folder (default: assignments/)")
-    check.add_argument("targets", nargs="*", metavar="MODULE_OR_EXERCISE",
-                       help="modules (attention, lstm, ...) or exercise IDs (attention.sdpa); default: all")
-    check.add_argument("--submission", default=str(ROOT / "assignments"),
-                       help="folder holding attention.py, lstm.py, param_count.py, elbo.py")
+    check.add_argument(
+        "targets",
+        nargs="*",
+        metavar="MODULE_OR_EXERCISE",
+        help="modules (attention, lstm, ...) or exercise IDs (attention.sdpa); default: all",
+    )
+    check.add_argument(
+        "--submission",
+        default=str(ROOT / "assignments"),
+        help="folder holding attention.py, lstm.py, param_count.py, elbo.py",
+    )
     check.add_argument("--json", metavar="PATH", help="also write Gradescope results.json here")
-    check.add_argument("--staff", action="store_true",
-                       help="also run the hidden tests; the examples come from the secret GRADER_STAFF_KEY "
-                            "(without it: the public examples of a local check)")
+    check.add_argument(
+        "--staff",
+        action="store_true",
+        help="also run the hidden tests; the examples come from the secret GRADER_STAFF_KEY "
+        "(without it: the public examples of a local check)",
+    )
     check.add_argument("--quiet", action="store_true", help="no progress bar")
-    check.add_argument("--device", action="append", default=[], metavar="DEVICE",
-                       help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)")
-    check.add_argument("--adapter", choices=("sandbox", "inprocess"), default="sandbox",
-                       help="sandbox: isolated worker processes (default); inprocess: trusted code only")
+    check.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="DEVICE",
+        help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)",
+    )
+    check.add_argument(
+        "--adapter",
+        choices=("sandbox", "inprocess"),
+        default="sandbox",
+        help="sandbox: isolated worker processes (default); inprocess: trusted code only",
+    )
 
     gen = sub.add_parser("generate", help="write assignments/ stubs from solutions/")
     gen.add_argument("--check", action="store_true", help="only report stubs that are out of date (exit 1)")
 
     batch = sub.add_parser("batch", help="grade every submission (sub-folder or .zip) of a folder")
     batch.add_argument("submissions", help="folder of submissions: one sub-folder or .zip each")
-    batch.add_argument("--out", required=True,
-                       help="results folder: <id>/results.json and grades.csv; the examples come from "
-                            "GRADER_STAFF_KEY, else from a random key kept in OUT/.staff_key (mode 600)")
-    batch.add_argument("--workers", type=int, default=None,
-                       help="submissions graded at once (default: one per GPU, or 2 without a GPU)")
-    batch.add_argument("--device", action="append", default=[], metavar="DEVICE",
-                       help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)")
+    batch.add_argument(
+        "--out",
+        required=True,
+        help="results folder: <id>/results.json and grades.csv; the examples come from "
+        "GRADER_STAFF_KEY, else from a random key kept in OUT/.staff_key (mode 600)",
+    )
+    batch.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="submissions graded at once (default: one per GPU, or 2 without a GPU)",
+    )
+    batch.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="DEVICE",
+        help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)",
+    )
 
     sub.add_parser("list", help="list the exercises and their points")
 
@@ -73,13 +104,22 @@ def _check(args):
             print(f"error: {staffkey.ENV}: {exc}", file=sys.stderr)
             return 2
         if staff_key is None:
-            print(f"note: {staffkey.ENV} is not set: the hidden tests run, but every example is the public one a "
-                  f"student's local check draws (a replayable grade); set {staffkey.ENV} to grade as batch does",
-                  file=sys.stderr)
+            print(
+                f"note: {staffkey.ENV} is not set: the hidden tests run, but every example is the public one a "
+                f"student's local check draws (a replayable grade); set {staffkey.ENV} to grade as batch does",
+                file=sys.stderr,
+            )
         else:
             staffkey.hide_this_process()
-    result = runner.grade(folder, args.targets, adapter=args.adapter, staff=args.staff, devices=args.device,
-                          progress=not args.quiet and sys.stderr.isatty(), staff_key=staff_key)
+    result = runner.grade(
+        folder,
+        args.targets,
+        adapter=args.adapter,
+        staff=args.staff,
+        devices=args.device,
+        progress=not args.quiet and sys.stderr.isatty(),
+        staff_key=staff_key,
+    )
     print(report.render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_gradescope(), indent=2) + "\n", encoding="utf-8")
@@ -101,6 +141,7 @@ def _generate(args):
 
 def _batch(args):
     from grader.grading import batch
+
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder", file=sys.stderr)
         return 2
@@ -123,4 +164,5 @@ def _list(args):
 
 def _mutants(args):
     from grader.authoring import mutants
+
     return mutants.main(args.modules, workers=args.workers, json_path=args.json)

@@ -87,8 +87,9 @@ def select(targets):
             chosen.extend(exercises_of(target))
         else:
             known = ", ".join(MODULES)
-            raise ValueError(f"unknown module or exercise {target!r} (modules: {known}; "
-                             "exercise IDs: python -m grader list)")
+            raise ValueError(
+                f"unknown module or exercise {target!r} (modules: {known}; exercise IDs: python -m grader list)"
+            )
     return tuple(dict.fromkeys(chosen))
 
 

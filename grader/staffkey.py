@@ -100,6 +100,7 @@ def hypothesis_seed(test_id):
 
 # --------------------------------------------------------------------------- passing it on
 
+
 def send(key):
     """A pipe holding ``key`` for a child process: ``(read_fd, env)``.  Pass ``read_fd``
     in ``pass_fds`` and add ``env`` to the child's environment; close ``read_fd`` after
@@ -143,9 +144,11 @@ def for_batch(out_dir, key=None):
     _create_exclusive(id_path, mark.encode() + b"\n")
     found = id_path.read_text().strip()
     if found != mark:
-        raise StaffKeyError(f"{out_dir} was graded with another staff key (fingerprint {found}, this key {mark}): "
-                        f"grade with the same key (GRADER_STAFF_KEY, or the {KEY_FILE} kept there) "
-                        f"or into a fresh --out folder")
+        raise StaffKeyError(
+            f"{out_dir} was graded with another staff key (fingerprint {found}, this key {mark}): "
+            f"grade with the same key (GRADER_STAFF_KEY, or the {KEY_FILE} kept there) "
+            f"or into a fresh --out folder"
+        )
     return key
 
 
@@ -179,6 +182,7 @@ def _read_or_create(path):
 
 
 # --------------------------------------------------------------------------- process hygiene
+
 
 def hide_this_process():
     """Make this process non-dumpable: other processes of the same uid (a worker of an

@@ -65,7 +65,7 @@ class Implementation(ABC):
     def method(self, handle, name, *args, **kwargs):
         """Call one of :data:`MODULE_METHODS` on a constructed object."""
 
-    def close(self):
+    def close(self):  # noqa: B027 - optional hook: an implementation that holds nothing keeps it
         """Release whatever the implementation holds (objects, processes)."""
 
 

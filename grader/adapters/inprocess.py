@@ -52,8 +52,9 @@ class InProcess(Implementation):
             raise ValueError(f"tests may not call {name} on a submitted module")
         obj, class_name = self.objects[handle.oid]
         self.check_allowed(class_name)
-        return run_call(module_method(obj, name), Call(name, args, kwargs),
-                        self.label(f"{class_name}.{name}"), self.path).outputs
+        return run_call(
+            module_method(obj, name), Call(name, args, kwargs), self.label(f"{class_name}.{name}"), self.path
+        ).outputs
 
     def close(self):
         self.objects.clear()

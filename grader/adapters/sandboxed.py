@@ -135,17 +135,35 @@ class Zygote:
         bundle = runtime_bundle()
         mine, theirs = socket.socketpair()
         # The same environment in every setting: nothing in it tells a local check from staff grading.
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": WORKER_FOLDER, "USER": "sandbox",
-               "LOGNAME": "sandbox", "TMPDIR": "/tmp", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": WORKER_FOLDER,
+            "USER": "sandbox",
+            "LOGNAME": "sandbox",
+            "TMPDIR": "/tmp",
+            "PYTHONHASHSEED": "0",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        }
         for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
             if key in os.environ:
                 env[key] = os.environ[key]
-        code = (f"import sys; sys.path.insert(0, {str(bundle)!r}); "
-                f"from grader.execution.worker import zygote_main; zygote_main({theirs.fileno()})")
-        self.proc = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=[theirs.fileno()], env=env,
-                                     cwd=bundle, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        code = (
+            f"import sys; sys.path.insert(0, {str(bundle)!r}); "
+            f"from grader.execution.worker import zygote_main; zygote_main({theirs.fileno()})"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", code],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            cwd=bundle,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         theirs.close()
         self.ctl = mine
         self.lock = threading.Lock()
@@ -198,8 +216,13 @@ class _Worker:
         self.sock, theirs = socket.socketpair()
         self.ctl, ctl_theirs = socket.socketpair()
         out_r, out_w = os.pipe()
-        request = {"module": module, "limits": limits(), "exclude": [str(ROOT)],
-                   "pid_namespace": own_pid_namespace(), "gpu": nvidia()}
+        request = {
+            "module": module,
+            "limits": limits(),
+            "exclude": [str(ROOT)],
+            "pid_namespace": own_pid_namespace(),
+            "gpu": nvidia(),
+        }
         try:
             self.pid = zygote().spawn(request, [theirs.fileno(), out_w, ctl_theirs.fileno()])
         except BaseException:
@@ -337,9 +360,13 @@ class Sandboxed(Implementation):
             worker = self.worker
             ended = self._kill()
             said = bytes(worker.output[-1500:]).decode(errors="replace").strip() if worker else ""
-            raise self._poison("load", E.WorkerCrashed(
-                f"{self.path.name}: the sandbox could not start a worker (exit {ended.get('exit')})"
-                + (f": {said}" if said else ""))) from None
+            raise self._poison(
+                "load",
+                E.WorkerCrashed(
+                    f"{self.path.name}: the sandbox could not start a worker (exit {ended.get('exit')})"
+                    + (f": {said}" if said else "")
+                ),
+            ) from None
         self.applied = [str(m)[:300] for m in hello["hello"]][:40]
         if os.geteuid() == 0 and "unprivileged uid" not in self.applied:
             # staff grading runs as root: never grade with a worker that kept root's rights
@@ -348,17 +375,26 @@ class Sandboxed(Implementation):
         if self.findings is None:
             # The static check, taken by the fresh worker before it runs any of the student's
             # code (so nothing the student wrote can shape the answer), and kept across restarts.
-            found = self._exchange({"op": "check", "source": self.source, "names": self.public_names()},
-                                   [], key="load", label=f"{self.path.name} (forbidden-call check)")
+            found = self._exchange(
+                {"op": "check", "source": self.source, "names": self.public_names()},
+                [],
+                key="load",
+                label=f"{self.path.name} (forbidden-call check)",
+            )
             try:
                 self.findings = static_check.plain_findings(found, self.public_names())
             except ValueError as exc:
                 self._kill()
-                raise self._poison("load", E.WorkerCrashed(
-                    f"{self.path.name}: malformed check reply ({exc})")) from None
+                raise self._poison(
+                    "load", E.WorkerCrashed(f"{self.path.name}: malformed check reply ({exc})")
+                ) from None
             self.refuse(self.findings)
-        self._exchange({"op": "load", "source": self.source, "filename": self.worker_filename},
-                       [], key="load", label=f"{self.path.name} (import)")
+        self._exchange(
+            {"op": "load", "source": self.source, "filename": self.worker_filename},
+            [],
+            key="load",
+            label=f"{self.path.name} (import)",
+        )
 
     def _kill(self):
         ended = self.worker.stop() if self.worker else {}
@@ -378,8 +414,10 @@ class Sandboxed(Implementation):
         if self.budget <= 0:
             raise E.WorkerTimeout(f"{label}: not run: the module's time budget of {module_budget():g}s is used up")
         if self.shared.left <= 0:
-            raise E.WorkerTimeout(f"{label}: not run: the submission's time budget of {submission_budget():g}s "
-                                  "(all modules together) is used up")
+            raise E.WorkerTimeout(
+                f"{label}: not run: the submission's time budget of {submission_budget():g}s "
+                "(all modules together) is used up"
+            )
         if self.worker is None:
             self._start()
         limit = min(call_timeout(), self.budget, self.shared.left)
@@ -452,11 +490,20 @@ class Sandboxed(Implementation):
         kind = reply.get("kind")
         message = self._local(str(reply.get("message", ""))[:4000])
         if kind == "StudentCodeError":
-            return E.StudentCodeError(str(reply.get("call", label))[:200], str(reply.get("exc_type", "Exception"))[:100],
-                                      message, self._local(str(reply.get("where", ""))[:1000]))
-        known = {"NotImplementedYet": E.NotImplementedYet, "MissingName": E.MissingName, "BadOutput": E.BadOutput,
-                 "ForbiddenCall": E.ForbiddenCall, "SubmissionImportError": E.SubmissionImportError,
-                 "WorkerOutOfMemory": E.WorkerOutOfMemory}
+            return E.StudentCodeError(
+                str(reply.get("call", label))[:200],
+                str(reply.get("exc_type", "Exception"))[:100],
+                message,
+                self._local(str(reply.get("where", ""))[:1000]),
+            )
+        known = {
+            "NotImplementedYet": E.NotImplementedYet,
+            "MissingName": E.MissingName,
+            "BadOutput": E.BadOutput,
+            "ForbiddenCall": E.ForbiddenCall,
+            "SubmissionImportError": E.SubmissionImportError,
+            "WorkerOutOfMemory": E.WorkerOutOfMemory,
+        }
         return known.get(kind, E.WorkerCrashed)(message or f"{label}: failed")
 
     def _local(self, text):
@@ -468,8 +515,14 @@ class Sandboxed(Implementation):
         enc_kwargs, more = protocol.encode(dict(kwargs))
         shift = len(buffers)
         buffers += more
-        header = {"op": op, "name": name, "label": label, "filename": self.worker_filename,
-                  "args": enc_args, "kwargs": _shift(enc_kwargs, shift)}
+        header = {
+            "op": op,
+            "name": name,
+            "label": label,
+            "filename": self.worker_filename,
+            "args": enc_args,
+            "kwargs": _shift(enc_kwargs, shift),
+        }
         for field, value in extra.items():
             enc, more = protocol.encode(value)
             header[field] = _shift(enc, len(buffers))
@@ -487,13 +540,28 @@ class Sandboxed(Implementation):
             self.check_allowed(class_name)
             self._check_generation(generation, class_name)
             label, key, obj = self.label(f"{class_name}.forward"), ("call", f"{class_name}.forward"), oid
-        value = self._send("call", call.name, call.args, call.kwargs, key, label, obj=obj,
-                           grad_wrt=list(call.grad_wrt), cotangents=call.cotangents,
-                           want_inputs_after=call.want_inputs_after, default_dtype=call.default_dtype)
+        value = self._send(
+            "call",
+            call.name,
+            call.args,
+            call.kwargs,
+            key,
+            label,
+            obj=obj,
+            grad_wrt=list(call.grad_wrt),
+            cotangents=call.cotangents,
+            want_inputs_after=call.want_inputs_after,
+            default_dtype=call.default_dtype,
+        )
         from grader.execution.calls import CallResult
+
         fields = ("outputs", "grads", "param_grads", "inputs_after")
-        if type(value) is not dict or set(value) != set(fields) or type(value["grads"]) is not dict \
-                or type(value["param_grads"]) is not dict:
+        if (
+            type(value) is not dict
+            or set(value) != set(fields)
+            or type(value["grads"]) is not dict
+            or type(value["param_grads"]) is not dict
+        ):
             raise E.BadOutput(f"{label}: malformed reply")
         return CallResult(*(value[f] for f in fields))
 
@@ -508,8 +576,15 @@ class Sandboxed(Implementation):
         generation, oid, class_name = handle.oid
         self.check_allowed(class_name)
         self._check_generation(generation, class_name)
-        return self._send("method", name, args, kwargs, ("method", f"{class_name}.{name}"),
-                          self.label(f"{class_name}.{name}"), obj=oid)
+        return self._send(
+            "method",
+            name,
+            args,
+            kwargs,
+            ("method", f"{class_name}.{name}"),
+            self.label(f"{class_name}.{name}"),
+            obj=oid,
+        )
 
     def _check_generation(self, generation, class_name):
         if generation != self.generation:

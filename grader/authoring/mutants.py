@@ -55,14 +55,18 @@ class Verdict:
             return full
         if self.mutant.trivial and self.exercise_score[0] > 0:
             return False
-        return not full and any(rec.status in (FAILED, NOT_IMPLEMENTED, ERROR, TIMEOUT, CRASHED, OUT_OF_MEMORY)
-                                for r in self.report.results for rec in r.records)
+        return not full and any(
+            rec.status in (FAILED, NOT_IMPLEMENTED, ERROR, TIMEOUT, CRASHED, OUT_OF_MEMORY)
+            for r in self.report.results
+            for rec in r.records
+        )
 
     @property
     def passed(self):
         """The tests the entry passed."""
-        return sorted({rec.nodeid.rsplit("::", 1)[-1] for r in self.report.results for rec in r.records
-                       if rec.status == PASSED})
+        return sorted(
+            {rec.nodeid.rsplit("::", 1)[-1] for r in self.report.results for rec in r.records if rec.status == PASSED}
+        )
 
     def feedback(self):
         """Every feedback message of the grading."""
@@ -119,7 +123,7 @@ def _chunks(by_module, size=24):
     """Groups of at most ``size`` entries of one module, so both cores stay busy."""
     for group in by_module.values():
         for i in range(0, len(group), size):
-            yield group[i:i + size]
+            yield group[i : i + size]
 
 
 def run(modules=(), workers=2):
@@ -140,8 +144,12 @@ def run(modules=(), workers=2):
     for m in mutants:
         report = reports[m]
         sub = f"{m.module}-{m.id}"
-        killers = [rec.nodeid.rsplit("::", 1)[-1].replace(f"[{sub}]", "").replace(f"[{sub}-", "[")
-                   for r in report.results for rec in r.records if rec.status != PASSED]
+        killers = [
+            rec.nodeid.rsplit("::", 1)[-1].replace(f"[{sub}]", "").replace(f"[{sub}-", "[")
+            for r in report.results
+            for rec in r.records
+            if rec.status != PASSED
+        ]
         verdicts.append(Verdict(m, report.score, report.max_score, killers, report))
     return verdicts
 
@@ -167,11 +175,14 @@ def main(modules=(), workers=2, out=sys.stdout, json_path=None):
         half = sum(v.keeps_half for v in wrong)
         zero = sum(v.exercise_score[0] == 0 for v in trivial)
         own, other, total = hint_quality(wrong)
-        print(f"\n{module}: killed {killed}/{len(wrong)} wrong implementations "
-              f"({half} keep more than half of their exercise's points); "
-              f"{zero}/{len(trivial)} trivial entries score 0; "
-              f"{sum(v.ok for v in right)}/{len(right)} correct alternatives keep full marks; "
-              f"hints name their own mistake for {own}/{total}, another exercise's for {other}", file=out)
+        print(
+            f"\n{module}: killed {killed}/{len(wrong)} wrong implementations "
+            f"({half} keep more than half of their exercise's points); "
+            f"{zero}/{len(trivial)} trivial entries score 0; "
+            f"{sum(v.ok for v in right)}/{len(right)} correct alternatives keep full marks; "
+            f"hints name their own mistake for {own}/{total}, another exercise's for {other}",
+            file=out,
+        )
         for v in mine:
             mark = "ok  " if v.ok else "FAIL"
             kind = "correct" if v.mutant.correct else "trivial" if v.mutant.trivial else "wrong"
@@ -182,19 +193,41 @@ def main(modules=(), workers=2, out=sys.stdout, json_path=None):
                 print(f"       killed by: {killers}", file=out)
             elif v.mutant.correct and not v.ok:
                 print(f"       lost points in: {killers}", file=out)
-    print(f"\n{len(verdicts) - len(bad)}/{len(verdicts)} catalog entries behave as expected "
-          f"({time.monotonic() - start:.0f}s)", file=out)
+    print(
+        f"\n{len(verdicts) - len(bad)}/{len(verdicts)} catalog entries behave as expected "
+        f"({time.monotonic() - start:.0f}s)",
+        file=out,
+    )
     for v in bad:
-        why = ("loses points" if v.mutant.correct else
-               f"earns {v.exercise_score[0]:g} points on {v.mutant.exercise}" if v.mutant.trivial else "keeps full marks")
+        why = (
+            "loses points"
+            if v.mutant.correct
+            else f"earns {v.exercise_score[0]:g} points on {v.mutant.exercise}"
+            if v.mutant.trivial
+            else "keeps full marks"
+        )
         print(f"  SURVIVOR: {v.mutant.module}:{v.mutant.id} ({v.mutant.mistake}) {why}", file=out)
     if json_path:
-        entries = [{"module": v.mutant.module, "id": v.mutant.id, "exercise": v.mutant.exercise,
-                    "mistake": v.mutant.mistake, "correct": v.mutant.correct, "trivial": v.mutant.trivial,
-                    "score": v.score, "max_score": v.max_score, "exercise_score": v.exercise_score[0],
-                    "exercise_max": v.exercise_score[1], "keeps_half": v.keeps_half, "ok": v.ok,
-                    "killers": sorted(set(v.killers)), "passed": v.passed, "named": v.named(),
-                    "feedback": v.feedback()}
-                   for v in verdicts]
+        entries = [
+            {
+                "module": v.mutant.module,
+                "id": v.mutant.id,
+                "exercise": v.mutant.exercise,
+                "mistake": v.mutant.mistake,
+                "correct": v.mutant.correct,
+                "trivial": v.mutant.trivial,
+                "score": v.score,
+                "max_score": v.max_score,
+                "exercise_score": v.exercise_score[0],
+                "exercise_max": v.exercise_score[1],
+                "keeps_half": v.keeps_half,
+                "ok": v.ok,
+                "killers": sorted(set(v.killers)),
+                "passed": v.passed,
+                "named": v.named(),
+                "feedback": v.feedback(),
+            }
+            for v in verdicts
+        ]
         Path(json_path).write_text(json.dumps({"ok": not bad, "entries": entries}, indent=2) + "\n")
     return 1 if bad else 0

@@ -108,7 +108,8 @@ def load_module_source(source, filename, module):
     except SyntaxError as exc:
         raise SubmissionImportError(
             f"{name} does not compile: SyntaxError: {exc.msg} (line {exc.lineno})"
-            + (f"\n    {exc.text.strip()}" if exc.text else "")) from None
+            + (f"\n    {exc.text.strip()}" if exc.text else "")
+        ) from None
     except ValueError as exc:  # e.g. null bytes
         raise SubmissionImportError(f"{name} does not compile: {exc}") from None
     sys.modules[private] = mod
@@ -225,8 +226,7 @@ def _backward(raw, cotangents, label):
         if cot is None or not leaf.requires_grad:
             continue
         if tuple(leaf.shape) != tuple(cot.shape):
-            raise BadOutput(f"returned a tensor of shape {tuple(leaf.shape)}, "
-                            f"expected {tuple(cot.shape)}")
+            raise BadOutput(f"returned a tensor of shape {tuple(leaf.shape)}, expected {tuple(cot.shape)}")
         term = (leaf * cot.to(leaf.dtype)).sum()
         total = term if total is None else total + term
     if total is not None:

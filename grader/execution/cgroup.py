@@ -54,7 +54,7 @@ def locate():
     """``(version, folder)`` of the memory cgroup this process may create children in,
     or ``(None, reason)``."""
     own = _own_paths()
-    for point, fstype, options in _mounts():
+    for point, fstype, _options in _mounts():
         if fstype == "cgroup2" and "" in own:
             base = point + own[""]
             try:
@@ -102,8 +102,8 @@ def parent():
     if version is None:
         return None, base
     for name in os.listdir(base):
-        if name.startswith(ZYGOTE_PREFIX) and name[len(ZYGOTE_PREFIX):].isdigit():
-            if not _alive(int(name[len(ZYGOTE_PREFIX):])):
+        if name.startswith(ZYGOTE_PREFIX) and name[len(ZYGOTE_PREFIX) :].isdigit():
+            if not _alive(int(name[len(ZYGOTE_PREFIX) :])):
                 remove_tree(os.path.join(base, name))
     folder = os.path.join(base, f"{ZYGOTE_PREFIX}{os.getpid()}")
     try:

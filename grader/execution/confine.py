@@ -70,8 +70,16 @@ def unshare(flags):
 
 
 def _mount(source, target, fstype, flags, data=None):
-    ok = _libc.mount(source and os.fsencode(source), os.fsencode(target), fstype and fstype.encode(), flags,
-                     data and data.encode()) == 0
+    ok = (
+        _libc.mount(
+            source and os.fsencode(source),
+            os.fsencode(target),
+            fstype and fstype.encode(),
+            flags,
+            data and data.encode(),
+        )
+        == 0
+    )
     if not ok:
         raise OSError(ctypes.get_errno(), f"mount {source} on {target}: {os.strerror(ctypes.get_errno())}")
 
@@ -98,6 +106,7 @@ def user_namespace(inside=None, flags=CLONE_NEWUSER):
 
 def set_limits(limits):
     """Apply the resource limits in ``limits`` (seconds and bytes)."""
+
     def lim(which, value):
         try:
             resource.setrlimit(which, (value, value))
@@ -286,9 +295,14 @@ def _remount_read_only(target, extra):
     except OSError:
         flags = 0
     keep = 0
-    for st_flag, ms_flag in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
-                             (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
-                             (os.ST_RELATIME, MS_RELATIME)):
+    for st_flag, ms_flag in (
+        (os.ST_NOSUID, MS_NOSUID),
+        (os.ST_NODEV, MS_NODEV),
+        (os.ST_NOEXEC, MS_NOEXEC),
+        (os.ST_NOATIME, MS_NOATIME),
+        (os.ST_NODIRATIME, MS_NODIRATIME),
+        (os.ST_RELATIME, MS_RELATIME),
+    ):
         if flags & st_flag:
             keep |= ms_flag
     _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep | extra)
@@ -337,8 +351,12 @@ def build_view(paths, devices=DEVICES, own_proc=True, sys_fs=False):
             notes.append(f"{path}: {exc.strerror or exc}")
         finally:
             os.close(fd)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         if not os.path.lexists(f"{root}/dev/{name}"):
             os.symlink(target, f"{root}/dev/{name}")
     os.makedirs(root + "/proc", exist_ok=True)
@@ -392,15 +410,21 @@ def confine(limits, exclude=(), uid=None, own_pid_namespace=True, gpu=False):
         applied.append("network, IPC and host-name namespaces")
         _libc.sethostname(HOSTNAME, len(HOSTNAME))
         try:
-            notes = build_view(runtime_paths(exclude), DEVICES + tuple(gpu_nodes() if gpu else ()),
-                               own_proc=own_pid_namespace, sys_fs=gpu)
+            notes = build_view(
+                runtime_paths(exclude),
+                DEVICES + tuple(gpu_nodes() if gpu else ()),
+                own_proc=own_pid_namespace,
+                sys_fs=gpu,
+            )
             applied.append("allowlisted filesystem")
             applied += notes
         except OSError as exc:
             raise RuntimeError(f"the sandbox could not build its filesystem view: {exc}") from None
     else:
-        applied.append("no namespaces: the worker shares the filesystem, network and IPC of the machine "
-                       "(this kernel refuses them to this user)")
+        applied.append(
+            "no namespaces: the worker shares the filesystem, network and IPC of the machine "
+            "(this kernel refuses them to this user)"
+        )
     if os.path.isdir(WORKDIR):
         os.chdir(WORKDIR)
     if root:

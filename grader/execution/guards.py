@@ -71,11 +71,18 @@ FORBIDDEN_FRAGMENTS = (
 GAUSSIAN_KL = ("normal", "independent", "expfamily")
 #: Switches that turn torch-function handling (and so the mode) off: (owner, name).
 SWITCHES = (
-    (torch, "DisableTorchFunction"), (torch, "DisableTorchFunctionSubclass"),
-    (_C, "DisableTorchFunction"), (_C, "DisableTorchFunctionSubclass"), (_C, "_pop_torch_function_stack"),
-    (_C, "_set_torch_function_state"), (_C, "_disabled_torch_function_impl"), (_C, "_skip_one_hop_torch_function"),
+    (torch, "DisableTorchFunction"),
+    (torch, "DisableTorchFunctionSubclass"),
+    (_C, "DisableTorchFunction"),
+    (_C, "DisableTorchFunctionSubclass"),
+    (_C, "_pop_torch_function_stack"),
+    (_C, "_set_torch_function_state"),
+    (_C, "_disabled_torch_function_impl"),
+    (_C, "_skip_one_hop_torch_function"),
     (_C, "_set_skip_next_torch_function"),
-    (_overrides, "_pop_mode"), (_overrides, "_pop_mode_temporarily"), (_overrides, "_pop_torch_function_stack"),
+    (_overrides, "_pop_mode"),
+    (_overrides, "_pop_mode_temporarily"),
+    (_overrides, "_pop_torch_function_stack"),
 )
 
 
@@ -256,8 +263,12 @@ def _plan():
             put(_kl, name, _TrapDict())
         elif name in ("kl_divergence", "_dispatch_kl"):
             put(_kl, name, _Trap(KL))
-        elif name.startswith("_") and not name.startswith("__") and callable(value) and (
-                name.startswith("_batch") or any(kind in name for kind in GAUSSIAN_KL)):
+        elif (
+            name.startswith("_")
+            and not name.startswith("__")
+            and callable(value)
+            and (name.startswith("_batch") or any(kind in name for kind in GAUSSIAN_KL))
+        ):
             put(_kl, name, _Trap(f"torch.distributions.kl.{name}"))
     put(_dist, "kl_divergence", _Trap(KL))
     return list(spaces.values())
@@ -286,8 +297,10 @@ class forbid_library_solutions:
             return self
         self.state, self.base = _get_state(), _depth()
         if self.state == _ALL_DISABLED:
-            self.call.found.append("switched torch-function handling off before the call (at import?), "
-                                   "which switches off the grader's checks")
+            self.call.found.append(
+                "switched torch-function handling off before the call (at import?), "
+                "which switches off the grader's checks"
+            )
             _set_state(_ENABLED)
         _current = self.call
         for space, traps, _, _ in _PLAN:

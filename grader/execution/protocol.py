@@ -21,9 +21,23 @@ MAX_PAYLOAD = 256 << 20
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000
 
-DTYPES = {str(d).replace("torch.", ""): d for d in (
-    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
-    torch.int16, torch.int32, torch.int64, torch.complex64, torch.complex128)}
+DTYPES = {
+    str(d).replace("torch.", ""): d
+    for d in (
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.complex64,
+        torch.complex128,
+    )
+}
 
 
 class ProtocolError(Exception):
@@ -46,8 +60,12 @@ def _enc(value, buffers, depth):
         return value if math.isfinite(value) else {"__float__": repr(value)}
     if kind in (torch.Tensor, torch.nn.Parameter):
         t = value.detach()
-        meta = {"__tensor__": len(buffers), "dtype": str(t.dtype).replace("torch.", ""),
-                "shape": list(t.shape), "device": str(t.device)}
+        meta = {
+            "__tensor__": len(buffers),
+            "dtype": str(t.dtype).replace("torch.", ""),
+            "shape": list(t.shape),
+            "device": str(t.device),
+        }
         if t.device.type == "meta":
             meta["__tensor__"] = None
         else:

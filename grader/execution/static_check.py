@@ -54,28 +54,94 @@ UNREADABLE = "unreadable"
 #: A torch name with one of these in any component (lower case) is the library's own implementation.
 LIBRARY_FRAGMENTS = ("attention", "multihead", "multi_head", "lstm", "gru", "transformer", "rnnbase", "kl_divergence")
 #: Private names that switch off torch-function handling (the runtime guard's mode).
-GUARD_NAMES = frozenset({"_pop_mode", "_pop_mode_temporarily", "_push_mode", "_disable_current_modes",
-                         "_pop_torch_function_stack", "_push_on_torch_function_stack",
-                         "_disabled_torch_function_impl", "_set_torch_function_state",
-                         "_skip_one_hop_torch_function", "_set_skip_next_torch_function", "_EnableTorchFunction"})
+GUARD_NAMES = frozenset(
+    {
+        "_pop_mode",
+        "_pop_mode_temporarily",
+        "_push_mode",
+        "_disable_current_modes",
+        "_pop_torch_function_stack",
+        "_push_on_torch_function_stack",
+        "_disabled_torch_function_impl",
+        "_set_torch_function_state",
+        "_skip_one_hop_torch_function",
+        "_set_skip_next_torch_function",
+        "_EnableTorchFunction",
+    }
+)
 #: The same, as the last name of a chain the checker cannot resolve (``[F][0].scaled_dot_product_attention``).
-DISTINCTIVE = re.compile(r"(?i)(scaled_dot_product|multi_?head|lstm|gru|kl_divergence|torch_?function)"
-                         r"|^_kl_|^_dispatch_kl$|^_KL_|^_VF$|^_VariableFunctions$|^_pop_mode")
+DISTINCTIVE = re.compile(
+    r"(?i)(scaled_dot_product|multi_?head|lstm|gru|kl_divergence|torch_?function)"
+    r"|^_kl_|^_dispatch_kl$|^_KL_|^_VF$|^_VariableFunctions$|^_pop_mode"
+)
 DYNAMIC_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "globals", "vars"})
 ATTR_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
-DYNAMIC_MODULES = frozenset({"importlib", "inspect", "pickle", "marshal", "dill", "cloudpickle", "copyreg", "shelve",
-                             "subprocess", "multiprocessing", "runpy", "code", "codeop", "pkgutil", "zipimport"})
-DYNAMIC_NAMES = frozenset({"sys.modules", "sys._getframe", "sys._current_frames",
-                           "gc.get_objects", "gc.get_referrers", "gc.get_referents", "operator.attrgetter",
-                           "operator.methodcaller", "types.FunctionType", "types.CodeType", "types.LambdaType",
-                           "os.system", "os.popen", "torch.load", "torch.jit.load", "torch.hub",
-                           "torch.package", "torch.utils.cpp_extension"})
+DYNAMIC_MODULES = frozenset(
+    {
+        "importlib",
+        "inspect",
+        "pickle",
+        "marshal",
+        "dill",
+        "cloudpickle",
+        "copyreg",
+        "shelve",
+        "subprocess",
+        "multiprocessing",
+        "runpy",
+        "code",
+        "codeop",
+        "pkgutil",
+        "zipimport",
+    }
+)
+DYNAMIC_NAMES = frozenset(
+    {
+        "sys.modules",
+        "sys._getframe",
+        "sys._current_frames",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "operator.attrgetter",
+        "operator.methodcaller",
+        "types.FunctionType",
+        "types.CodeType",
+        "types.LambdaType",
+        "os.system",
+        "os.popen",
+        "torch.load",
+        "torch.jit.load",
+        "torch.hub",
+        "torch.package",
+        "torch.utils.cpp_extension",
+    }
+)
 DYNAMIC_PREFIXES = ("os.exec", "os.spawn", "os.posix_spawn")
 #: Attributes that reach namespaces, frames or code objects: dynamic whatever they are read from.
-INTROSPECTION = frozenset({"__dict__", "__globals__", "__builtins__", "__subclasses__", "__getattribute__",
-                           "__getattr__", "__closure__", "__code__", "__loader__", "__spec__", "__import__",
-                           "f_globals", "f_locals", "f_back", "f_builtins", "gi_frame", "cr_frame", "ag_frame",
-                           "tb_frame"})
+INTROSPECTION = frozenset(
+    {
+        "__dict__",
+        "__globals__",
+        "__builtins__",
+        "__subclasses__",
+        "__getattribute__",
+        "__getattr__",
+        "__closure__",
+        "__code__",
+        "__loader__",
+        "__spec__",
+        "__import__",
+        "f_globals",
+        "f_locals",
+        "f_back",
+        "f_builtins",
+        "gi_frame",
+        "cr_frame",
+        "ag_frame",
+        "tb_frame",
+    }
+)
 GRADER_ROOTS = frozenset({"grader", "solutions", "tests", "conftest"})
 
 MAX_NODES = 3_000_000
@@ -102,8 +168,11 @@ def classify(qualname):
             return FORBIDDEN, qualname
         if parts[1:3] == ["distributions", "kl"] and any(p.startswith("_") for p in parts[3:]):
             return FORBIDDEN, qualname
-        if parts[1:2] == ["overrides"] or parts[1:3] == ["utils", "_python_dispatch"] \
-                or any(p in GUARD_NAMES or "torchfunction" in p.replace("_", "") for p in lower + parts[1:]):
+        if (
+            parts[1:2] == ["overrides"]
+            or parts[1:3] == ["utils", "_python_dispatch"]
+            or any(p in GUARD_NAMES or "torchfunction" in p.replace("_", "") for p in lower + parts[1:])
+        ):
             return GUARD, qualname
         if any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts[1:]):
             return PRIVATE, qualname
@@ -200,15 +269,17 @@ class _Checker:
                     todo.extend(reversed(handler.body))
                 todo.extend(reversed(stmt.body + stmt.orelse + stmt.finalbody))
             elif isinstance(stmt, ast.Match):
-                self.units.append(_Unit([stmt.subject] + [c.pattern for c in stmt.cases]
-                                        + [c.guard for c in stmt.cases if c.guard]))
+                self.units.append(
+                    _Unit([stmt.subject] + [c.pattern for c in stmt.cases] + [c.guard for c in stmt.cases if c.guard])
+                )
                 for case in stmt.cases:
                     todo.extend(reversed(case.body))
             else:
                 self.units.append(self.simple_unit(stmt))
         for unit in self.units:  # a module-level variable may hold anything: unknown, not "the file's own"
-            if not unit.is_import and not isinstance(unit.nodes[0] if unit.nodes else None,
-                                                     (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if not unit.is_import and not isinstance(
+                unit.nodes[0] if unit.nodes else None, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            ):
                 for name in unit.names:
                     self.module_sources.setdefault(name, [])
 
@@ -221,7 +292,8 @@ class _Checker:
                 name = alias.asname or alias.name.split(".")[0]
                 unit.names.add(name)
                 self.module_sources.setdefault(name, []).append(
-                    ("qual", alias.name if alias.asname else alias.name.split(".")[0]))
+                    ("qual", alias.name if alias.asname else alias.name.split(".")[0])
+                )
         elif isinstance(stmt, ast.ImportFrom):
             base = stmt.module or ""
             for alias in stmt.names:
@@ -263,7 +335,7 @@ class _Checker:
             positional = args.posonlyargs + args.args
             if positional:
                 scope.self_name = positional[0].arg
-            defaults = list(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+            defaults = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
             defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
             for arg, default in defaults:
                 scope.sources.setdefault(arg.arg, []).append(("expr", default, "outer"))
@@ -531,9 +603,14 @@ class _Checker:
                     continue
                 if isinstance(node, ast.Expr):
                     call = node.value
-                    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                            and call.func.id in ("setattr", "delattr") and len(call.args) >= 2
-                            and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str)):
+                    if not (
+                        isinstance(call, ast.Call)
+                        and isinstance(call.func, ast.Name)
+                        and call.func.id in ("setattr", "delattr")
+                        and len(call.args) >= 2
+                        and isinstance(call.args[1], ast.Constant)
+                        and isinstance(call.args[1].value, str)
+                    ):
                         continue
                     targets = [(call.args[0], call.args[1].value)]
                 else:
@@ -566,8 +643,11 @@ class _Checker:
             import_time.findings += [f for f in unit.findings if f[3]]
             if not any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in unit.nodes):
                 import_time.uses |= unit.uses
-        module_wide = [(f, "<module>") for f, _ in self.closure_findings(import_time, by_name, "<module>")
-                       if f[0] in (DYNAMIC, GUARD, GRADER)]
+        module_wide = [
+            (f, "<module>")
+            for f, _ in self.closure_findings(import_time, by_name, "<module>")
+            if f[0] in (DYNAMIC, GUARD, GRADER)
+        ]
         result = {}
         for name in names:
             start = _Unit([])
@@ -575,8 +655,11 @@ class _Checker:
             found = self.closure_findings(start, by_name, None)
             for mod, line in self.star:  # from torch.nn.functional import * after the def
                 verdict = classify(f"{mod}.{name}")
-                defined = [self.units[i].nodes[0].lineno for i in by_name.get(name, ())
-                           if hasattr(self.units[i].nodes[0], "lineno")]
+                defined = [
+                    self.units[i].nodes[0].lineno
+                    for i in by_name.get(name, ())
+                    if hasattr(self.units[i].nodes[0], "lineno")
+                ]
                 if verdict and defined and line > max(defined):
                     found.append(((verdict[0], verdict[1], line, True), ""))
             found += module_wide
@@ -611,8 +694,10 @@ def _report(found, name):
     unique = {}
     for (kind, what, line, _), via in ranked:  # one line per forbidden thing: where the function itself uses it
         unique.setdefault((kind, what), (line, via))
-    return [{"kind": kind, "what": what[:200], "line": int(line), "via": (via or "")[:100]}
-            for (kind, what), (line, via) in list(unique.items())[:MAX_FINDINGS]]
+    return [
+        {"kind": kind, "what": what[:200], "line": int(line), "via": (via or "")[:100]}
+        for (kind, what), (line, via) in list(unique.items())[:MAX_FINDINGS]
+    ]
 
 
 def _is_main_guard(test):
@@ -660,15 +745,23 @@ def _pairs(target, value):
     """``(name, value expression)`` for plain-name targets, unpacking matching tuples."""
     if isinstance(target, ast.Name):
         return [(target.id, value)]
-    if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
-            and len(target.elts) == len(value.elts):
+    if (
+        isinstance(target, (ast.Tuple, ast.List))
+        and isinstance(value, (ast.Tuple, ast.List))
+        and len(target.elts) == len(value.elts)
+    ):
         return [p for t, v in zip(target.elts, value.elts) for p in _pairs(t, v)]
     return []
 
 
 def _const_getattr(call):
-    return (isinstance(call.func, ast.Name) and call.func.id == "getattr" and len(call.args) in (2, 3)
-            and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str))
+    return (
+        isinstance(call.func, ast.Name)
+        and call.func.id == "getattr"
+        and len(call.args) in (2, 3)
+        and isinstance(call.args[1], ast.Constant)
+        and isinstance(call.args[1].value, str)
+    )
 
 
 def _all_args(args):
@@ -678,8 +771,7 @@ def _all_args(args):
 def _is_self(name, chain):
     """``name`` is the first parameter of a method (``self`` by another name)."""
     for i, scope in enumerate(chain):
-        if scope.kind == "function" and scope.self_name == name and i + 1 < len(chain) \
-                and chain[i + 1].kind == "class":
+        if scope.kind == "function" and scope.self_name == name and i + 1 < len(chain) and chain[i + 1].kind == "class":
             return True
         if name in scope.locals:
             return False
@@ -753,8 +845,14 @@ def plain_findings(value, names):
             raise ValueError(f"unexpected entry {str(name)[:40]!r}")
         clean = []
         for f in found:
-            if type(f) is not dict or set(f) != {"kind", "what", "line", "via"} or f["kind"] not in kinds \
-                    or type(f["what"]) is not str or type(f["line"]) is not int or type(f["via"]) is not str:
+            if (
+                type(f) is not dict
+                or set(f) != {"kind", "what", "line", "via"}
+                or f["kind"] not in kinds
+                or type(f["what"]) is not str
+                or type(f["line"]) is not int
+                or type(f["via"]) is not str
+            ):
                 raise ValueError("malformed finding")
             clean.append({"kind": f["kind"], "what": f["what"][:200], "line": f["line"], "via": f["via"][:100]})
         out[name] = clean
@@ -776,11 +874,15 @@ def describe(name, finding):
     if kind == GUARD:
         return f"{name} uses {what} ({where}), which switches off the grader's checks"
     if kind == PRIVATE:
-        return (f"{name} uses {what} ({where}), a private part of torch: write the exercise with public "
-                "building blocks (torch.softmax, nn.Linear, torch.sigmoid, ...)")
+        return (
+            f"{name} uses {what} ({where}), a private part of torch: write the exercise with public "
+            "building blocks (torch.softmax, nn.Linear, torch.sigmoid, ...)"
+        )
     if kind == DYNAMIC:
-        return (f"{name} looks up a name dynamically ({what}, {where}): write torch calls out "
-                "so that the grader can check them")
+        return (
+            f"{name} looks up a name dynamically ({what}, {where}): write torch calls out "
+            "so that the grader can check them"
+        )
     if kind == GRADER:
         return f"{name} uses the grader's own code ({what}, {where})"
     return f"{name} cannot be checked: {what}"

@@ -70,7 +70,7 @@ def _warm_up(torch):
     """
     x = torch.ones(3, 4, device="meta")
     (x @ x.T).softmax(-1).tril().masked_fill(torch.ones(3, 3, dtype=torch.bool, device="meta"), 0.0)
-    torch.arange(4, device="meta") < torch.ones(2, 1, dtype=torch.long, device="meta")
+    _ = torch.arange(4, device="meta") < torch.ones(2, 1, dtype=torch.long, device="meta")  # warms the comparison
     import torch.distributions
     import torch.nn.functional
 
@@ -80,7 +80,7 @@ def _state(pid):
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
-        fields = stat[stat.rindex(b")") + 2:].split()
+        fields = stat[stat.rindex(b")") + 2 :].split()
         return fields[0].decode(), int(fields[1])
     except (OSError, ValueError, IndexError):
         return None
@@ -149,6 +149,7 @@ def kill_descendants(spare=None):
     with SIGSTOP (a stopped process cannot fork), rescanned until nothing new appears,
     then killed.  Returns how many were killed.
     """
+
     def others():
         return set(descendants(os.getpid())) - {spare}
 
@@ -232,8 +233,9 @@ def supervisor(request, fds, memory=(None, "")):
         if not root:
             confine.user_namespace()  # an ordinary user needs one to make a PID namespace
         own_pid = confine.unshare(confine.CLONE_NEWPID)
-    measures.append("own PID namespace and /proc" if own_pid else
-                    "no PID namespace: /proc shows only the worker's uid's processes")
+    measures.append(
+        "own PID namespace and /proc" if own_pid else "no PID namespace: /proc shows only the worker's uid's processes"
+    )
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -243,8 +245,17 @@ def supervisor(request, fds, memory=(None, "")):
                 os.close(uid_fd)
             if group is not None:
                 group.join()
-            worker(request["module"], request["limits"], request["exclude"], uid, own_pid, request.get("gpu", False),
-                   measures, sock_fd, out_fd)
+            worker(
+                request["module"],
+                request["limits"],
+                request["exclude"],
+                uid,
+                own_pid,
+                request.get("gpu", False),
+                measures,
+                sock_fd,
+                out_fd,
+            )
         finally:
             os._exit(70)
     os.close(out_fd)
@@ -331,6 +342,7 @@ def worker(module, limits, exclude, uid, own_pid, gpu, measures, sock_fd, out_fd
     # anyway): killed ones do not linger as zombies that count against the process limit.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     import torch
+
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     sock = socket.socket(fileno=sock_fd)
@@ -351,6 +363,7 @@ class Server:
 
     def serve(self):
         from grader.execution import protocol
+
         while True:
             try:
                 header, buffers = protocol.recv(self.sock)
@@ -367,26 +380,47 @@ class Server:
 
     def error(self, exc):
         from grader.outcomes import StudentCodeError, SubmissionProblem
+
         if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
             return {"ok": False, "kind": "WorkerOutOfMemory", "message": f"ran out of memory ({str(exc)[:200]})"}
         if isinstance(exc, StudentCodeError):
-            return {"ok": False, "kind": "StudentCodeError", "call": exc.call, "exc_type": exc.exc_type,
-                    "message": exc.message[:4000], "where": exc.where[:1000]}
+            return {
+                "ok": False,
+                "kind": "StudentCodeError",
+                "call": exc.call,
+                "exc_type": exc.exc_type,
+                "message": exc.message[:4000],
+                "where": exc.where[:1000],
+            }
         if isinstance(exc, SubmissionProblem):
             return {"ok": False, "kind": type(exc).__name__, "message": str(exc)[:4000]}
         if isinstance(exc, SystemExit):
-            return {"ok": False, "kind": "StudentCodeError", "call": "call", "exc_type": "SystemExit",
-                    "message": str(exc)[:4000], "where": ""}
-        return {"ok": False, "kind": "StudentCodeError", "call": "call", "exc_type": type(exc).__name__,
-                "message": str(exc)[:4000], "where": traceback.format_exc(limit=-1)[-1000:]}
+            return {
+                "ok": False,
+                "kind": "StudentCodeError",
+                "call": "call",
+                "exc_type": "SystemExit",
+                "message": str(exc)[:4000],
+                "where": "",
+            }
+        return {
+            "ok": False,
+            "kind": "StudentCodeError",
+            "call": "call",
+            "exc_type": type(exc).__name__,
+            "message": str(exc)[:4000],
+            "where": traceback.format_exc(limit=-1)[-1000:],
+        }
 
     def handle(self, header, buffers):
         from grader.execution import calls, protocol
+
         op = header.get("op")
         if op == "check":
             if self.loading:
                 raise RuntimeError("check after load: the student's code may have run")
             from grader.execution import static_check
+
             value = static_check.check_source(header["source"], header["names"])
             enc, out_buffers = protocol.encode(value)
             return {"ok": True, "value": enc}, out_buffers
@@ -400,19 +434,28 @@ class Server:
         kwargs = protocol.decode(header["kwargs"], buffers)
         label = header["label"]
         if op == "call":
-            call = calls.Call(header["name"], tuple(args), kwargs, obj=protocol.decode(header.get("obj"), buffers),
-                                  grad_wrt=tuple(protocol.decode(header.get("grad_wrt", []), buffers)),
-                                  cotangents=protocol.decode(header.get("cotangents"), buffers),
-                                  want_inputs_after=protocol.decode(header.get("want_inputs_after", False), buffers),
-                                  default_dtype=protocol.decode(header.get("default_dtype"), buffers))
+            call = calls.Call(
+                header["name"],
+                tuple(args),
+                kwargs,
+                obj=protocol.decode(header.get("obj"), buffers),
+                grad_wrt=tuple(protocol.decode(header.get("grad_wrt", []), buffers)),
+                cotangents=protocol.decode(header.get("cotangents"), buffers),
+                want_inputs_after=protocol.decode(header.get("want_inputs_after", False), buffers),
+                default_dtype=protocol.decode(header.get("default_dtype"), buffers),
+            )
             if call.obj is None:
                 target, obj = calls.resolve(self.mod, self.module, call.name), None
             else:
                 obj = self.objects[call.obj]
                 target = obj
             result = calls.run_call(target, call, label, header["filename"], module_obj=obj)
-            value = {"outputs": result.outputs, "grads": result.grads, "param_grads": result.param_grads,
-                     "inputs_after": result.inputs_after}
+            value = {
+                "outputs": result.outputs,
+                "grads": result.grads,
+                "param_grads": result.param_grads,
+                "inputs_after": result.inputs_after,
+            }
         elif op == "construct":
             cls = calls.resolve(self.mod, self.module, header["name"])
             oid = self.next_id
@@ -424,8 +467,9 @@ class Server:
             if name not in calls.MODULE_METHODS:
                 raise ValueError(f"method {name} not allowed")
             obj = self.objects[protocol.decode(header["obj"], buffers)]
-            value = calls.run_call(calls.module_method(obj, name), calls.Call(name, tuple(args), kwargs),
-                                       label, header["filename"]).outputs
+            value = calls.run_call(
+                calls.module_method(obj, name), calls.Call(name, tuple(args), kwargs), label, header["filename"]
+            ).outputs
         else:
             raise ValueError(f"unknown op {op!r}")
         enc, out_buffers = protocol.encode(value)

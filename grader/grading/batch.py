@@ -99,8 +99,10 @@ def _describe(path):
 
 def conflict_message(ident, paths):
     """What the notes and the gradebook say about the entries ``paths`` sharing ``ident``."""
-    return (f"conflict: {', '.join(_describe(p) for p in paths)} all have the id {ident!r}; "
-            "none of them is graded: rename all but one and run the batch again")
+    return (
+        f"conflict: {', '.join(_describe(p) for p in paths)} all have the id {ident!r}; "
+        "none of them is graded: rename all but one and run the batch again"
+    )
 
 
 def write_notes(out_dir, conflicts):
@@ -166,8 +168,9 @@ def stage_zip(src, dst):
                     safe["/".join(parts)] = info
             for base, name in _depth_order(list(safe)).items():
                 info = safe[name]
-                if info.file_size > MAX_FILE_BYTES or (info.compress_size and info.file_size / info.compress_size > MAX_RATIO
-                                                       and info.file_size > 1 << 16):
+                if info.file_size > MAX_FILE_BYTES or (
+                    info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 16
+                ):
                     notes.append(f"{name}: too large or too compressed, skipped")
                     continue
                 with zf.open(info) as fh:
@@ -176,8 +179,15 @@ def stage_zip(src, dst):
                     notes.append(f"{name}: larger than {MAX_FILE_BYTES} bytes, skipped")
                     continue
                 (dst / base).write_bytes(data)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError,
-            NotImplementedError) as exc:  # RuntimeError: encrypted; NotImplementedError: unknown compression
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:  # RuntimeError: encrypted; NotImplementedError: unknown compression
         raise Rejected(f"not a readable zip file ({exc})") from None
     return notes
 
@@ -319,8 +329,15 @@ def write_gradebook(out_dir, entries, conflicts=None, pending=()):
         for test in result.get("tests", []):
             module = test["tags"][0]
             per_module[module] = round(per_module[module] + test["score"], 2)
-        writer.writerow([ident, *[f"{per_module[m]:g}" for m in rubric.MODULES], f"{result['score']:g}",
-                         result.get("extra_data", {}).get("status", "graded"), source])
+        writer.writerow(
+            [
+                ident,
+                *[f"{per_module[m]:g}" for m in rubric.MODULES],
+                f"{result['score']:g}",
+                result.get("extra_data", {}).get("status", "graded"),
+                source,
+            ]
+        )
     _atomic_write(Path(out_dir) / "grades.csv", buf.getvalue())
 
 
@@ -360,6 +377,7 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
     write_gradebook(out_dir, entries, conflicts, pending)
     start, done = time.monotonic(), 0
     _progress(out, done, len(todo), start, skipped)
+
     def task(ident, path):
         slot = slots.get()
         try:
@@ -403,7 +421,8 @@ def _check_gpu_released(out_dir, ident, result, baseline):
         except (ProcessLookupError, PermissionError):
             pass
     result["extra_data"].setdefault("notes", []).append(
-        f"GPU memory still held after grading by {sorted(leftover)} ({sum(leftover.values())} MiB): killed")
+        f"GPU memory still held after grading by {sorted(leftover)} ({sum(leftover.values())} MiB): killed"
+    )
     _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
 
 
@@ -412,7 +431,9 @@ def _progress(out, done, total, start, skipped, last=""):
     filled = width * done // max(total, 1)
     elapsed = time.monotonic() - start
     eta = f"{elapsed / done * (total - done):.0f}s" if done else "?"
-    text = (f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} graded"
-            f"{f', {skipped} already done' if skipped else ''}  ETA {eta}  {last[:24]:<24}")
+    text = (
+        f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} graded"
+        f"{f', {skipped} already done' if skipped else ''}  ETA {eta}  {last[:24]:<24}"
+    )
     out.write(text)
     out.flush()

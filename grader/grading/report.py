@@ -8,9 +8,12 @@ _MARK = {PASSED: "ok"}
 def render(report, max_messages=3):
     """The report as text: table, per-module totals, then feedback for each exercise lost."""
     width = max(len(r.exercise.id) for r in report.results) if report.results else 10
-    lines = [f"Submission: {report.submission}", "",
-             f"  {'exercise':<{width}}  {'points':>13}  status",
-             f"  {'-' * width}  {'-' * 13}  {'-' * 20}"]
+    lines = [
+        f"Submission: {report.submission}",
+        "",
+        f"  {'exercise':<{width}}  {'points':>13}  status",
+        f"  {'-' * width}  {'-' * 13}  {'-' * 20}",
+    ]
     for r in report.results:
         status = r.status
         hidden = sum(1 for rec in r.records if rec.status == HIDDEN)

@@ -31,8 +31,17 @@ def grade(submission, targets=(), **options):
     return grade_many([("submission", submission, targets)], **options)["submission"]
 
 
-def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=None, shrink=True,
-               env=None, devices=(), staff_key=None):
+def grade_many(
+    entries,
+    adapter="sandbox",
+    staff=False,
+    progress=False,
+    timeout=None,
+    shrink=True,
+    env=None,
+    devices=(),
+    staff_key=None,
+):
     """Grade several submissions in one child pytest process; ``{id: Report}``.
 
     ``entries`` are ``(id, folder, targets)``: the exercises ``targets`` select (modules
@@ -52,21 +61,32 @@ def grade_many(entries, adapter="sandbox", staff=False, progress=False, timeout=
     for ident, folder, targets in entries:
         folder = Path(folder)
         exercises = rubric.select(targets)
-        present = {ex.module for ex in exercises
-                   if (folder / f"{ex.module}.py").is_file() and (TESTS_DIR / f"test_{ex.module}.py").exists()}
+        present = {
+            ex.module
+            for ex in exercises
+            if (folder / f"{ex.module}.py").is_file() and (TESTS_DIR / f"test_{ex.module}.py").exists()
+        }
         plan.append((ident, folder, exercises, present))
     modules = [m for m in rubric.MODULES if any(m in present for *_, present in plan)]
     records, note, status, measures = [], "", None, {}
     if modules:
-        submissions = [{"id": ident, "path": str(folder.resolve()),
-                        "exercises": [ex.id for ex in exercises if ex.module in present]}
-                       for ident, folder, exercises, present in plan if present]
-        records, measures, note, status = _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink,
-                                                     env, devices, staff_key if staff else None)
+        submissions = [
+            {
+                "id": ident,
+                "path": str(folder.resolve()),
+                "exercises": [ex.id for ex in exercises if ex.module in present],
+            }
+            for ident, folder, exercises, present in plan
+            if present
+        ]
+        records, measures, note, status = _run_tests(
+            submissions, modules, adapter, staff, progress, timeout, shrink, env, devices, staff_key if staff else None
+        )
     reports = {}
     for ident, folder, exercises, present in plan:
-        reports[ident] = _report(folder, exercises, present, [r for r in records if r.submission == ident], note,
-                                 status)
+        reports[ident] = _report(
+            folder, exercises, present, [r for r in records if r.submission == ident], note, status
+        )
         reports[ident].notes = sandbox_notes(measures.get(ident, []))
     return reports
 
@@ -76,8 +96,11 @@ def _report(folder, exercises, present, records, note, status):
     for ex in exercises:
         if ex.module not in present:
             missing = not (folder / f"{ex.module}.py").is_file()
-            why = (f"{ex.module}.py not found in {folder}: the module scores 0" if missing
-                   else f"no tests for module {ex.module} yet")
+            why = (
+                f"{ex.module}.py not found in {folder}: the module scores 0"
+                if missing
+                else f"no tests for module {ex.module} yet"
+            )
             results.append(score_exercise(ex, [], why, MISSING if missing else ERROR))
             continue
         mine = [r for r in records if r.exercise == ex.id and r.status != "skipped"]
@@ -93,8 +116,7 @@ def _report(folder, exercises, present, records, note, status):
     return Report(str(folder), results)
 
 
-def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, extra_env, devices,
-               staff_key=None):
+def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, extra_env, devices, staff_key=None):
     """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
     ``(records, measures, note, status)`` where ``status`` is set when the child did not finish normally."""
     timeout = timeout or MODULE_TIMEOUT * len(modules) * len(submissions)
@@ -103,10 +125,29 @@ def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, 
         log = Path(tmp) / "pytest.log"
         plan = Path(tmp) / "submissions.json"
         plan.write_text(json.dumps(submissions), encoding="utf-8")
-        cmd = [sys.executable, "-m", "pytest", *[str(TESTS_DIR / f"test_{m}.py") for m in modules], "-q", "--tb=no",
-               "-p", "no:cacheprovider", "--import-mode=importlib", "-p", "no:warnings", "--rootdir", str(ROOT),
-               "-c", str(ROOT / "pyproject.toml"), "--submissions", str(plan), "--adapter", adapter,
-               "--results", str(results)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *[str(TESTS_DIR / f"test_{m}.py") for m in modules],
+            "-q",
+            "--tb=no",
+            "-p",
+            "no:cacheprovider",
+            "--import-mode=importlib",
+            "-p",
+            "no:warnings",
+            "--rootdir",
+            str(ROOT),
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "--submissions",
+            str(plan),
+            "--adapter",
+            adapter,
+            "--results",
+            str(results),
+        ]
         if staff:
             cmd.append("--staff")
         if progress:
@@ -124,8 +165,15 @@ def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, 
             env.update(key_env)
         with open(log, "w") as out:
             try:
-                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=None if progress else out, env=env,
-                                        start_new_session=True, pass_fds=() if key_fd is None else (key_fd,))
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=None if progress else out,
+                    env=env,
+                    start_new_session=True,
+                    pass_fds=() if key_fd is None else (key_fd,),
+                )
             finally:
                 if key_fd is not None:
                     os.close(key_fd)

@@ -38,8 +38,9 @@ class TestRecord:
         if not self.hidden:
             return self
         status = self.status if self.status in (PASSED, HIDDEN) else FAILED
-        return TestRecord(self.nodeid, self.exercise, self.weight, status, "", self.property, True,
-                          self.submission, self.kind)
+        return TestRecord(
+            self.nodeid, self.exercise, self.weight, status, "", self.property, True, self.submission, self.kind
+        )
 
 
 @dataclass
@@ -145,30 +146,35 @@ class Report:
             if feedback:
                 output += "\n\n" + "\n\n".join(feedback)
             public_all_passed = all(rec.status == PASSED for rec, _ in public) if public else r.score >= r.max_score
-            tests.append({
-                "name": f"{r.exercise.id}: {r.exercise.title}",
-                "score": round(r.score - hidden_pts, 2),
-                "max_score": round(r.max_score - hidden_max, 2),
-                "status": "passed" if public_all_passed else "failed",  # never tells of a hidden test
-                "output": output,
-                "visibility": "visible",
-                "tags": [r.exercise.module, r.exercise.id],
-                "extra_data": {"outcome": status,
-                               "tests": [asdict(rec) for rec in r.records if not rec.hidden]},
-            })
+            tests.append(
+                {
+                    "name": f"{r.exercise.id}: {r.exercise.title}",
+                    "score": round(r.score - hidden_pts, 2),
+                    "max_score": round(r.max_score - hidden_max, 2),
+                    "status": "passed" if public_all_passed else "failed",  # never tells of a hidden test
+                    "output": output,
+                    "visibility": "visible",
+                    "tags": [r.exercise.module, r.exercise.id],
+                    "extra_data": {"outcome": status, "tests": [asdict(rec) for rec in r.records if not rec.hidden]},
+                }
+            )
             if hidden:
                 lines = [f"{rec.status}: {rec.property}" for rec in hidden]  # redacted: passed or failed
-                tests.append({
-                    "name": f"{r.exercise.id}: {r.exercise.title} (hidden tests)",
-                    "score": round(hidden_pts, 2),
-                    "max_score": round(hidden_max, 2),
-                    "status": "passed" if all(rec.status == PASSED for rec in hidden) else "failed",
-                    "output": "\n".join(lines),
-                    "visibility": HIDDEN_VISIBILITY,
-                    "tags": [r.exercise.module, r.exercise.id, "hidden"],
-                    "extra_data": {"outcome": PASSED if all(rec.status == PASSED for rec in hidden) else FAILED,
-                                   "tests": [asdict(rec) for rec in hidden]},
-                })
+                tests.append(
+                    {
+                        "name": f"{r.exercise.id}: {r.exercise.title} (hidden tests)",
+                        "score": round(hidden_pts, 2),
+                        "max_score": round(hidden_max, 2),
+                        "status": "passed" if all(rec.status == PASSED for rec in hidden) else "failed",
+                        "output": "\n".join(lines),
+                        "visibility": HIDDEN_VISIBILITY,
+                        "tags": [r.exercise.module, r.exercise.id, "hidden"],
+                        "extra_data": {
+                            "outcome": PASSED if all(rec.status == PASSED for rec in hidden) else FAILED,
+                            "tests": [asdict(rec) for rec in hidden],
+                        },
+                    }
+                )
         extra = {"submission": self.submission, "modules": self.module_scores()}
         if self.notes:
             extra["notes"] = list(self.notes)

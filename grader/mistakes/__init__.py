@@ -73,7 +73,7 @@ TRIVIAL_KINDS = {
     "echo": "returning an input unchanged (or a constant where no input fits) instead of computing the result",
 }
 
-_TRIVIAL_HELPERS = '''
+_TRIVIAL_HELPERS = """
 
 # ---- trivial catalog entry (grader/catalog.py): {kind} of the right shape, never raising
 import torch as _torch
@@ -130,18 +130,18 @@ def _trivial_call(fn, args, kwargs, counts=False):
     except Exception:
         out = 2 if counts else _torch.zeros(())
     return _trivial(out, list(args) + list(kwargs.values()))
-'''
+"""
 
-_TRIVIAL_FUNCTION = '''
+_TRIVIAL_FUNCTION = """
 
 _trivial_{name} = {name}
 
 
 def {name}(*args, **kwargs):
     return _trivial_call(_trivial_{name}, args, kwargs, {counts})
-'''
+"""
 
-_TRIVIAL_CLASS = '''
+_TRIVIAL_CLASS = """
 
 class {name}({name}):
     def __init__(self, *args, **kwargs):
@@ -152,7 +152,7 @@ class {name}({name}):
 
     def forward(self, *args, **kwargs):
         return _trivial_call(super().forward, args, kwargs, {counts})
-'''
+"""
 
 
 def _trivial_suffix(source, exercises, kind):
@@ -176,8 +176,12 @@ def trivial(module=None):
     """The trivial entries of ``module`` (all modules when ``None``): per exercise, one per
     kind of :data:`TRIVIAL_KINDS`."""
     modules = [module] if module else rubric.MODULES
-    return tuple(Mutant(f"trivial_{kind}_{ex.id.split('.', 1)[1]}", ex.module, ex.id, mistake, (), False, kind)
-                 for mod in modules for ex in rubric.exercises_of(mod) for kind, mistake in TRIVIAL_KINDS.items())
+    return tuple(
+        Mutant(f"trivial_{kind}_{ex.id.split('.', 1)[1]}", ex.module, ex.id, mistake, (), False, kind)
+        for mod in modules
+        for ex in rubric.exercises_of(mod)
+        for kind, mistake in TRIVIAL_KINDS.items()
+    )
 
 
 @functools.cache
@@ -193,8 +197,16 @@ def load(module=None):
             patches = entry.get("patches") or [{"find": entry["find"], "replace": entry["replace"]}]
             if entry["exercise"] not in rubric.BY_ID:
                 raise CatalogError(f"{mod}:{entry['id']}: unknown exercise {entry['exercise']!r}")
-            out.append(Mutant(entry["id"], mod, entry["exercise"], entry["mistake"],
-                              tuple((p["find"], p["replace"]) for p in patches), entry.get("correct", False)))
+            out.append(
+                Mutant(
+                    entry["id"],
+                    mod,
+                    entry["exercise"],
+                    entry["mistake"],
+                    tuple((p["find"], p["replace"]) for p in patches),
+                    entry.get("correct", False),
+                )
+            )
     return tuple(out)
 
 
@@ -265,13 +277,14 @@ def fresh_replay(replay):
     if not isinstance(replay, types.FunctionType) or not replay.__closure__:
         return replay
     cells = tuple(types.CellType(fresh_copy(c.cell_contents)) if _filled(c) else c for c in replay.__closure__)
-    return types.FunctionType(replay.__code__, replay.__globals__, replay.__name__, fresh_copy(replay.__defaults__),
-                              cells)
+    return types.FunctionType(
+        replay.__code__, replay.__globals__, replay.__name__, fresh_copy(replay.__defaults__), cells
+    )
 
 
 def _filled(cell):
     try:
-        cell.cell_contents
+        _ = cell.cell_contents  # an empty cell raises on read
     except ValueError:
         return False
     return True

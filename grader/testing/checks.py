@@ -102,20 +102,31 @@ def expect_tensor(got, name, *, shape, dtype, device=None, inputs="", prop=None,
             hints.append("the sizes are right but in the wrong order: a missing or extra transpose?")
         fail(f"{name} has the wrong shape", [f"yours:    {_kind(got)}", f"expected: {expected}"], inputs, hints)
     if got.dtype != dtype:
-        fail(f"{name} has the wrong dtype (outputs keep the input's dtype)",
-             [f"yours:    {_kind(got)}", f"expected: {expected}"], inputs,
-             ["a hard-coded dtype (torch.float32, .float(), torch.tensor(...) without dtype=)?"])
-    if device is not None and (got.device.type != device.type or
-                               (device.index is not None and got.device.index != device.index)):
-        fail(f"{name} is on the wrong device (tensor created on the wrong device)",
-             [f"yours:    {_kind(got)}", f"expected: {expected}"], inputs,
-             ["create new tensors with device=<input>.device (torch.ones, torch.arange, torch.zeros ...)"])
+        fail(
+            f"{name} has the wrong dtype (outputs keep the input's dtype)",
+            [f"yours:    {_kind(got)}", f"expected: {expected}"],
+            inputs,
+            ["a hard-coded dtype (torch.float32, .float(), torch.tensor(...) without dtype=)?"],
+        )
+    if device is not None and (
+        got.device.type != device.type or (device.index is not None and got.device.index != device.index)
+    ):
+        fail(
+            f"{name} is on the wrong device (tensor created on the wrong device)",
+            [f"yours:    {_kind(got)}", f"expected: {expected}"],
+            inputs,
+            ["create new tensors with device=<input>.device (torch.ones, torch.arange, torch.zeros ...)"],
+        )
     if finite and (got.is_floating_point() or got.is_complex()) and got.device.type != "meta":
         bad = ~torch.isfinite(got)
         if bool(bad.any()):
             first = tuple(int(i) for i in bad.nonzero()[0])
-            fail(f"{name} contains NaN or inf", [f"{int(bad.sum())} non-finite value(s), the first at index {first}"],
-                 inputs, ["a softmax over a row that is all -inf? an overflowing exp or log?"])
+            fail(
+                f"{name} contains NaN or inf",
+                [f"{int(bad.sum())} non-finite value(s), the first at index {first}"],
+                inputs,
+                ["a softmax over a row that is all -inf? an overflowing exp or log?"],
+            )
     return got
 
 
@@ -125,8 +136,7 @@ def _fmt_row(t, limit=6):
     return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
-def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=None, atol=None, rtol=None,
-                 hints=()):
+def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=None, atol=None, rtol=None, hints=()):
     """Check that tensor output ``name`` equals ``expected`` within the dtype's tolerance.
 
     ``replay(namespace)`` recomputes the expected output with another implementation of
@@ -134,8 +144,9 @@ def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=No
     a hint.  Shapes, dtypes and devices are checked first.
     """
     finite = expected.device.type == "meta" or bool(torch.isfinite(expected).all())
-    expect_tensor(got, name, shape=expected.shape, dtype=expected.dtype, device=expected.device, inputs=inputs,
-                  finite=finite)
+    expect_tensor(
+        got, name, shape=expected.shape, dtype=expected.dtype, device=expected.device, inputs=inputs, finite=finite
+    )
     if expected.device.type == "meta":
         return
     d_atol, d_rtol = tolerance(expected.dtype)
@@ -144,16 +155,20 @@ def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=No
     bad_nan = torch.isnan(g) & ~torch.isnan(e)
     diff = (g - e).abs().nan_to_num(nan=math.inf)
     inf = torch.isinf(e)
-    ok = torch.where(inf, g == e, diff <= atol + rtol * e.abs().nan_to_num(posinf=0.0)) | (torch.isnan(g) & torch.isnan(e))
+    ok = torch.where(inf, g == e, diff <= atol + rtol * e.abs().nan_to_num(posinf=0.0)) | (
+        torch.isnan(g) & torch.isnan(e)
+    )
     if bool(ok.all()):
         return
     flat = int((diff - (atol + rtol * e.abs())).flatten().nan_to_num(nan=math.inf).argmax())
     index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), g.shape)) if g.dim() else ()
     row = index[:-1] if g.dim() > 1 else ()
     max_diff = float(diff.max())
-    details = [f"max |diff| = {max_diff:.3g} at index {index} (tolerance atol={atol:g}, rtol={rtol:g})",
-               f"yours    {name}{list(row) if row else ''}: {_fmt_row(g[row])}",
-               f"expected {name}{list(row) if row else ''}: {_fmt_row(e[row])}"]
+    details = [
+        f"max |diff| = {max_diff:.3g} at index {index} (tolerance atol={atol:g}, rtol={rtol:g})",
+        f"yours    {name}{list(row) if row else ''}: {_fmt_row(g[row])}",
+        f"expected {name}{list(row) if row else ''}: {_fmt_row(e[row])}",
+    ]
     if bool(bad_nan.any()):
         details.insert(0, f"yours has {int(bad_nan.sum())} NaN value(s) where the expected values are finite")
     fail(prop, details, inputs, hints, catalog_hints(name, module, replay, got, expected))
@@ -173,8 +188,10 @@ def assert_equal(got, expected, name, *, prop, inputs="", module=None, replay=No
     else:
         if _typed_equal(got, expected):
             return
-        details = [f"yours:    {_short(got)} ({type(got).__name__})",
-                   f"expected: {_short(expected)} ({type(expected).__name__})"]
+        details = [
+            f"yours:    {_short(got)} ({type(got).__name__})",
+            f"expected: {_short(expected)} ({type(expected).__name__})",
+        ]
     fail(prop, details, inputs, hints, catalog_hints(name, module, replay, got, expected))
 
 
@@ -192,10 +209,21 @@ def assert_grad(got, expected, name, *, inputs="", module=None, replay=None, clo
     """Check gradient ``name`` (``"d/dq"``): it must exist (the graph is not cut) and equal
     ``expected``, compared with ``close`` (default :func:`assert_close`)."""
     if got is None:
-        fail(f"no gradient reaches {name.split('/d', 1)[-1]}", ["the autograd graph is cut"], inputs,
-             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"])
-    (close or assert_close)(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=inputs,
-                            module=module if replay else None, replay=replay)
+        fail(
+            f"no gradient reaches {name.split('/d', 1)[-1]}",
+            ["the autograd graph is cut"],
+            inputs,
+            ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"],
+        )
+    (close or assert_close)(
+        got,
+        expected,
+        name,
+        prop=f"gradient {name} differs from the reference",
+        inputs=inputs,
+        module=module if replay else None,
+        replay=replay,
+    )
 
 
 def _typed_equal(a, b):
@@ -211,4 +239,4 @@ def _typed_equal(a, b):
 
 def _short(value, limit=80):
     text = repr(value)
-    return text if len(text) <= limit else text[: limit // 2] + " ... " + text[-limit // 4:]
+    return text if len(text) <= limit else text[: limit // 2] + " ... " + text[-limit // 4 :]

@@ -104,14 +104,21 @@ def _device_error(err, device, label):
     lowered = text.lower()
     where = f"at {err.where}" if err.where else ""
     if "device" in lowered or "cuda" in lowered or ("meta" in lowered and "item()" not in lowered):
-        fail(f"tensor created on the wrong device: {label} fails when its inputs are on {device}",
-             [text[:300], where], "",
-             ["create new tensors on the input's device: torch.ones(..., device=x.device), torch.arange(..., "
-              "device=x.device), or x.new_ones(...)"])
+        fail(
+            f"tensor created on the wrong device: {label} fails when its inputs are on {device}",
+            [text[:300], where],
+            "",
+            [
+                "create new tensors on the input's device: torch.ones(..., device=x.device), torch.arange(..., "
+                "device=x.device), or x.new_ones(...)"
+            ],
+        )
     hints = []
     if device == "meta":
-        hints.append("meta tensors have shapes but no values: .item(), bool(tensor), .tolist() and Python `if` "
-                     "on tensor values fail there; express the computation with tensor operations")
+        hints.append(
+            "meta tensors have shapes but no values: .item(), bool(tensor), .tolist() and Python `if` "
+            "on tensor values fail there; express the computation with tensor operations"
+        )
     fail(f"{label} raised an exception when its inputs are on {device}", [text[:300], where], "", hints)
 
 
@@ -126,9 +133,15 @@ def device_tests(module, ref, cases):
             for dtype in dtypes:
                 name = str(dtype).replace("torch.", "")
                 kind = PROPERTY if device == "meta" else VALUE
-                params.append(pytest.param(device, dtype, case, id=f"{case.name}-{device}-{name}",
-                                           marks=[pytest.mark.exercise(case.exercise, kind=kind),
-                                                  pytest.mark.device(device)]))
+                params.append(
+                    pytest.param(
+                        device,
+                        dtype,
+                        case,
+                        id=f"{case.name}-{device}-{name}",
+                        marks=[pytest.mark.exercise(case.exercise, kind=kind), pytest.mark.device(device)],
+                    )
+                )
 
     @pytest.mark.parametrize("device, dtype, case", params)
     def test_devices(impl, device, dtype, case):
@@ -151,14 +164,23 @@ def device_tests(module, ref, cases):
         expected = unpack(_flat(_reference(ref, case, args, kwargs, state), case), case.outputs, case.name)
         for out_name, mine, want in zip(case.outputs, got, expected):
             want_dtype = dtype if want.is_floating_point() else want.dtype
-            expect_tensor(mine, out_name, shape=want.shape, dtype=want_dtype, device=torch.device(device),
-                          inputs=io, prop=f"{out_name} must come back on {device} with the input's dtype")
+            expect_tensor(
+                mine,
+                out_name,
+                shape=want.shape,
+                dtype=want_dtype,
+                device=torch.device(device),
+                inputs=io,
+                prop=f"{out_name} must come back on {device} with the input's dtype",
+            )
         if device == "cuda":
             _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io)
         elif device == "cpu":
             for out_name, mine, want in zip(case.outputs, got, expected):
                 if want.is_floating_point():
-                    assert_close(mine, want.to(dtype), out_name, inputs=io, prop=f"{out_name} differs from the reference")
+                    assert_close(
+                        mine, want.to(dtype), out_name, inputs=io, prop=f"{out_name} differs from the reference"
+                    )
                 elif not torch.equal(mine, want):
                     fail(f"{out_name} differs from the reference", [], io)
 
@@ -171,8 +193,12 @@ def _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io):
     cpu_kwargs = dict(_move(kwargs, "cpu", cpu_dtype))
     if case.device_kwarg:
         cpu_kwargs[case.device_kwarg] = "cpu"
-    mine_cpu = unpack(_flat(_run(impl, case, _move(args, "cpu", cpu_dtype), cpu_kwargs, "cpu", cpu_dtype, state),
-                            case), case.outputs, case.name, io)
+    mine_cpu = unpack(
+        _flat(_run(impl, case, _move(args, "cpu", cpu_dtype), cpu_kwargs, "cpu", cpu_dtype, state), case),
+        case.outputs,
+        case.name,
+        io,
+    )
     for out_name, gpu, cpu, want in zip(case.outputs, got, mine_cpu, expected):
         if not want.is_floating_point():
             if not torch.equal(gpu.cpu(), cpu):
@@ -186,7 +212,21 @@ def _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io):
             atol, rtol = (1e-4, 1e-4) if dtype == torch.float32 else (1e-9, 1e-7)
         gpu64, cpu64 = gpu.detach().to("cpu", torch.float64), cpu.detach().to(torch.float64)
         if not torch.allclose(gpu64, cpu64, atol=max(atol, 1e-4), rtol=max(rtol, 1e-4)):
-            assert_close(gpu64, cpu64, out_name, atol=max(atol, 1e-4), rtol=max(rtol, 1e-4), inputs=io,
-                         prop=f"CPU/GPU disagreement: your {out_name} on cuda ({str(dtype)[6:]}) differs from your cpu result")
-        assert_close(gpu64, want.to(torch.float64), out_name, atol=atol, rtol=rtol, inputs=io,
-                     prop=f"{out_name} on cuda ({str(dtype)[6:]}) differs from the float64 CPU reference")
+            assert_close(
+                gpu64,
+                cpu64,
+                out_name,
+                atol=max(atol, 1e-4),
+                rtol=max(rtol, 1e-4),
+                inputs=io,
+                prop=f"CPU/GPU disagreement: your {out_name} on cuda ({str(dtype)[6:]}) differs from your cpu result",
+            )
+        assert_close(
+            gpu64,
+            want.to(torch.float64),
+            out_name,
+            atol=atol,
+            rtol=rtol,
+            inputs=io,
+            prop=f"{out_name} on cuda ({str(dtype)[6:]}) differs from the float64 CPU reference",
+        )

@@ -119,8 +119,16 @@ class Recording:
 
 
 def _copy_call(call):
-    return Call(call.name, mistakes.fresh_copy(tuple(call.args)), mistakes.fresh_copy(dict(call.kwargs)), call.obj,
-                tuple(call.grad_wrt), mistakes.fresh_copy(call.cotangents), call.want_inputs_after, call.default_dtype)
+    return Call(
+        call.name,
+        mistakes.fresh_copy(tuple(call.args)),
+        mistakes.fresh_copy(dict(call.kwargs)),
+        call.obj,
+        tuple(call.grad_wrt),
+        mistakes.fresh_copy(call.cotangents),
+        call.want_inputs_after,
+        call.default_dtype,
+    )
 
 
 def _raised(exc):
@@ -137,8 +145,9 @@ def _replay(steps, namespace, module):
         call = _copy_call(step.call)
         try:
             if step.kind == "construct":
-                objects[step.oid] = construct(resolve(namespace, module, call.name), call.args, call.kwargs,
-                                              call.name, path)
+                objects[step.oid] = construct(
+                    resolve(namespace, module, call.name), call.args, call.kwargs, call.name, path
+                )
                 outcomes.append(("ok", None))
             elif step.kind == "method":
                 if call.name not in MODULE_METHODS:
@@ -167,8 +176,12 @@ def _same_outcome(a, b):
         return x is None and y is None
     if not hasattr(x, "outputs"):
         return mistakes.same(x, y)
-    return (mistakes.same(x.outputs, y.outputs) and _same_dict(x.grads, y.grads)
-            and _same_dict(x.param_grads, y.param_grads) and mistakes.same(x.inputs_after, y.inputs_after))
+    return (
+        mistakes.same(x.outputs, y.outputs)
+        and _same_dict(x.grads, y.grads)
+        and _same_dict(x.param_grads, y.param_grads)
+        and mistakes.same(x.inputs_after, y.inputs_after)
+    )
 
 
 def _same_dict(a, b):
@@ -186,8 +199,9 @@ def matching(module, steps, reference):
     steps = [s for s in steps if s.outcome is not None]
     if not steps or _agrees(_replay(steps, reference, module), steps):
         return []
-    return [m for m in mistakes.hint_candidates(module)
-            if _agrees(_replay(steps, mistakes.namespace(m), module), steps)]
+    return [
+        m for m in mistakes.hint_candidates(module) if _agrees(_replay(steps, mistakes.namespace(m), module), steps)
+    ]
 
 
 @dataclass
@@ -213,6 +227,7 @@ def hints(exercise):
     if recording is None or not recording.steps:
         return None, None
     from grader.testing import reference
+
     matched = matching(recording.module, recording.steps, reference.load(recording.module))
     named = mistakes.precise(matched, exercise)
     if named or len(matched) < 2:

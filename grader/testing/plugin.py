@@ -39,24 +39,39 @@ settings.load_profile("grading")
 
 def pytest_addoption(parser):
     group = parser.getgroup("grader", "DL Basic autograder")
-    group.addoption("--submission", default=None,
-                    help="folder with attention.py, lstm.py, ... to test (default: solutions/)")
-    group.addoption("--adapter", default=None,
-                    help="sandbox (isolated worker; the default for any --submission) or inprocess "
-                         "(trusted code only; the default for the reference)")
-    group.addoption("--exercise", action="append", default=[],
-                    help="only the tests of this exercise ID or module (repeatable)")
+    group.addoption(
+        "--submission", default=None, help="folder with attention.py, lstm.py, ... to test (default: solutions/)"
+    )
+    group.addoption(
+        "--adapter",
+        default=None,
+        help="sandbox (isolated worker; the default for any --submission) or inprocess "
+        "(trusted code only; the default for the reference)",
+    )
+    group.addoption(
+        "--exercise", action="append", default=[], help="only the tests of this exercise ID or module (repeatable)"
+    )
     group.addoption("--results", default=None, help="append one JSON line per graded test to this file")
-    group.addoption("--submissions", default=None,
-                    help="JSON file [{id, path, exercises}]: grade several submissions in one run, each test "
-                         "only for the listed exercises of each (the catalog and the runner use this)")
+    group.addoption(
+        "--submissions",
+        default=None,
+        help="JSON file [{id, path, exercises}]: grade several submissions in one run, each test "
+        "only for the listed exercises of each (the catalog and the runner use this)",
+    )
     group.addoption("--staff", action="store_true", help="also run the hidden tests (staff grading)")
     group.addoption("--progress", action="store_true", help="show a progress bar on stderr")
-    group.addoption("--device", action="append", default=[],
-                    help="devices for the device tests: cpu, meta, cuda or all (repeatable; default: cpu and meta, "
-                         "plus cuda when available)")
-    group.addoption("--no-shrink", action="store_true",
-                    help="report the first failing example instead of the smallest (faster; for the catalog run)")
+    group.addoption(
+        "--device",
+        action="append",
+        default=[],
+        help="devices for the device tests: cpu, meta, cuda or all (repeatable; default: cpu and meta, "
+        "plus cuda when available)",
+    )
+    group.addoption(
+        "--no-shrink",
+        action="store_true",
+        help="report the first failing example instead of the smallest (faster; for the catalog run)",
+    )
 
 
 def pytest_configure(config):
@@ -64,8 +79,9 @@ def pytest_configure(config):
     # hand-offs dominate), and grading processes run side by side on a busy machine.
     torch.set_num_threads(1)
     if config.getoption("--no-shrink", False):
-        settings.register_profile("grading-no-shrink", settings.get_profile("grading"),
-                                  phases=(Phase.explicit, Phase.reuse, Phase.generate))
+        settings.register_profile(
+            "grading-no-shrink", settings.get_profile("grading"), phases=(Phase.explicit, Phase.reuse, Phase.generate)
+        )
         settings.load_profile("grading-no-shrink")
     _use_staff_key(config)
     config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
@@ -193,9 +209,17 @@ def _record(item, status, message):
         message = ""
         status = status if status in (PASSED, HIDDEN, "pending") else FAILED
     entry = submission_of(item)
-    return {"nodeid": item.nodeid, "exercise": ex_id, "weight": weight, "status": status, "hidden": hidden,
-            "message": message, "property": _property(item), "submission": entry["id"] if entry else "",
-            "kind": kind_of(item)}
+    return {
+        "nodeid": item.nodeid,
+        "exercise": ex_id,
+        "weight": weight,
+        "status": status,
+        "hidden": hidden,
+        "message": message,
+        "property": _property(item),
+        "submission": entry["id"] if entry else "",
+        "kind": kind_of(item),
+    }
 
 
 def pytest_collection_modifyitems(config, items):
@@ -345,8 +369,11 @@ class _Recorder:
             reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
             trusted = call.excinfo is not None and isinstance(call.excinfo.value, Unavailable)
             # only the grader's own decision removes a test from the denominator
-            self.outcome[item.nodeid] = ("skipped", reason) if trusted else (
-                FAILED, f"{_property(item)}\n  the test was skipped without a reason the grader trusts: {reason}")
+            self.outcome[item.nodeid] = (
+                ("skipped", reason)
+                if trusted
+                else (FAILED, f"{_property(item)}\n  the test was skipped without a reason the grader trusts: {reason}")
+            )
 
     def pytest_runtest_logfinish(self, nodeid, location):
         item_outcome = self.outcome.get(nodeid)
@@ -365,8 +392,10 @@ class _Recorder:
         elapsed = time.monotonic() - self.started
         eta = elapsed / max(self.done, 1) * (self.total - self.done)
         name = exercise_of(item)[0] if item is not None and exercise_of(item) else ""
-        sys.stderr.write(f"\r  grading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-                         f"  ETA {eta:4.0f}s  {name:<32}")
+        sys.stderr.write(
+            f"\r  grading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+            f"  ETA {eta:4.0f}s  {name:<32}"
+        )
         if self.done >= self.total:
             sys.stderr.write("\r" + " " * 90 + "\r")
         sys.stderr.flush()

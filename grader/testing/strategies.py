@@ -54,6 +54,7 @@ def random_mask(gen, *shape, p=0.6, keep_one=True, device="cpu"):
 
 # ----------------------------------------------------------------------------- sizes of one
 
+
 def with_one(base, *names):
     """For each of ``names``, a copy of the sizes ``base`` with that one size set to 1.
 
@@ -91,4 +92,5 @@ def edge_examples(arg_name, cases):
             values = (case,) if isinstance(arg_name, str) else tuple(case)
             test = example(**dict(zip(names, values, strict=True)))(test)
         return test
+
     return decorate

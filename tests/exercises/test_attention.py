@@ -40,6 +40,7 @@ SDPA = "scaled_dot_product_attention"
 
 # ----------------------------------------------------------------------------- inputs
 
+
 def _mask_shapes(b, h, lq, lk, heads_axis):
     """The mask shapes drawn for scores of shape ``(B, [H,] L_q, L_k)``."""
     lead = (b, h) if heads_axis else (b,)
@@ -81,8 +82,14 @@ def sdpa_edges(*names, masked=True, dtype=None):
     cases = []
     for n, sizes in enumerate(S.with_one(SDPA_SIZES, *names)):
         shapes = _mask_shapes(sizes["b"], sizes["h"], sizes["lq"], sizes["lk"], True)
-        cases.append(sdpa_case(**sizes, dtype=dtype or S.FLOAT_DTYPES[n % 2], seed=n,
-                               mask_shape=shapes[n % len(shapes)] if masked else None))
+        cases.append(
+            sdpa_case(
+                **sizes,
+                dtype=dtype or S.FLOAT_DTYPES[n % 2],
+                seed=n,
+                mask_shape=shapes[n % len(shapes)] if masked else None,
+            )
+        )
     return cases
 
 
@@ -106,6 +113,7 @@ def _call_sdpa(impl, q, k, v, mask):
 
 # ----------------------------------------------------------------------------- attention.sdpa
 
+
 @pytest.mark.exercise("attention.sdpa", weight=2)
 @S.edge_examples("inputs", sdpa_edges(*ALL_SDPA))
 @given(sdpa_inputs())
@@ -117,8 +125,15 @@ def test_sdpa_weights_match_formula(impl, inputs):
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     expected = torch.softmax(scores, dim=-1).to(q.dtype)
-    assert_close(weights, expected, "weights", prop="weights differ from softmax(q k^T / sqrt(d_k)) over the keys",
-                 inputs=io, module=MODULE, replay=_replay_sdpa(q, k, v, mask, 1))
+    assert_close(
+        weights,
+        expected,
+        "weights",
+        prop="weights differ from softmax(q k^T / sqrt(d_k)) over the keys",
+        inputs=io,
+        module=MODULE,
+        replay=_replay_sdpa(q, k, v, mask, 1),
+    )
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
@@ -129,8 +144,15 @@ def test_sdpa_output_matches_torch(impl, inputs):
     q, k, v, mask = inputs
     (out, weights), io = _call_sdpa(impl, q, k, v, mask)
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    assert_close(out, expected, "out", prop="out differs from F.scaled_dot_product_attention (weights @ v)",
-                 inputs=io, module=MODULE, replay=_replay_sdpa(q, k, v, mask, 0))
+    assert_close(
+        out,
+        expected,
+        "out",
+        prop="out differs from F.scaled_dot_product_attention (weights @ v)",
+        inputs=io,
+        module=MODULE,
+        replay=_replay_sdpa(q, k, v, mask, 0),
+    )
 
 
 @pytest.mark.exercise("attention.sdpa", kind="property")
@@ -143,8 +165,14 @@ def test_sdpa_rows_sum_to_one(impl, inputs):
     (out, weights), io = _call_sdpa(impl, q, k, v, None)
     expect_tensor(weights, "weights", shape=(*q.shape[:-1], k.shape[-2]), dtype=q.dtype, inputs=io)
     sums = weights.sum(dim=-1)
-    assert_close(sums, torch.ones_like(sums), "row sums", prop="weights do not sum to 1 over the keys (last axis)",
-                 inputs=io, hints=["softmax over the key axis: torch.softmax(scores, dim=-1)"])
+    assert_close(
+        sums,
+        torch.ones_like(sums),
+        "row sums",
+        prop="weights do not sum to 1 over the keys (last axis)",
+        inputs=io,
+        hints=["softmax over the key axis: torch.softmax(scores, dim=-1)"],
+    )
 
 
 @pytest.mark.exercise("attention.sdpa", kind="property")
@@ -163,10 +191,19 @@ def test_sdpa_masked_keys_get_zero_weight(impl, inputs):
         allowed_zero = bool((weights[~forbidden] == 0).any())
         if allowed_zero:
             hints.append("keys the mask allows get zero weight: is the mask polarity inverted? True means 'may attend'")
-        fail("masked-out keys (mask False) must get weight exactly 0",
-             [f"{int((leaked != 0).sum())} masked weight(s) are non-zero, the largest {float(leaked.abs().max()):.3g}"],
-             io, hints, catalog_hints("weights", MODULE, _replay_sdpa(q, k, v, mask, 1), weights,
-                                      ref.scaled_dot_product_attention(q, k, v, mask)[1]))
+        fail(
+            "masked-out keys (mask False) must get weight exactly 0",
+            [f"{int((leaked != 0).sum())} masked weight(s) are non-zero, the largest {float(leaked.abs().max()):.3g}"],
+            io,
+            hints,
+            catalog_hints(
+                "weights",
+                MODULE,
+                _replay_sdpa(q, k, v, mask, 1),
+                weights,
+                ref.scaled_dot_product_attention(q, k, v, mask)[1],
+            ),
+        )
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
@@ -186,11 +223,21 @@ def test_sdpa_fully_masked_rows_are_zero(impl, inputs):
     for name, got, want in (("weights", weights, expected_w), ("out", out, expected_out)):
         expect_tensor(got, name, shape=want.shape, dtype=want.dtype, inputs=io)
         if bool(torch.isnan(got).any()):
-            fail(f"{name} contains NaN for a query whose keys are all masked",
-                 [f"{int(torch.isnan(got).sum())} NaN value(s) in {name}"], io,
-                 ["softmax of a row that is all -inf is NaN: give such rows finite scores, then zero their weights"])
-        assert_close(got, want, name, prop=f"{name} of a fully masked query must be all zeros (other rows unchanged)",
-                     inputs=io, module=MODULE, replay=_replay_sdpa(q, k, v, mask, 1 if name == "weights" else 0))
+            fail(
+                f"{name} contains NaN for a query whose keys are all masked",
+                [f"{int(torch.isnan(got).sum())} NaN value(s) in {name}"],
+                io,
+                ["softmax of a row that is all -inf is NaN: give such rows finite scores, then zero their weights"],
+            )
+        assert_close(
+            got,
+            want,
+            name,
+            prop=f"{name} of a fully masked query must be all zeros (other rows unchanged)",
+            inputs=io,
+            module=MODULE,
+            replay=_replay_sdpa(q, k, v, mask, 1 if name == "weights" else 0),
+        )
 
 
 @pytest.mark.exercise("attention.sdpa")
@@ -211,13 +258,20 @@ def test_sdpa_scale_is_sqrt_d_k(impl, inputs):
     scale = float((logodds * raw).sum() / (raw * raw).sum())
     d_k, d_v = q.shape[-1], v.shape[-1]
     if abs(scale * math.sqrt(d_k) - 1) > 1e-6:
-        named = {"1 / sqrt(d_k)": 1 / math.sqrt(d_k), "1 / d_k (did you scale by d_k instead of sqrt(d_k)?)": 1 / d_k,
-                 "1 (no scaling at all?)": 1.0, "1 / sqrt(d_v) (did you use v's size instead of d_k?)": 1 / math.sqrt(d_v),
-                 "sqrt(d_k) (did you multiply instead of divide?)": math.sqrt(d_k)}
+        named = {
+            "1 / sqrt(d_k)": 1 / math.sqrt(d_k),
+            "1 / d_k (did you scale by d_k instead of sqrt(d_k)?)": 1 / d_k,
+            "1 (no scaling at all?)": 1.0,
+            "1 / sqrt(d_v) (did you use v's size instead of d_k?)": 1 / math.sqrt(d_v),
+            "sqrt(d_k) (did you multiply instead of divide?)": math.sqrt(d_k),
+        }
         closest = min(named, key=lambda n: abs(named[n] - scale))
-        fail("scores must be divided by sqrt(d_k) before the softmax",
-             [f"your effective scale: {scale:.4g}, expected 1/sqrt({d_k}) = {1 / math.sqrt(d_k):.4g}"], io,
-             [f"your scale looks like {closest}"] if abs(named[closest] - scale) < 1e-3 else [])
+        fail(
+            "scores must be divided by sqrt(d_k) before the softmax",
+            [f"your effective scale: {scale:.4g}, expected 1/sqrt({d_k}) = {1 / math.sqrt(d_k):.4g}"],
+            io,
+            [f"your scale looks like {closest}"] if abs(named[closest] - scale) < 1e-3 else [],
+        )
 
 
 @pytest.mark.exercise("attention.sdpa", kind="property")
@@ -233,8 +287,12 @@ def test_sdpa_keeps_dtype_and_inputs(impl, inputs):
     expect_tensor(weights, "weights", shape=(*q.shape[:-1], k.shape[-2]), dtype=q.dtype, inputs=io)
     for name, before, after in zip(("q", "k", "v", "mask"), (q, k, v, mask), result.inputs_after[0]):
         if before is not None and not torch.equal(before, after):
-            fail(f"{SDPA} modified its input {name} in place", ["inputs must never be changed"], io,
-                 ["use out-of-place ops (x = x / s, not x /= s or x.div_(s); masked_fill, not masked_fill_)"])
+            fail(
+                f"{SDPA} modified its input {name} in place",
+                ["inputs must never be changed"],
+                io,
+                ["use out-of-place ops (x = x / s, not x /= s or x.div_(s); masked_fill, not masked_fill_)"],
+            )
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
@@ -275,15 +333,21 @@ def test_sdpa_causal_mask_is_causal(impl, drawn):
     (out1, _), io = _call_sdpa(impl, q, k, v, mask)
     k2, v2, q2 = k.clone(), v.clone(), q.clone()
     for x in (q2, k2, v2):
-        x[..., t + 1:, :] = S.uniform(g, *x[..., t + 1:, :].shape, dtype=x.dtype, scale=2.0)
+        x[..., t + 1 :, :] = S.uniform(g, *x[..., t + 1 :, :].shape, dtype=x.dtype, scale=2.0)
     (out2, _), _ = _call_sdpa(impl, q2, k2, v2, mask)
     expect_tensor(out1, "out", shape=v.shape, dtype=v.dtype, inputs=io)
-    assert_close(out2[..., : t + 1, :], out1[..., : t + 1, :], f"out[..., :{t + 1}]",
-                 prop=f"causality: out at positions <= {t} changed when only positions > {t} changed", inputs=io,
-                 hints=["is the mask polarity inverted (True means 'may attend')? is the mask applied before the softmax?"])
+    assert_close(
+        out2[..., : t + 1, :],
+        out1[..., : t + 1, :],
+        f"out[..., :{t + 1}]",
+        prop=f"causality: out at positions <= {t} changed when only positions > {t} changed",
+        inputs=io,
+        hints=["is the mask polarity inverted (True means 'may attend')? is the mask applied before the softmax?"],
+    )
 
 
 # ----------------------------------------------------------------------------- masks
+
 
 @pytest.mark.exercise("attention.causal_mask", weight=2)
 @S.edge_examples("length", [1])
@@ -292,9 +356,16 @@ def test_causal_mask_is_lower_triangular(impl, length):
     """causal_mask(L)[t, s] is True exactly where s <= t, bool (L, L)"""
     got = impl.call("causal_mask", length)
     expected = torch.tril(torch.ones(length, length, dtype=torch.bool))
-    assert_equal(got, expected, "mask", prop="causal_mask must be True where key position <= query position",
-                 inputs=f"length={length}", module=MODULE, replay=lambda ns: ns.causal_mask(length),
-                 hints=["True means 'may attend': query t sees keys 0..t"])
+    assert_equal(
+        got,
+        expected,
+        "mask",
+        prop="causal_mask must be True where key position <= query position",
+        inputs=f"length={length}",
+        module=MODULE,
+        replay=lambda ns: ns.causal_mask(length),
+        hints=["True means 'may attend': query t sees keys 0..t"],
+    )
 
 
 @st.composite
@@ -319,12 +390,19 @@ def test_padding_mask_marks_real_tokens(impl, drawn):
     lengths, max_len = drawn
     got = impl.call("padding_mask", lengths, max_len)
     expected = torch.arange(max_len)[None, :] < lengths[:, None]
-    assert_equal(got, expected, "mask", prop="padding_mask must be True for real tokens (position < length)",
-                 inputs=describe(lengths=lengths, max_len=max_len), module=MODULE,
-                 replay=lambda ns: ns.padding_mask(lengths, max_len))
+    assert_equal(
+        got,
+        expected,
+        "mask",
+        prop="padding_mask must be True for real tokens (position < length)",
+        inputs=describe(lengths=lengths, max_len=max_len),
+        module=MODULE,
+        replay=lambda ns: ns.padding_mask(lengths, max_len),
+    )
 
 
 # ----------------------------------------------------------------------------- attention.heads
+
 
 def heads_case(b, length, heads, d, *, seed=0, dtype=torch.float32):
     """x ``(B, L, heads * d)`` from ``S.generator(seed)``, and ``heads``."""
@@ -340,8 +418,10 @@ def heads_input(draw):
 
 def heads_edges():
     """x with B = 1, L = 1, one head, d = 1 in turn (the other sizes distinct)."""
-    return [heads_case(**sizes, seed=n, dtype=S.FLOAT_DTYPES[n % 2])
-            for n, sizes in enumerate(S.with_one(dict(b=2, length=3, heads=4, d=5), "b", "length", "heads", "d"))]
+    return [
+        heads_case(**sizes, seed=n, dtype=S.FLOAT_DTYPES[n % 2])
+        for n, sizes in enumerate(S.with_one(dict(b=2, length=3, heads=4, d=5), "b", "length", "heads", "d"))
+    ]
 
 
 @pytest.mark.exercise("attention.heads", weight=2)
@@ -354,9 +434,16 @@ def test_split_heads_layout(impl, drawn):
     d = embed // heads
     io = describe(x=x, num_heads=heads)
     got = impl.call("split_heads", x, heads)
-    expected = torch.stack([x[:, :, h * d:(h + 1) * d] for h in range(heads)], dim=1)
-    assert_close(got, expected, "split", prop="split_heads: head h must hold features h*d:(h+1)*d, shape (B, H, L, d)",
-                 inputs=io, module=MODULE, replay=lambda ns: ns.split_heads(x, heads))
+    expected = torch.stack([x[:, :, h * d : (h + 1) * d] for h in range(heads)], dim=1)
+    assert_close(
+        got,
+        expected,
+        "split",
+        prop="split_heads: head h must hold features h*d:(h+1)*d, shape (B, H, L, d)",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.split_heads(x, heads),
+    )
 
 
 @pytest.mark.exercise("attention.heads")
@@ -369,8 +456,15 @@ def test_merge_heads_layout(impl, drawn):
     y = x.reshape(b, heads, length, embed // heads)  # any (B, H, L, d) tensor
     got = impl.call("merge_heads", y)
     expected = torch.cat([y[:, h] for h in range(heads)], dim=-1)
-    assert_close(got, expected, "merged", prop="merge_heads: features h*d:(h+1)*d must come from head h",
-                 inputs=describe(x=y), module=MODULE, replay=lambda ns: ns.merge_heads(y))
+    assert_close(
+        got,
+        expected,
+        "merged",
+        prop="merge_heads: features h*d:(h+1)*d must come from head h",
+        inputs=describe(x=y),
+        module=MODULE,
+        replay=lambda ns: ns.merge_heads(y),
+    )
 
 
 @pytest.mark.exercise("attention.heads", kind="property")
@@ -380,14 +474,25 @@ def test_split_and_merge_are_inverses(impl, drawn):
     """merge_heads(split_heads(x, H)) == x"""
     x, heads = drawn
     split = impl.call("split_heads", x, heads)
-    expect_tensor(split, "split", shape=(x.shape[0], heads, x.shape[1], x.shape[2] // heads), dtype=x.dtype,
-                  inputs=describe(x=x, num_heads=heads))
+    expect_tensor(
+        split,
+        "split",
+        shape=(x.shape[0], heads, x.shape[1], x.shape[2] // heads),
+        dtype=x.dtype,
+        inputs=describe(x=x, num_heads=heads),
+    )
     back = impl.call("merge_heads", split)
-    assert_close(back, x, "merge_heads(split_heads(x))", prop="merge_heads must undo split_heads",
-                 inputs=describe(x=x, num_heads=heads))
+    assert_close(
+        back,
+        x,
+        "merge_heads(split_heads(x))",
+        prop="merge_heads must undo split_heads",
+        inputs=describe(x=x, num_heads=heads),
+    )
 
 
 # ----------------------------------------------------------------------------- attention.mha
+
 
 def _mha_mask_shapes(b, heads, lq, lk):
     return [(lq, lk), (b, 1, lq, lk), (b, heads, lq, lk), (b, 1, 1, lk)]
@@ -418,8 +523,9 @@ def mha_inputs(draw, masked=True, dtype=None, self_attention=False):
     if self_attention:
         lk = lq
     mask_shape = draw(st.sampled_from(_mha_mask_shapes(b, heads, lq, lk))) if masked else None
-    return mha_case(b, heads, lq, lk, d, dtype=dtype, bias=bias, seed=seed, mask_shape=mask_shape,
-                    self_attention=self_attention)
+    return mha_case(
+        b, heads, lq, lk, d, dtype=dtype, bias=bias, seed=seed, mask_shape=mask_shape, self_attention=self_attention
+    )
 
 
 def mha_edges(*names, masked=True, dtype=None, self_attention=False):
@@ -429,8 +535,16 @@ def mha_edges(*names, masked=True, dtype=None, self_attention=False):
     for n, sizes in enumerate(S.with_one(dict(b=2, heads=3, lq=4, lk=5, d=6), *names)):
         lk = sizes["lq"] if self_attention else sizes["lk"]
         shapes = _mha_mask_shapes(sizes["b"], sizes["heads"], sizes["lq"], lk)
-        cases.append(mha_case(**sizes, dtype=dtype or S.FLOAT_DTYPES[n % 2], bias=n % 2 == 0, seed=n,
-                              mask_shape=shapes[n % len(shapes)] if masked else None, self_attention=self_attention))
+        cases.append(
+            mha_case(
+                **sizes,
+                dtype=dtype or S.FLOAT_DTYPES[n % 2],
+                bias=n % 2 == 0,
+                seed=n,
+                mask_shape=shapes[n % len(shapes)] if masked else None,
+                self_attention=self_attention,
+            )
+        )
     return cases
 
 
@@ -474,8 +588,15 @@ def make_mha(impl, case):
 
 
 def _mha_io(case):
-    return describe(embed_dim=case["embed"], num_heads=case["heads"], bias=case["bias"], query=case["query"],
-                    key=case["key"], value=case["value"], mask=case["mask"])
+    return describe(
+        embed_dim=case["embed"],
+        num_heads=case["heads"],
+        bias=case["bias"],
+        query=case["query"],
+        key=case["key"],
+        value=case["value"],
+        mask=case["mask"],
+    )
 
 
 def _replay_mha(case, index):
@@ -483,6 +604,7 @@ def _replay_mha(case, index):
         m = ns.MultiHeadAttention(case["embed"], case["heads"], bias=case["bias"]).to(case["query"].dtype)
         m.load_state_dict(case["state"])
         return m(case["query"], case["key"], case["value"], case["mask"])[index].detach()
+
     return replay
 
 
@@ -493,25 +615,47 @@ def test_mha_matches_torch(impl, case):
     """out and per-head weights agree with torch.nn.MultiheadAttention given the same weights"""
     io = _mha_io(case)
     handle = make_mha(impl, case)
-    result = handle.invoke(Call("forward", (case["query"], case["key"], case["value"], case["mask"]),
-                                want_inputs_after=True))
+    result = handle.invoke(
+        Call("forward", (case["query"], case["key"], case["value"], case["mask"]), want_inputs_after=True)
+    )
     out, weights = unpack(result.outputs, ("out", "weights"), "MultiHeadAttention.forward", io)
-    exp_out, exp_w = torch_mha(case)(case["query"], case["key"], case["value"], attn_mask=torch_mask(case),
-                                     need_weights=True, average_attn_weights=False)
+    exp_out, exp_w = torch_mha(case)(
+        case["query"],
+        case["key"],
+        case["value"],
+        attn_mask=torch_mask(case),
+        need_weights=True,
+        average_attn_weights=False,
+    )
     hints = []
     if isinstance(weights, torch.Tensor) and weights.dim() == 3:
         hints.append("weights must be per head (B, num_heads, L_q, L_k), not averaged over the heads")
     if isinstance(weights, torch.Tensor) and weights.shape == exp_w.shape:
-        assert_close(weights, exp_w.detach(), "weights", prop="weights differ from nn.MultiheadAttention's (per head)",
-                     inputs=io, module=MODULE, replay=_replay_mha(case, 1))
+        assert_close(
+            weights,
+            exp_w.detach(),
+            "weights",
+            prop="weights differ from nn.MultiheadAttention's (per head)",
+            inputs=io,
+            module=MODULE,
+            replay=_replay_mha(case, 1),
+        )
     else:
-        expect_tensor(weights, "weights", shape=exp_w.shape, dtype=exp_w.dtype, inputs=io) if not hints else \
-            fail("weights have the wrong shape", [f"yours: {tuple(weights.shape)}, expected {tuple(exp_w.shape)}"], io,
-                 hints)
-    assert_close(out, exp_out.detach(), "out", prop="out differs from nn.MultiheadAttention's", inputs=io,
-                 module=MODULE, replay=_replay_mha(case, 0))
-    for name, arg, after in zip(("query", "key", "value"), (case["query"], case["key"], case["value"]),
-                                result.inputs_after[0]):
+        expect_tensor(weights, "weights", shape=exp_w.shape, dtype=exp_w.dtype, inputs=io) if not hints else fail(
+            "weights have the wrong shape", [f"yours: {tuple(weights.shape)}, expected {tuple(exp_w.shape)}"], io, hints
+        )
+    assert_close(
+        out,
+        exp_out.detach(),
+        "out",
+        prop="out differs from nn.MultiheadAttention's",
+        inputs=io,
+        module=MODULE,
+        replay=_replay_mha(case, 0),
+    )
+    for name, arg, after in zip(
+        ("query", "key", "value"), (case["query"], case["key"], case["value"]), result.inputs_after[0]
+    ):
         if not torch.equal(arg, after):
             fail(f"MultiHeadAttention.forward modified {name} in place", [], io)
 
@@ -526,13 +670,15 @@ def test_mha_gradients_match_torch(impl, case):
     b, lq, lk, e, h = case["query"].shape[0], case["query"].shape[1], case["key"].shape[1], case["embed"], case["heads"]
     g = S.generator(11)
     cot = (S.uniform(g, b, lq, e), S.uniform(g, b, h, lq, lk))
-    result = handle.invoke(Call("forward", (case["query"], case["key"], case["value"], case["mask"]),
-                                grad_wrt=(0, 1, 2), cotangents=cot))
+    result = handle.invoke(
+        Call("forward", (case["query"], case["key"], case["value"], case["mask"]), grad_wrt=(0, 1, 2), cotangents=cot)
+    )
     oracle = torch_mha(case)
     leaves = [case[n].detach().clone().requires_grad_(True) for n in ("query", "key", "value")]
     outs = oracle(*leaves, attn_mask=torch_mask(case), need_weights=True, average_attn_weights=False)
-    params = [oracle.in_proj_weight, oracle.out_proj.weight] + ([oracle.in_proj_bias, oracle.out_proj.bias]
-                                                                if case["bias"] else [])
+    params = [oracle.in_proj_weight, oracle.out_proj.weight] + (
+        [oracle.in_proj_bias, oracle.out_proj.bias] if case["bias"] else []
+    )
     grads = torch.autograd.grad(outs, leaves + params, grad_outputs=cot)
     for i, name in enumerate(("query", "key", "value")):
         assert_grad(result.grads.get(i), grads[i], f"d/d{name}", inputs=io)
@@ -560,10 +706,15 @@ def test_mha_has_four_linear_projections(impl, heads, d, bias):
         missing = sorted(set(expected) - set(got))
         extra = sorted(set(got) - set(expected))
         wrong = sorted(n for n in set(got) & set(expected) if got[n] != expected[n])
-        fail("MultiHeadAttention must hold exactly q_proj, k_proj, v_proj, out_proj = nn.Linear(E, E, bias=bias)",
-             [f"missing: {missing}" if missing else "", f"unexpected: {extra}" if extra else "",
-              f"wrong shape: {[(n, got[n]) for n in wrong]}" if wrong else ""],
-             describe(embed_dim=embed, num_heads=heads, bias=bias))
+        fail(
+            "MultiHeadAttention must hold exactly q_proj, k_proj, v_proj, out_proj = nn.Linear(E, E, bias=bias)",
+            [
+                f"missing: {missing}" if missing else "",
+                f"unexpected: {extra}" if extra else "",
+                f"wrong shape: {[(n, got[n]) for n in wrong]}" if wrong else "",
+            ],
+            describe(embed_dim=embed, num_heads=heads, bias=bias),
+        )
 
 
 @pytest.mark.exercise("attention.mha", kind="property")
@@ -571,16 +722,24 @@ def test_mha_has_four_linear_projections(impl, heads, d, bias):
 def test_mha_rejects_indivisible_embed_dim(impl, sizes):
     """MultiHeadAttention raises ValueError when embed_dim % num_heads != 0"""
     from grader.outcomes import StudentCodeError
+
     embed, heads = sizes
     try:
         impl.construct("MultiHeadAttention", embed, heads)
     except StudentCodeError as err:
         if err.exc_type != "ValueError":
-            fail("embed_dim not divisible by num_heads must raise ValueError",
-                 [f"yours raised {err.exc_type}: {err.message}"], describe(embed_dim=embed, num_heads=heads))
+            fail(
+                "embed_dim not divisible by num_heads must raise ValueError",
+                [f"yours raised {err.exc_type}: {err.message}"],
+                describe(embed_dim=embed, num_heads=heads),
+            )
         return
-    fail("embed_dim not divisible by num_heads must raise ValueError", ["yours raised nothing"],
-         describe(embed_dim=embed, num_heads=heads), ["check embed_dim % num_heads in __init__"])
+    fail(
+        "embed_dim not divisible by num_heads must raise ValueError",
+        ["yours raised nothing"],
+        describe(embed_dim=embed, num_heads=heads),
+        ["check embed_dim % num_heads in __init__"],
+    )
 
 
 @pytest.mark.exercise("attention.mha", kind="property")
@@ -596,14 +755,25 @@ def test_mha_self_attention_is_permutation_equivariant(impl, case):
     if torch.equal(perm, torch.arange(x.shape[1])):
         perm = perm.roll(1)
     out, weights = unpack(handle(x, x, x, None), ("out", "weights"), "MultiHeadAttention.forward", io)
-    out_p, weights_p = unpack(handle(x[:, perm], x[:, perm], x[:, perm], None), ("out", "weights"),
-                              "MultiHeadAttention.forward", io)
+    out_p, weights_p = unpack(
+        handle(x[:, perm], x[:, perm], x[:, perm], None), ("out", "weights"), "MultiHeadAttention.forward", io
+    )
     expect_tensor(out, "out", shape=x.shape, dtype=x.dtype, inputs=io)
-    assert_close(out_p, out[:, perm], "out", prop=f"permuting the positions by {perm.tolist()} must permute out the same way",
-                 inputs=io)
+    assert_close(
+        out_p,
+        out[:, perm],
+        "out",
+        prop=f"permuting the positions by {perm.tolist()} must permute out the same way",
+        inputs=io,
+    )
     if isinstance(weights, torch.Tensor) and weights.dim() == 4:
-        assert_close(weights_p, weights[:, :, perm][:, :, :, perm], "weights",
-                     prop="permuting the positions must permute both axes of the weights", inputs=io)
+        assert_close(
+            weights_p,
+            weights[:, :, perm][:, :, :, perm],
+            "weights",
+            prop="permuting the positions must permute both axes of the weights",
+            inputs=io,
+        )
 
 
 @pytest.mark.exercise("attention.mha", kind="property")
@@ -627,6 +797,7 @@ def test_mha_gradients_reach_all_projections(impl, case):
 
 # ----------------------------------------------------------------------------- positional encoding
 
+
 def _pe_formula(max_len, d_model):
     p = np.arange(max_len)[:, None]
     i = np.arange(d_model)[None, :]
@@ -642,9 +813,17 @@ def test_positional_encoding_formula(impl, sizes):
     max_len, d_model = sizes
     got = impl.call("sinusoidal_positional_encoding", max_len, d_model)
     expected = _pe_formula(max_len, d_model).float()
-    assert_close(got, expected, "PE", prop="positional encoding differs from the sin/cos formula", atol=1e-4, rtol=1e-4,
-                 inputs=describe(max_len=max_len, d_model=d_model), module=MODULE,
-                 replay=lambda ns: ns.sinusoidal_positional_encoding(max_len, d_model))
+    assert_close(
+        got,
+        expected,
+        "PE",
+        prop="positional encoding differs from the sin/cos formula",
+        atol=1e-4,
+        rtol=1e-4,
+        inputs=describe(max_len=max_len, d_model=d_model),
+        module=MODULE,
+        replay=lambda ns: ns.sinusoidal_positional_encoding(max_len, d_model),
+    )
 
 
 @pytest.mark.exercise("attention.positional_encoding")
@@ -654,19 +833,34 @@ def test_positional_encoding_follows_default_dtype(impl, sizes):
     """with torch.set_default_dtype(torch.float64) the encoding is float64 and exact"""
     max_len, d_model = sizes
     got = impl.invoke(Call("sinusoidal_positional_encoding", (max_len, d_model), default_dtype=torch.float64)).outputs
-    assert_close(got, _pe_formula(max_len, d_model), "PE", prop="positional encoding must use the default dtype",
-                 inputs=describe(max_len=max_len, d_model=d_model, default_dtype="float64"), atol=1e-9, rtol=1e-9)
+    assert_close(
+        got,
+        _pe_formula(max_len, d_model),
+        "PE",
+        prop="positional encoding must use the default dtype",
+        inputs=describe(max_len=max_len, d_model=d_model, default_dtype="float64"),
+        atol=1e-9,
+        rtol=1e-9,
+    )
 
 
 # ----------------------------------------------------------------------------- hidden (staff grading only)
 
+
 @pytest.mark.hidden
 @pytest.mark.exercise("attention.sdpa")
 # the sizes are (A, B, C, L_q, L_k, d_k, d_v): each of A, B, L_q, L_k, d_k and d_v set to 1 in turn
-@S.edge_examples(("sizes", "seed", "dtype"), [
-    ([1, 2, 3, 4, 5, 6, 7], 0, torch.float32), ([2, 1, 3, 4, 5, 6, 7], 1, torch.float64),
-    ([2, 3, 4, 1, 5, 6, 7], 2, torch.float32), ([2, 3, 4, 5, 1, 6, 7], 3, torch.float64),
-    ([2, 3, 4, 5, 6, 1, 7], 4, torch.float32), ([2, 3, 4, 5, 6, 7, 1], 5, torch.float64)])
+@S.edge_examples(
+    ("sizes", "seed", "dtype"),
+    [
+        ([1, 2, 3, 4, 5, 6, 7], 0, torch.float32),
+        ([2, 1, 3, 4, 5, 6, 7], 1, torch.float64),
+        ([2, 3, 4, 1, 5, 6, 7], 2, torch.float32),
+        ([2, 3, 4, 5, 1, 6, 7], 3, torch.float64),
+        ([2, 3, 4, 5, 6, 1, 7], 4, torch.float32),
+        ([2, 3, 4, 5, 6, 7, 1], 5, torch.float64),
+    ],
+)
 @given(S.distinct_sizes(7, lo=2, hi=8), S.seeds, S.dtypes)
 def test_hidden_sdpa_many_leading_dims(impl, sizes, seed, dtype):
     """scaled dot-product attention works on any number of leading dimensions"""
@@ -694,18 +888,29 @@ def test_hidden_mha_long_cross_attention(impl, seed, bias):
     key, value = S.uniform(g, b, lk, embed, scale=1.5), S.uniform(g, b, lk, embed, scale=1.5)
     lengths = torch.tensor([lk, 9, 1])
     mask = (torch.arange(lk)[None, :] < lengths[:, None])[:, None, None, :]
-    case = dict(embed=embed, heads=heads, bias=bias, query=query, key=key, value=value, mask=mask,
-                state=mha_state(g, embed, bias, torch.float32))
+    case = dict(
+        embed=embed,
+        heads=heads,
+        bias=bias,
+        query=query,
+        key=key,
+        value=value,
+        mask=mask,
+        state=mha_state(g, embed, bias, torch.float32),
+    )
     io = _mha_io(case)
-    out, weights = unpack(make_mha(impl, case)(query, key, value, mask), ("out", "weights"),
-                          "MultiHeadAttention.forward", io)
-    exp_out, exp_w = torch_mha(case)(query, key, value, attn_mask=torch_mask(case), need_weights=True,
-                                     average_attn_weights=False)
+    out, weights = unpack(
+        make_mha(impl, case)(query, key, value, mask), ("out", "weights"), "MultiHeadAttention.forward", io
+    )
+    exp_out, exp_w = torch_mha(case)(
+        query, key, value, attn_mask=torch_mask(case), need_weights=True, average_attn_weights=False
+    )
     assert_close(weights, exp_w.detach(), "weights", prop="weights differ from nn.MultiheadAttention's", inputs=io)
     assert_close(out, exp_out.detach(), "out", prop="out differs from nn.MultiheadAttention's", inputs=io)
 
 
 # ----------------------------------------------------------------------------- devices (cpu, meta, cuda)
+
 
 def _drawn_int(g, lo, hi):
     """An int in ``[lo, hi)`` from the (staff-keyed) generator ``g``: no input of staff
@@ -732,12 +937,24 @@ def _mha_device_case(g):
 
 DEVICE_CASES = [
     DeviceCase("attention.sdpa", SDPA, _sdpa_device_case, ("out", "weights"), half=True),
-    DeviceCase("attention.causal_mask", "causal_mask", lambda g: ((_drawn_int(g, 3, 64),), {}), ("mask",),
-               device_kwarg="device"),
+    DeviceCase(
+        "attention.causal_mask",
+        "causal_mask",
+        lambda g: ((_drawn_int(g, 3, 64),), {}),
+        ("mask",),
+        device_kwarg="device",
+    ),
     DeviceCase("attention.padding_mask", "padding_mask", _padding_device_case, ("mask",)),
     DeviceCase("attention.heads", "split_heads", lambda g: ((S.uniform(g, 2, 3, 12), 4), {}), ("split",), half=True),
     DeviceCase("attention.heads", "merge_heads", lambda g: ((S.uniform(g, 2, 4, 3, 5),), {}), ("merged",), half=True),
-    DeviceCase("attention.mha", "MultiHeadAttention", _mha_device_case, ("out", "weights"), half=True,
-               construct=((12, 3), {"bias": True}), state=lambda g: mha_state(g, 12, True, torch.float64)),
+    DeviceCase(
+        "attention.mha",
+        "MultiHeadAttention",
+        _mha_device_case,
+        ("out", "weights"),
+        half=True,
+        construct=((12, 3), {"bias": True}),
+        state=lambda g: mha_state(g, 12, True, torch.float64),
+    ),
 ]
 test_devices = device_tests(__name__, ref, DEVICE_CASES)

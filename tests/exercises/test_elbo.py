@@ -29,6 +29,7 @@ ref = reference.load(MODULE)
 
 # ----------------------------------------------------------------------------- inputs
 
+
 def tensors_of(lead, k, count, *, dtype=torch.float32, seed=0, scale=2.0):
     """``count`` tensors of shape ``(*lead, K)`` from ``S.generator(seed)``, uniform in
     ``[-scale, scale]``."""
@@ -132,21 +133,31 @@ def _expect_per_example(got, shape, name, io):
         return
     hints = []
     if got.dim() == 0 and len(shape) > 0:
-        hints.append("reduce only the last axis (.sum(dim=-1)): a .mean() or .sum() without dim, or "
-                     "reduction='sum' / 'mean', also reduces the batch")
+        hints.append(
+            "reduce only the last axis (.sum(dim=-1)): a .mean() or .sum() without dim, or "
+            "reduction='sum' / 'mean', also reduces the batch"
+        )
     elif got.dim() == len(shape) + 1 and tuple(got.shape[:-1]) == tuple(shape):
         hints.append("the last axis is not reduced: sum over it (.sum(dim=-1))")
     elif got.dim() == len(shape):
         hints.append("sum over the last axis (dim=-1), not dim=1 or dim=0")
-    fail(f"{name} must hold one value per example, shape {tuple(shape)} (the last axis summed)",
-         [f"yours has shape {tuple(got.shape)}"], io, hints)
+    fail(
+        f"{name} must hold one value per example, shape {tuple(shape)} (the last axis summed)",
+        [f"yours has shape {tuple(got.shape)}"],
+        io,
+        hints,
+    )
 
 
 def _check_inputs_kept(result, names, args, label, io):
     for name, before, after in zip(names, args, result.inputs_after[0]):
         if not torch.equal(before, after):
-            fail(f"{label} modified its input {name} in place", ["inputs must never be changed"], io,
-                 ["use out-of-place ops (z = mu + std * eps, not eps.mul_(std) or mu += ...)"])
+            fail(
+                f"{label} modified its input {name} in place",
+                ["inputs must never be changed"],
+                io,
+                ["use out-of-place ops (z = mu + std * eps, not eps.mul_(std) or mu += ...)"],
+            )
 
 
 def cotangent(seed, shape, dtype=torch.float64):
@@ -185,9 +196,15 @@ def test_kl_standard_normal_matches_torch(impl, drawn):
     result, _ = _invoke(impl, KL_STD, (mu, logvar))
     expected = kl_oracle(mu, logvar).to(mu.dtype)
     _expect_per_example(result.outputs, expected.shape, "KL", io)
-    assert_close(result.outputs, expected, "KL", prop="KL differs from torch.distributions.kl_divergence(q, N(0, I))"
-                 " summed over the latent axis", inputs=io, module=MODULE,
-                 replay=lambda ns: ns.gaussian_kl_standard_normal(mu, logvar))
+    assert_close(
+        result.outputs,
+        expected,
+        "KL",
+        prop="KL differs from torch.distributions.kl_divergence(q, N(0, I)) summed over the latent axis",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.gaussian_kl_standard_normal(mu, logvar),
+    )
     _check_inputs_kept(result, ("mu", "logvar"), (mu, logvar), KL_STD, io)
 
 
@@ -201,7 +218,8 @@ def prior_case(b, k, *, dtype=torch.float32, seed=0, on_mu=True):
     at_prior[0], at_prior[1] = True, False
     col = torch.randint(0, k, (b,), generator=g)
     away = (torch.rand(b, generator=g, dtype=torch.float64) * 1.5 + 0.5) * torch.where(
-        torch.rand(b, generator=g) < 0.5, -1.0, 1.0).double()
+        torch.rand(b, generator=g) < 0.5, -1.0, 1.0
+    ).double()
     target = mu if on_mu else logvar
     target[torch.arange(b), col] = away.to(dtype)
     mu[at_prior], logvar[at_prior] = 0, 0
@@ -221,8 +239,10 @@ def prior_or_not(draw, dtype=None):
 def prior_edges():
     """K = 1, the coordinate away from the prior in mu then in logvar.  No B = 1: a row at
     the prior and a row away from it are both needed."""
-    return [prior_case(4, 1, dtype=torch.float32, seed=0, on_mu=True),
-            prior_case(3, 1, dtype=torch.float64, seed=1, on_mu=False)]
+    return [
+        prior_case(4, 1, dtype=torch.float32, seed=0, on_mu=True),
+        prior_case(3, 1, dtype=torch.float64, seed=1, on_mu=False),
+    ]
 
 
 def _check_zero_only_at(got, at_zero, name, io, replay, expected):
@@ -231,16 +251,25 @@ def _check_zero_only_at(got, at_zero, name, io, replay, expected):
     where_zero = got[at_zero].abs().max()
     if bool(where_zero > atol):
         rows = at_zero.nonzero().flatten().tolist()
-        fail(f"{name} must be 0 when q = p", [f"yours is up to {float(where_zero):.4g} for q = p (rows {rows})"], io,
-             ["KL(q || q) = 1/2 * sum(1 + 0 - 1 - 0) = 0: check the constant -1 and the log term"],
-             catalog_hints("KL", MODULE, replay, got, expected))
+        fail(
+            f"{name} must be 0 when q = p",
+            [f"yours is up to {float(where_zero):.4g} for q = p (rows {rows})"],
+            io,
+            ["KL(q || q) = 1/2 * sum(1 + 0 - 1 - 0) = 0: check the constant -1 and the log term"],
+            catalog_hints("KL", MODULE, replay, got, expected),
+        )
     others = got[~at_zero]
     if bool((others <= 0).any()):
-        fail(f"{name} must be > 0 when q != p (KL >= 0, with equality only for q = p)",
-             [f"yours has {int((others <= 0).sum())} value(s) <= 0 where q != p, "
-              f"the smallest {float(others.min()):.4g}"],
-             io, ["is the sign of the log-variance term flipped? the term is exp(logvar) - 1 - logvar >= 0"],
-             catalog_hints("KL", MODULE, replay, got, expected))
+        fail(
+            f"{name} must be > 0 when q != p (KL >= 0, with equality only for q = p)",
+            [
+                f"yours has {int((others <= 0).sum())} value(s) <= 0 where q != p, "
+                f"the smallest {float(others.min()):.4g}"
+            ],
+            io,
+            ["is the sign of the log-variance term flipped? the term is exp(logvar) - 1 - logvar >= 0"],
+            catalog_hints("KL", MODULE, replay, got, expected),
+        )
 
 
 @pytest.mark.exercise("elbo.kl_standard_normal", kind="property")
@@ -252,8 +281,14 @@ def test_kl_standard_normal_is_zero_only_at_the_prior(impl, drawn):
     mu, logvar, at_prior = drawn
     io = describe(mu=mu, logvar=logvar)
     got = impl.call(KL_STD, mu, logvar)
-    _check_zero_only_at(got, at_prior, "KL(q || N(0, I))", io, lambda ns: ns.gaussian_kl_standard_normal(mu, logvar),
-                        kl_oracle(mu, logvar).to(mu.dtype))
+    _check_zero_only_at(
+        got,
+        at_prior,
+        "KL(q || N(0, I))",
+        io,
+        lambda ns: ns.gaussian_kl_standard_normal(mu, logvar),
+        kl_oracle(mu, logvar).to(mu.dtype),
+    )
 
 
 @pytest.mark.exercise("elbo.kl_standard_normal")
@@ -289,8 +324,16 @@ def test_kl_matches_torch(impl, drawn):
         swapped = kl_oracle(mu_p, logvar_p, mu_q, logvar_q).to(mu_q.dtype)
         if torch.allclose(got.double(), swapped.double(), rtol=1e-4, atol=1e-4):
             hints.append("yours is KL(p || q): the divergence is not symmetric, the arguments are (q, p)")
-    assert_close(got, expected, "KL", prop="KL(q || p) differs from torch.distributions.kl_divergence summed over the "
-                 "latent axis", inputs=io, module=MODULE, replay=lambda ns: ns.gaussian_kl(*drawn), hints=hints)
+    assert_close(
+        got,
+        expected,
+        "KL",
+        prop="KL(q || p) differs from torch.distributions.kl_divergence summed over the latent axis",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.gaussian_kl(*drawn),
+        hints=hints,
+    )
     _check_inputs_kept(result, ("mu_q", "logvar_q", "mu_p", "logvar_p"), drawn, KL, io)
 
 
@@ -321,8 +364,7 @@ def test_kl_gradients(impl, drawn):
     result, cot = _invoke(impl, KL, drawn, grad=True)
     cot = cot[..., None]
     ratio, scaled = (logvar_q - logvar_p).exp(), (mu_q - mu_p) * (-logvar_p).exp()
-    expected = (cot * scaled, cot * 0.5 * (ratio - 1), -cot * scaled,
-                cot * 0.5 * (1 - ratio - (mu_q - mu_p) * scaled))
+    expected = (cot * scaled, cot * 0.5 * (ratio - 1), -cot * scaled, cot * 0.5 * (1 - ratio - (mu_q - mu_p) * scaled))
     for i, name in enumerate(("mu_q", "logvar_q", "mu_p", "logvar_p")):
         assert_grad(result.grads.get(i), expected[i], f"dKL/d{name}", inputs=io)
 
@@ -341,9 +383,16 @@ def test_reparameterize_formula(impl, drawn):
     io = describe(mu=mu, logvar=logvar, eps=eps)
     result, _ = _invoke(impl, REPARAM, drawn)
     expected = (mu.double() + (0.5 * logvar.double()).exp() * eps.double()).to(mu.dtype)
-    assert_close(result.outputs, expected, "z", prop="z differs from mu + exp(logvar / 2) * eps", inputs=io,
-                 module=MODULE, replay=lambda ns: ns.reparameterize(*_fresh(mu, logvar, eps)),
-                 hints=["the standard deviation is exp(logvar / 2) = sqrt(exp(logvar))"])
+    assert_close(
+        result.outputs,
+        expected,
+        "z",
+        prop="z differs from mu + exp(logvar / 2) * eps",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.reparameterize(*_fresh(mu, logvar, eps)),
+        hints=["the standard deviation is exp(logvar / 2) = sqrt(exp(logvar))"],
+    )
     _check_inputs_kept(result, ("mu", "logvar", "eps"), drawn, REPARAM, io)
 
 
@@ -365,8 +414,9 @@ def many_samples(draw, samples=1000):
 
 
 @pytest.mark.exercise("elbo.reparameterize", weight=2)
-@S.edge_examples("drawn", [samples_case(1, 3, dtype=torch.float32, seed=0),
-                            samples_case(3, 1, dtype=torch.float64, seed=1)])
+@S.edge_examples(
+    "drawn", [samples_case(1, 3, dtype=torch.float32, seed=0), samples_case(3, 1, dtype=torch.float64, seed=1)]
+)
 @given(many_samples())
 def test_reparameterize_sample_moments(impl, drawn):
     """1000 reparameterized samples have mean mu and variance exp(logvar), within 6 standard errors"""
@@ -378,14 +428,29 @@ def test_reparameterize_sample_moments(impl, drawn):
     expect_tensor(z, "z", shape=eps.shape, dtype=mu.dtype, inputs=io)
     std = (0.5 * logvar.double()).exp()
     # standard errors: of the mean std / sqrt(n), of the variance ~ var * sqrt(2 / n)
-    assert_close(z.double().mean(0), mu.double(), "sample mean", prop="the samples' mean differs from mu",
-                 inputs=io, atol=6 * float(std.max()) / math.sqrt(n), rtol=0.0,
-                 module=MODULE, replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().mean(0))
-    assert_close(z.double().var(0), std.pow(2), "sample variance",
-                 prop="the samples' variance differs from exp(logvar)", inputs=io, atol=0.0,
-                 rtol=6 * math.sqrt(2 / n), module=MODULE,
-                 replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().var(0),
-                 hints=["variance exp(logvar) means standard deviation exp(logvar / 2)"])
+    assert_close(
+        z.double().mean(0),
+        mu.double(),
+        "sample mean",
+        prop="the samples' mean differs from mu",
+        inputs=io,
+        atol=6 * float(std.max()) / math.sqrt(n),
+        rtol=0.0,
+        module=MODULE,
+        replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().mean(0),
+    )
+    assert_close(
+        z.double().var(0),
+        std.pow(2),
+        "sample variance",
+        prop="the samples' variance differs from exp(logvar)",
+        inputs=io,
+        atol=0.0,
+        rtol=6 * math.sqrt(2 / n),
+        module=MODULE,
+        replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().var(0),
+        hints=["variance exp(logvar) means standard deviation exp(logvar / 2)"],
+    )
 
 
 @pytest.mark.exercise("elbo.reparameterize")
@@ -416,9 +481,15 @@ def test_bernoulli_matches_torch(impl, drawn):
     result, _ = _invoke(impl, BERN, drawn)
     expected = Bernoulli(logits=logits.double()).log_prob(x.double()).sum(-1).to(x.dtype)
     _expect_per_example(result.outputs, expected.shape, "log-likelihood", io)
-    assert_close(result.outputs, expected, "log-likelihood",
-                 prop="log-likelihood differs from Bernoulli(logits=logits).log_prob(x).sum(-1)", inputs=io,
-                 module=MODULE, replay=lambda ns: ns.bernoulli_log_likelihood(x, logits))
+    assert_close(
+        result.outputs,
+        expected,
+        "log-likelihood",
+        prop="log-likelihood differs from Bernoulli(logits=logits).log_prob(x).sum(-1)",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.bernoulli_log_likelihood(x, logits),
+    )
     _check_inputs_kept(result, ("x", "logits"), drawn, BERN, io)
 
 
@@ -454,16 +525,28 @@ def test_bernoulli_is_stable_for_huge_logits(impl, drawn):
     got = impl.call(BERN, x, logits)
     expected = bernoulli_oracle(x, logits).to(x.dtype)
     expect_tensor(got, "log-likelihood", shape=expected.shape, dtype=expected.dtype, inputs=io, finite=False)
-    stable = ["log(sigmoid(l)) underflows to log(0) = -inf (and 0 * -inf = NaN) for large |l|: use "
-              "-F.binary_cross_entropy_with_logits(logits, x, reduction='none') or F.logsigmoid(l), F.logsigmoid(-l)"]
+    stable = [
+        "log(sigmoid(l)) underflows to log(0) = -inf (and 0 * -inf = NaN) for large |l|: use "
+        "-F.binary_cross_entropy_with_logits(logits, x, reduction='none') or F.logsigmoid(l), F.logsigmoid(-l)"
+    ]
     if not bool(torch.isfinite(got).all()):
-        fail("the log-likelihood must stay finite for logits of +-1e4",
-             [f"yours has {int((~torch.isfinite(got)).sum())} non-finite value(s): {got.flatten()[:6].tolist()}"],
-             io, stable, catalog_hints("log-likelihood", MODULE, lambda ns: ns.bernoulli_log_likelihood(x, logits),
-                                       got, expected))
-    assert_close(got, expected, "log-likelihood", prop="the log-likelihood is wrong for large logits", inputs=io,
-                 module=MODULE, replay=lambda ns: ns.bernoulli_log_likelihood(x, logits),
-                 hints=_large_logit_hints(impl, x, logits, got, expected))
+        fail(
+            "the log-likelihood must stay finite for logits of +-1e4",
+            [f"yours has {int((~torch.isfinite(got)).sum())} non-finite value(s): {got.flatten()[:6].tolist()}"],
+            io,
+            stable,
+            catalog_hints("log-likelihood", MODULE, lambda ns: ns.bernoulli_log_likelihood(x, logits), got, expected),
+        )
+    assert_close(
+        got,
+        expected,
+        "log-likelihood",
+        prop="the log-likelihood is wrong for large logits",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.bernoulli_log_likelihood(x, logits),
+        hints=_large_logit_hints(impl, x, logits, got, expected),
+    )
 
 
 def _large_logit_hints(impl, x, logits, got, expected):
@@ -476,10 +559,15 @@ def _large_logit_hints(impl, x, logits, got, expected):
     except Exception:  # nothing to add
         return []
     want = bernoulli_oracle(x, clamped).to(x.dtype)
-    if isinstance(moderate, torch.Tensor) and moderate.shape == want.shape and torch.allclose(
-            moderate.double(), want.double(), rtol=1e-4, atol=1e-4):
-        return ["yours is right for |logits| <= 15 but not beyond: log sigmoid(-1e4) is -1e4, so clamping the "
-                "probabilities or adding 1e-8 inside the log (about -18) is wrong there"]
+    if (
+        isinstance(moderate, torch.Tensor)
+        and moderate.shape == want.shape
+        and torch.allclose(moderate.double(), want.double(), rtol=1e-4, atol=1e-4)
+    ):
+        return [
+            "yours is right for |logits| <= 15 but not beyond: log sigmoid(-1e4) is -1e4, so clamping the "
+            "probabilities or adding 1e-8 inside the log (about -18) is wrong there"
+        ]
     return []
 
 
@@ -509,11 +597,16 @@ def test_gaussian_ll_matches_torch(impl, drawn):
     io = describe(x=x, mean=mean, logvar=logvar)
     result, _ = _invoke(impl, GAUSS, drawn)
     _expect_per_example(result.outputs, x.shape[:-1], "log-likelihood", io)
-    assert_close(result.outputs, gaussian_oracle(x, mean, logvar).to(x.dtype), "log-likelihood",
-                 prop="log-likelihood differs from Normal(mean, exp(logvar / 2)).log_prob(x).sum(-1)", inputs=io,
-                 module=MODULE, replay=lambda ns: ns.gaussian_log_likelihood(x, mean, logvar),
-                 hints=["-1/2 * (log(2 pi) + logvar + (x - mean)^2 / exp(logvar)) per dimension, "
-                        "summed over the last axis"])
+    assert_close(
+        result.outputs,
+        gaussian_oracle(x, mean, logvar).to(x.dtype),
+        "log-likelihood",
+        prop="log-likelihood differs from Normal(mean, exp(logvar / 2)).log_prob(x).sum(-1)",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.gaussian_log_likelihood(x, mean, logvar),
+        hints=["-1/2 * (log(2 pi) + logvar + (x - mean)^2 / exp(logvar)) per dimension, summed over the last axis"],
+    )
     _check_inputs_kept(result, ("x", "mean", "logvar"), drawn, GAUSS, io)
 
 
@@ -565,8 +658,11 @@ def linear_gaussian_case(b, k, d, *, dtype=torch.float32, seed=0, samples=64):
 def mvn_log_prob(x, mean, cov):
     """``log N(x; mean, cov)`` for a full covariance, rows of ``x``."""
     r = x - mean
-    return -0.5 * (x.shape[-1] * math.log(2 * math.pi) + torch.linalg.slogdet(cov)[1]
-                   + (r * torch.linalg.solve(cov, r.T).T).sum(-1))
+    return -0.5 * (
+        x.shape[-1] * math.log(2 * math.pi)
+        + torch.linalg.slogdet(cov)[1]
+        + (r * torch.linalg.solve(cov, r.T).T).sum(-1)
+    )
 
 
 def mvn_kl(mean0, cov0, mean1, cov1):
@@ -574,8 +670,13 @@ def mvn_kl(mean0, cov0, mean1, cov1):
     k = mean0.shape[-1]
     inv1 = torch.linalg.inv(cov1)
     r = mean1 - mean0
-    return 0.5 * (torch.einsum("ij,bji->b", inv1, cov0) + ((r @ inv1) * r).sum(-1) - k
-                  + torch.linalg.slogdet(cov1)[1] - torch.linalg.slogdet(cov0)[1])
+    return 0.5 * (
+        torch.einsum("ij,bji->b", inv1, cov0)
+        + ((r @ inv1) * r).sum(-1)
+        - k
+        + torch.linalg.slogdet(cov1)[1]
+        - torch.linalg.slogdet(cov0)[1]
+    )
 
 
 def linear_gaussian_truth(m):
@@ -589,8 +690,13 @@ def linear_gaussian_truth(m):
 
 
 @pytest.mark.exercise("elbo.gaussian_ll", weight=2)
-@S.edge_examples("model", [linear_gaussian_case(**sizes, dtype=S.FLOAT_DTYPES[n % 2], seed=n) for n, sizes
-                             in enumerate(S.with_one(dict(b=2, k=3, d=4), "b", "k", "d"))])
+@S.edge_examples(
+    "model",
+    [
+        linear_gaussian_case(**sizes, dtype=S.FLOAT_DTYPES[n % 2], seed=n)
+        for n, sizes in enumerate(S.with_one(dict(b=2, k=3, d=4), "b", "k", "d"))
+    ],
+)
 @given(linear_gaussian())
 def test_gaussian_ll_gives_the_elbo_identity(impl, model):
     """on a linear-Gaussian model, mean_z log p(x|z) - KL(q || p(z)) <= log p(x) and = log p(x) - KL(q || p(z|x))"""
@@ -611,14 +717,28 @@ def test_gaussian_ll_gives_the_elbo_identity(impl, model):
     atol, rtol = (1e-6, 1e-7) if dt == torch.float64 else (2e-3, 1e-4)
     excess = elbo_mc - log_px
     if bool((excess > atol + rtol * log_px.abs()).any()):
-        fail("the ELBO must never exceed the evidence: mean_z log p(x|z) - KL(q || p(z)) <= log p(x)",
-             [f"yours exceeds log p(x) by up to {float(excess.max()):.4g}",
-              f"your ELBO: {elbo_mc.tolist()}", f"log p(x):  {log_px.tolist()}"], io,
-             ["is the -1/2 log(2 pi) constant of every dimension missing?"],
-             catalog_hints("ELBO", MODULE, replay, elbo_mc, log_px - kl_post))
-    assert_close(elbo_mc, log_px - kl_post, "ELBO",
-                 prop="the ELBO from your log p(x|z) must equal log p(x) - KL(q || p(z|x)), the lecture's identity",
-                 inputs=io, atol=atol, rtol=rtol, module=MODULE, replay=replay)
+        fail(
+            "the ELBO must never exceed the evidence: mean_z log p(x|z) - KL(q || p(z)) <= log p(x)",
+            [
+                f"yours exceeds log p(x) by up to {float(excess.max()):.4g}",
+                f"your ELBO: {elbo_mc.tolist()}",
+                f"log p(x):  {log_px.tolist()}",
+            ],
+            io,
+            ["is the -1/2 log(2 pi) constant of every dimension missing?"],
+            catalog_hints("ELBO", MODULE, replay, elbo_mc, log_px - kl_post),
+        )
+    assert_close(
+        elbo_mc,
+        log_px - kl_post,
+        "ELBO",
+        prop="the ELBO from your log p(x|z) must equal log p(x) - KL(q || p(z|x)), the lecture's identity",
+        inputs=io,
+        atol=atol,
+        rtol=rtol,
+        module=MODULE,
+        replay=replay,
+    )
 
 
 # ----------------------------------------------------------------------------- elbo.elbo
@@ -643,8 +763,10 @@ def _own_pieces_hint(impl, drawn, got, expected):
     except Exception:  # the pieces are missing or raise: nothing to say
         return []
     if isinstance(own, torch.Tensor) and own.shape == got.shape and torch.allclose(got, own, rtol=1e-4, atol=1e-4):
-        return ["your elbo equals your bernoulli_log_likelihood - gaussian_kl_standard_normal, so the mistake is in "
-                "those (see their exercises)"]
+        return [
+            "your elbo equals your bernoulli_log_likelihood - gaussian_kl_standard_normal, so the mistake is in "
+            "those (see their exercises)"
+        ]
     return []
 
 
@@ -659,9 +781,16 @@ def test_elbo_is_reconstruction_minus_kl(impl, drawn):
     got, expected = result.outputs, elbo_oracle(*drawn).to(x.dtype)
     _expect_per_example(got, expected.shape, "ELBO", io)
     hints = ["ELBO = reconstruction - KL (subtract the KL), one value per example (no mean over the batch)"]
-    assert_close(got, expected, "ELBO", prop="elbo differs from Bernoulli log-likelihood - KL(q || N(0, I))",
-                 inputs=io, module=MODULE, replay=lambda ns: ns.elbo(*drawn),
-                 hints=_own_pieces_hint(impl, drawn, got, expected) + hints)
+    assert_close(
+        got,
+        expected,
+        "ELBO",
+        prop="elbo differs from Bernoulli log-likelihood - KL(q || N(0, I))",
+        inputs=io,
+        module=MODULE,
+        replay=lambda ns: ns.elbo(*drawn),
+        hints=_own_pieces_hint(impl, drawn, got, expected) + hints,
+    )
     _check_inputs_kept(result, ("x", "recon_logits", "mu", "logvar"), drawn, ELBO, io)
 
 
@@ -677,19 +806,34 @@ def test_elbo_subtracts_the_kl(impl, drawn):
     at_prior = impl.call(ELBO, x, logits, zeros, zeros)
     for name, value in (("elbo(x, l, mu, logvar)", got), ("elbo(x, l, 0, 0)", at_prior)):
         _expect_per_example(value, x.shape[:-1], name, io)
-        expect_tensor(value, name, shape=x.shape[:-1], dtype=x.dtype, inputs=io,
-                      prop=f"{name} must hold one ELBO per example, shape x.shape[:-1], in the input's dtype")
+        expect_tensor(
+            value,
+            name,
+            shape=x.shape[:-1],
+            dtype=x.dtype,
+            inputs=io,
+            prop=f"{name} must hold one ELBO per example, shape x.shape[:-1], in the input's dtype",
+        )
     kl = kl_oracle(mu, logvar).to(x.dtype)
     replay = lambda ns: ns.elbo(x, logits, zeros, zeros) - ns.elbo(x, logits, mu, logvar)  # noqa: E731
     atol, rtol = tolerance(x.dtype)
     if bool((got > at_prior + atol + rtol * at_prior.abs()).any()):
-        fail("the ELBO can never exceed its value at q = prior: elbo = reconstruction - KL with KL >= 0",
-             [f"yours exceeds elbo(x, l, 0, 0) by up to {float((got - at_prior).max()):.4g}"], io,
-             ["subtract the KL from the reconstruction term, do not add it"],
-             catalog_hints("elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)", MODULE, replay, at_prior - got, kl))
-    assert_close(at_prior - got, kl, "elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)",
-                 prop="moving q away from the prior must lower the ELBO by exactly KL(q || N(0, I))", inputs=io,
-                 module=MODULE, replay=replay)
+        fail(
+            "the ELBO can never exceed its value at q = prior: elbo = reconstruction - KL with KL >= 0",
+            [f"yours exceeds elbo(x, l, 0, 0) by up to {float((got - at_prior).max()):.4g}"],
+            io,
+            ["subtract the KL from the reconstruction term, do not add it"],
+            catalog_hints("elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)", MODULE, replay, at_prior - got, kl),
+        )
+    assert_close(
+        at_prior - got,
+        kl,
+        "elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)",
+        prop="moving q away from the prior must lower the ELBO by exactly KL(q || N(0, I))",
+        inputs=io,
+        module=MODULE,
+        replay=replay,
+    )
 
 
 @pytest.mark.exercise("elbo.elbo")
@@ -709,22 +853,42 @@ def test_elbo_gradients(impl, drawn):
 
 # ----------------------------------------------------------------------------- devices (cpu, meta, cuda)
 
+
 def _binary(g, *shape):
     return (torch.rand(*shape, generator=g) > 0.5).double()
 
 
 DEVICE_CASES = [
-    DeviceCase("elbo.kl_standard_normal", KL_STD,
-               lambda g: ((S.uniform(g, 3, 4, scale=2.0), S.uniform(g, 3, 4, scale=2.0)), {}), ("KL",)),
+    DeviceCase(
+        "elbo.kl_standard_normal",
+        KL_STD,
+        lambda g: ((S.uniform(g, 3, 4, scale=2.0), S.uniform(g, 3, 4, scale=2.0)), {}),
+        ("KL",),
+    ),
     DeviceCase("elbo.kl", KL, lambda g: (tuple(S.uniform(g, 3, 4, scale=2.0) for _ in range(4)), {}), ("KL",)),
-    DeviceCase("elbo.reparameterize", REPARAM,
-               lambda g: ((S.uniform(g, 3, 4), S.uniform(g, 3, 4), torch.randn(3, 4, generator=g, dtype=torch.float64)),
-                          {}), ("z",)),
-    DeviceCase("elbo.bernoulli_ll", BERN, lambda g: ((_binary(g, 3, 5), S.uniform(g, 3, 5, scale=4.0)), {}),
-               ("log-likelihood",)),
-    DeviceCase("elbo.gaussian_ll", GAUSS, lambda g: (tuple(S.uniform(g, 3, 5, scale=2.0) for _ in range(3)), {}),
-               ("log-likelihood",)),
-    DeviceCase("elbo.elbo", ELBO, lambda g: ((_binary(g, 3, 5), S.uniform(g, 3, 5, scale=4.0), S.uniform(g, 3, 4),
-                                              S.uniform(g, 3, 4)), {}), ("ELBO",)),
+    DeviceCase(
+        "elbo.reparameterize",
+        REPARAM,
+        lambda g: ((S.uniform(g, 3, 4), S.uniform(g, 3, 4), torch.randn(3, 4, generator=g, dtype=torch.float64)), {}),
+        ("z",),
+    ),
+    DeviceCase(
+        "elbo.bernoulli_ll",
+        BERN,
+        lambda g: ((_binary(g, 3, 5), S.uniform(g, 3, 5, scale=4.0)), {}),
+        ("log-likelihood",),
+    ),
+    DeviceCase(
+        "elbo.gaussian_ll",
+        GAUSS,
+        lambda g: (tuple(S.uniform(g, 3, 5, scale=2.0) for _ in range(3)), {}),
+        ("log-likelihood",),
+    ),
+    DeviceCase(
+        "elbo.elbo",
+        ELBO,
+        lambda g: ((_binary(g, 3, 5), S.uniform(g, 3, 5, scale=4.0), S.uniform(g, 3, 4), S.uniform(g, 3, 4)), {}),
+        ("ELBO",),
+    ),
 ]
 test_devices = device_tests(__name__, ref, DEVICE_CASES)

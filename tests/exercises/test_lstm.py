@@ -46,17 +46,20 @@ PIN = 20.0
 
 # ----------------------------------------------------------------------------- inputs
 
+
 def rnn_inputs(t, b, h, i, *, blocks=4, seq=False, dtype=torch.float32, seed=0, c_scale=2.0):
     """x, h, c and weights in PyTorch's layout (``blocks * H`` rows) for sizes T, B, H, I;
     ``seq``: x is ``(B, T, I)``, else ``(B, I)``; values from ``S.generator(seed)``."""
     g = S.generator(seed)
-    case = dict(x=S.uniform(g, *((b, t, i) if seq else (b, i)), dtype=dtype),
-                h=S.uniform(g, b, h, dtype=dtype, scale=0.9),
-                c=S.uniform(g, b, h, dtype=dtype, scale=c_scale),
-                W_ih=S.uniform(g, blocks * h, i, dtype=dtype),
-                W_hh=S.uniform(g, blocks * h, h, dtype=dtype),
-                b_ih=S.uniform(g, blocks * h, dtype=dtype, scale=0.5),
-                b_hh=S.uniform(g, blocks * h, dtype=dtype, scale=0.5))
+    case = dict(
+        x=S.uniform(g, *((b, t, i) if seq else (b, i)), dtype=dtype),
+        h=S.uniform(g, b, h, dtype=dtype, scale=0.9),
+        c=S.uniform(g, b, h, dtype=dtype, scale=c_scale),
+        W_ih=S.uniform(g, blocks * h, i, dtype=dtype),
+        W_hh=S.uniform(g, blocks * h, h, dtype=dtype),
+        b_ih=S.uniform(g, blocks * h, dtype=dtype, scale=0.5),
+        b_hh=S.uniform(g, blocks * h, dtype=dtype, scale=0.5),
+    )
     return case
 
 
@@ -73,8 +76,10 @@ def rnn_case(draw, blocks=4, seq=False, dtype=None, c_scale=2.0):
 def rnn_edges(*names, blocks=4, seq=False, dtype=None, c_scale=2.0):
     """Explicit cases, one per size in ``names`` (t, b, h, i) set to 1, the others distinct;
     the dtype alternates.  Without ``seq`` there is no T, so only b, h and i matter."""
-    return [rnn_inputs(**sizes, blocks=blocks, seq=seq, dtype=dtype or S.FLOAT_DTYPES[n % 2], seed=n, c_scale=c_scale)
-            for n, sizes in enumerate(S.with_one(dict(t=2, b=3, h=4, i=5), *names))]
+    return [
+        rnn_inputs(**sizes, blocks=blocks, seq=seq, dtype=dtype or S.FLOAT_DTYPES[n % 2], seed=n, c_scale=c_scale)
+        for n, sizes in enumerate(S.with_one(dict(t=2, b=3, h=4, i=5), *names))
+    ]
 
 
 #: The sizes of one step (B, H, I) and of a sequence (T too).
@@ -113,7 +118,7 @@ def _pinned(case, block, value, blocks=4):
     out = dict(case)
     for name in ("b_ih", "b_hh"):
         bias = case[name].clone()
-        bias[block * hidden:(block + 1) * hidden] += value
+        bias[block * hidden : (block + 1) * hidden] += value
         out[name] = bias
     return out
 
@@ -124,15 +129,18 @@ def _clone(args):
 
 def _replay(name, args, *index):
     """Recompute output ``index`` of ``name`` with another implementation (a catalog entry)."""
+
     def replay(ns):
         out = getattr(ns, name)(*_clone(args))
         for k in index:
             out = out[k]
         return out
+
     return replay
 
 
 # ----------------------------------------------------------------------------- oracles
+
 
 def _load(module, case, suffix=""):
     with torch.no_grad():
@@ -175,12 +183,19 @@ def _in_dtype(grads, case):
 
 def _close(got, expected, name, *, hints=(), **kwargs):
     """``assert_close``, with a hint when float64 results agree only to float32 precision."""
-    if (isinstance(got, torch.Tensor) and got.dtype == expected.dtype == torch.float64
-            and got.shape == expected.shape and expected.device.type != "meta"):
+    if (
+        isinstance(got, torch.Tensor)
+        and got.dtype == expected.dtype == torch.float64
+        and got.shape == expected.shape
+        and expected.device.type != "meta"
+    ):
         diff = float((got - expected).abs().max())
         if 1e-9 < diff < 1e-5 * max(1.0, float(expected.abs().max())):
-            hints = [*hints, "your float64 results are only float32-accurate: is part of the computation done in "
-                     "float32 (.float(), torch.float32, torch.zeros(...) without dtype=)?"]
+            hints = [
+                *hints,
+                "your float64 results are only float32-accurate: is part of the computation done in "
+                "float32 (.float(), torch.float32, torch.zeros(...) without dtype=)?",
+            ]
     assert_close(got, expected, name, hints=hints, **kwargs)
 
 
@@ -205,11 +220,16 @@ def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
         expect_tensor(tensor, out_name, shape=shape, dtype=args[0].dtype, inputs=io)
     for arg_name, before, after in zip(names, args, result.inputs_after[0]):
         if not torch.equal(before, after):
-            fail(f"{name} modified its input {arg_name} in place", ["inputs must never be changed"], io,
-                 ["use out-of-place ops (c = f * c_prev + i * g, not c_prev.mul_(f) or c_prev *= f)"])
+            fail(
+                f"{name} modified its input {arg_name} in place",
+                ["inputs must never be changed"],
+                io,
+                ["use out-of-place ops (c = f * c_prev + i * g, not c_prev.mul_(f) or c_prev *= f)"],
+            )
 
 
 # ----------------------------------------------------------------------------- lstm.gates
+
 
 def _call_gates(impl, case):
     args = gates_args(case)
@@ -227,8 +247,15 @@ def test_gates_match_formula(impl, case):
     expected = gates_formula(*args)
     for k, (name, mine, want) in enumerate(zip(GATES, got, expected)):
         func = "tanh" if name == "g" else "sigmoid"
-        _close(mine, want, name, prop=f"gate {name} differs from {func}(block {k} of W_ih x + b_ih + W_hh h + "
-              "b_hh) (gate order i, f, g, o)", inputs=io, module=MODULE, replay=_replay("lstm_gates", args, k))
+        _close(
+            mine,
+            want,
+            name,
+            prop=f"gate {name} differs from {func}(block {k} of W_ih x + b_ih + W_hh h + b_hh) (gate order i, f, g, o)",
+            inputs=io,
+            module=MODULE,
+            replay=_replay("lstm_gates", args, k),
+        )
 
 
 def _compose(gates, c_prev):
@@ -249,9 +276,15 @@ def test_gates_reproduce_lstm_cell(impl, case):
     h, c = _compose(gates, case["c"])
     h_exp, c_exp = torch_lstm_cell(case)(case["x"], (case["h"], case["c"]))
     for k, (name, mine, want) in enumerate((("f*c_prev + i*g", c, c_exp), ("o*tanh(c)", h, h_exp))):
-        _close(mine, want.detach(), name, prop=f"{name} from your gates differs from nn.LSTMCell's "
-              f"{'c' if k == 0 else 'h'}", inputs=io, module=MODULE,
-              replay=lambda ns, k=k: _compose(ns.lstm_gates(*_clone(args)), case["c"])[1 - k])
+        _close(
+            mine,
+            want.detach(),
+            name,
+            prop=f"{name} from your gates differs from nn.LSTMCell's {'c' if k == 0 else 'h'}",
+            inputs=io,
+            module=MODULE,
+            replay=lambda ns, k=k: _compose(ns.lstm_gates(*_clone(args)), case["c"])[1 - k],
+        )
 
 
 @pytest.mark.exercise("lstm.gates", kind="property")
@@ -265,9 +298,13 @@ def test_gates_lie_in_their_ranges(impl, case):
         expect_tensor(mine, name, shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
         low, func = (-1, "tanh") if name == "g" else (0, "sigmoid")
         if bool((mine <= low).any() | (mine >= 1).any()):
-            fail(f"gate {name} must lie in ({low}, 1): it goes through a {func}",
-                 [f"yours ranges over [{float(mine.min()):.4g}, {float(mine.max()):.4g}]"], io, [],
-                 catalog_hints(name, MODULE, _replay("lstm_gates", args, k), mine, expected[k]))
+            fail(
+                f"gate {name} must lie in ({low}, 1): it goes through a {func}",
+                [f"yours ranges over [{float(mine.min()):.4g}, {float(mine.max()):.4g}]"],
+                io,
+                [],
+                catalog_hints(name, MODULE, _replay("lstm_gates", args, k), mine, expected[k]),
+            )
 
 
 @pytest.mark.exercise("lstm.gates")
@@ -296,6 +333,7 @@ def test_gates_keep_dtype_and_inputs(impl, case):
 
 # ----------------------------------------------------------------------------- lstm.cell
 
+
 def _call_cell(impl, case):
     args = cell_args(case)
     io = _io(CELL_NAMES, args)
@@ -310,10 +348,24 @@ def test_cell_matches_lstm_cell(impl, case):
     """(h, c) agree with torch.nn.LSTMCell given the same weights"""
     (h, c), args, io = _call_cell(impl, case)
     h_exp, c_exp = torch_lstm_cell(case)(case["x"], (case["h"], case["c"]))
-    _close(h, h_exp.detach(), "h", prop="h differs from nn.LSTMCell's (h = o*tanh(c))", inputs=io,
-          module=MODULE, replay=_replay("lstm_cell", args, 0))
-    _close(c, c_exp.detach(), "c", prop="c differs from nn.LSTMCell's (c = f*c_prev + i*g)", inputs=io,
-          module=MODULE, replay=_replay("lstm_cell", args, 1))
+    _close(
+        h,
+        h_exp.detach(),
+        "h",
+        prop="h differs from nn.LSTMCell's (h = o*tanh(c))",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("lstm_cell", args, 0),
+    )
+    _close(
+        c,
+        c_exp.detach(),
+        "c",
+        prop="c differs from nn.LSTMCell's (c = f*c_prev + i*g)",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("lstm_cell", args, 1),
+    )
 
 
 @pytest.mark.exercise("lstm.cell", kind="property")
@@ -324,9 +376,16 @@ def test_cell_open_forget_gate_keeps_cell_state(impl, case):
     case = _pinned(_pinned(case, 1, PIN), 0, -PIN)
     (h, c), args, io = _call_cell(impl, case)
     io += " (biases pin f = 1, i = 0)"
-    _close(c, case["c"], "c", prop="with f = 1 and i = 0 the cell state must pass through: c = c_prev",
-          inputs=io, module=MODULE, replay=_replay("lstm_cell", args, 1),
-          hints=["c = f*c_prev + i*g: f scales the old cell, i the candidate"])
+    _close(
+        c,
+        case["c"],
+        "c",
+        prop="with f = 1 and i = 0 the cell state must pass through: c = c_prev",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("lstm_cell", args, 1),
+        hints=["c = f*c_prev + i*g: f scales the old cell, i the candidate"],
+    )
 
 
 @pytest.mark.exercise("lstm.cell")
@@ -338,8 +397,16 @@ def test_cell_closed_forget_gate_forgets(impl, case):
     (h, c), args, io = _call_cell(impl, case)
     io += " (biases pin f = 0)"
     i, _, g, _ = gates_formula(*gates_args(case))
-    _close(c, i * g, "c", prop="with f = 0 the old cell must be forgotten: c = i*g", inputs=io, module=MODULE,
-          replay=_replay("lstm_cell", args, 1), hints=["c = f*c_prev + i*g: f scales the old cell"])
+    _close(
+        c,
+        i * g,
+        "c",
+        prop="with f = 0 the old cell must be forgotten: c = i*g",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("lstm_cell", args, 1),
+        hints=["c = f*c_prev + i*g: f scales the old cell"],
+    )
     (h2, c2), _, _ = _call_cell(impl, dict(case, c=-case["c"]))
     _close(c2, c, "c", prop="with f = 0, c must not depend on c_prev (c_prev negated here)", inputs=io)
 
@@ -353,9 +420,13 @@ def test_cell_hidden_state_bounded(impl, case):
     expect_tensor(h, "h", shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
     if bool((h.abs() >= 1).any()):
         expected = ref.lstm_cell(*args)[0]
-        fail("|h| must be < 1: h = o*tanh(c) with a gate o in (0, 1)",
-             [f"yours reaches |h| = {float(h.abs().max()):.4g}"], io, [],
-             catalog_hints("h", MODULE, _replay("lstm_cell", args, 0), h, expected))
+        fail(
+            "|h| must be < 1: h = o*tanh(c) with a gate o in (0, 1)",
+            [f"yours reaches |h| = {float(h.abs().max()):.4g}"],
+            io,
+            [],
+            catalog_hints("h", MODULE, _replay("lstm_cell", args, 0), h, expected),
+        )
 
 
 @pytest.mark.exercise("lstm.cell")
@@ -369,8 +440,9 @@ def test_cell_gradients(impl, case):
     cot = (S.uniform(g, *case["h"].shape), S.uniform(g, *case["h"].shape))
     result = impl.invoke(Call("lstm_cell", args, grad_wrt=tuple(range(7)), cotangents=cot))
     oracle = torch_lstm_cell(_float64(case))
-    expected = reference_grads(lambda x, h, c: oracle(x, (h, c)), cell_args(_float64(case))[:3], cot,
-                                list(oracle.parameters()))
+    expected = reference_grads(
+        lambda x, h, c: oracle(x, (h, c)), cell_args(_float64(case))[:3], cot, list(oracle.parameters())
+    )
     expected = _in_dtype(expected, case)
     for k, name in enumerate(CELL_NAMES):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_cell", args, cot, k))
@@ -386,6 +458,7 @@ def test_cell_keeps_dtype_and_inputs(impl, case):
 
 
 # ----------------------------------------------------------------------------- lstm.forward
+
 
 def forward_args(case):
     return (case["x"], case["h"], case["c"], *_weights(case))
@@ -416,10 +489,20 @@ def test_forward_matches_nn_lstm(impl, case):
     """outputs and (h_T, c_T) agree with torch.nn.LSTM(batch_first=True) started from (h0, c0)"""
     (outputs, h_t, c_t), args, io, _ = _call_forward(impl, case)
     out_exp, (h_exp, c_exp) = torch_lstm(case)(case["x"], (case["h"][None], case["c"][None]))
-    for name, mine, want, k in (("h_T", h_t, h_exp[0], (1, 0)), ("c_T", c_t, c_exp[0], (1, 1)),
-                                ("outputs", outputs, out_exp, (0,))):
-        _close(mine, want.detach(), name, prop=f"{name} differs from nn.LSTM(batch_first=True)'s", inputs=io,
-              module=MODULE, replay=_replay("lstm_forward", args, *k))
+    for name, mine, want, k in (
+        ("h_T", h_t, h_exp[0], (1, 0)),
+        ("c_T", c_t, c_exp[0], (1, 1)),
+        ("outputs", outputs, out_exp, (0,)),
+    ):
+        _close(
+            mine,
+            want.detach(),
+            name,
+            prop=f"{name} differs from nn.LSTM(batch_first=True)'s",
+            inputs=io,
+            module=MODULE,
+            replay=_replay("lstm_forward", args, *k),
+        )
 
 
 @pytest.mark.exercise("lstm.forward")
@@ -431,10 +514,24 @@ def test_forward_outputs_are_the_cell_step_by_step(impl, case):
     b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
     expect_tensor(outputs, "outputs", shape=(b, t_len, hidden), dtype=case["x"].dtype, inputs=io)
     for t, (h, _) in enumerate(_steps(case)):
-        hints = [] if t == 0 else [f"outputs[:, {t - 1}] is right: is the state (h, c) after step {t - 1} the input "
-                                   f"state of step {t}, and is step {t}'s input x[:, {t}]?"]
-        _close(outputs[:, t], h, f"outputs[:, {t}]", prop=f"outputs[:, {t}] is not the h of step {t}",
-              inputs=io, hints=hints, module=MODULE, replay=_replay("lstm_forward", args, 0, (slice(None), t)))
+        hints = (
+            []
+            if t == 0
+            else [
+                f"outputs[:, {t - 1}] is right: is the state (h, c) after step {t - 1} the input "
+                f"state of step {t}, and is step {t}'s input x[:, {t}]?"
+            ]
+        )
+        _close(
+            outputs[:, t],
+            h,
+            f"outputs[:, {t}]",
+            prop=f"outputs[:, {t}] is not the h of step {t}",
+            inputs=io,
+            hints=hints,
+            module=MODULE,
+            replay=_replay("lstm_forward", args, 0, (slice(None), t)),
+        )
 
 
 @pytest.mark.exercise("lstm.forward")
@@ -448,10 +545,21 @@ def test_forward_starts_from_initial_state(impl, case):
     h1, _ = ref.lstm_cell(case["x"][:, 0], case["h"], case["c"], *_weights(case))
     zero = torch.zeros_like(case["h"])
     from_zeros = ref.lstm_cell(case["x"][:, 0], zero, zero, *_weights(case))[0]
-    hints = ["outputs[:, 0] is what zeros as the initial state give: use h0 and c0"] \
-        if torch.allclose(outputs[:, 0], from_zeros) else []
-    _close(outputs[:, 0], h1, "outputs[:, 0]", prop="outputs[:, 0] must be lstm_cell(x[:, 0], h0, c0)'s h",
-          inputs=io, hints=hints, module=MODULE, replay=_replay("lstm_forward", args, 0, (slice(None), 0)))
+    hints = (
+        ["outputs[:, 0] is what zeros as the initial state give: use h0 and c0"]
+        if torch.allclose(outputs[:, 0], from_zeros)
+        else []
+    )
+    _close(
+        outputs[:, 0],
+        h1,
+        "outputs[:, 0]",
+        prop="outputs[:, 0] must be lstm_cell(x[:, 0], h0, c0)'s h",
+        inputs=io,
+        hints=hints,
+        module=MODULE,
+        replay=_replay("lstm_forward", args, 0, (slice(None), 0)),
+    )
 
 
 @pytest.mark.exercise("lstm.forward")
@@ -461,10 +569,24 @@ def test_forward_final_state_is_last_step(impl, case):
     """(h_T, c_T) is the state after the last step: h_T equals outputs[:, -1]"""
     (outputs, h_t, c_t), args, io, _ = _call_forward(impl, case)
     h_last, c_last = _steps(case)[-1]
-    _close(h_t, h_last, "h_T", prop="h_T must be the hidden state after the last step", inputs=io,
-          module=MODULE, replay=_replay("lstm_forward", args, 1, 0))
-    _close(c_t, c_last, "c_T", prop="c_T must be the cell state after the last step", inputs=io,
-          module=MODULE, replay=_replay("lstm_forward", args, 1, 1))
+    _close(
+        h_t,
+        h_last,
+        "h_T",
+        prop="h_T must be the hidden state after the last step",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("lstm_forward", args, 1, 0),
+    )
+    _close(
+        c_t,
+        c_last,
+        "c_T",
+        prop="c_T must be the cell state after the last step",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("lstm_forward", args, 1, 1),
+    )
     expect_tensor(outputs, "outputs", shape=(*case["x"].shape[:2], h_t.shape[-1]), dtype=h_t.dtype, inputs=io)
     _close(outputs[:, -1], h_t, "outputs[:, -1]", prop="outputs[:, -1] must equal h_T", inputs=io)
 
@@ -485,12 +607,17 @@ def test_forward_is_causal(impl, drawn):
     case, t = drawn
     (out1, _, _), args, io, _ = _call_forward(impl, case)
     x2 = case["x"].clone()
-    x2[:, t + 1:] = S.uniform(S.generator(t), *x2[:, t + 1:].shape, dtype=x2.dtype)
+    x2[:, t + 1 :] = S.uniform(S.generator(t), *x2[:, t + 1 :].shape, dtype=x2.dtype)
     (out2, _, _), _, _, _ = _call_forward(impl, dict(case, x=x2))
     expect_tensor(out1, "outputs", shape=(*case["x"].shape[:2], case["h"].shape[-1]), dtype=x2.dtype, inputs=io)
-    _close(out2[:, :t + 1], out1[:, :t + 1], f"outputs[:, :{t + 1}]",
-          prop=f"causality: outputs at steps <= {t} changed when only x[:, {t + 1}:] changed", inputs=io,
-          hints=["run the steps forward in time, t = 0 .. T-1, over axis 1 of x"])
+    _close(
+        out2[:, : t + 1],
+        out1[:, : t + 1],
+        f"outputs[:, :{t + 1}]",
+        prop=f"causality: outputs at steps <= {t} changed when only x[:, {t + 1}:] changed",
+        inputs=io,
+        hints=["run the steps forward in time, t = 0 .. T-1, over axis 1 of x"],
+    )
 
 
 @pytest.mark.exercise("lstm.forward")
@@ -509,6 +636,7 @@ def test_forward_gradients(impl, case):
     def run(x, h0, c0):
         out, (h_n, c_n) = oracle(x, (h0[None], c0[None]))
         return out, (h_n[0], c_n[0])
+
     expected = _in_dtype(reference_grads(run, forward_args(_float64(case))[:3], cot, list(oracle.parameters())), case)
     for k, name in enumerate(FORWARD_NAMES):
         _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_forward", args, cot, k))
@@ -520,11 +648,17 @@ def test_forward_gradients(impl, case):
 def test_forward_keeps_dtype_and_inputs(impl, case):
     """outputs (B, T, H), h_T and c_T (B, H) are in the input's dtype; no input is modified in place"""
     b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
-    _keeps_dtype_and_inputs(impl, "lstm_forward", forward_args(case), FORWARD_NAMES,
-                            {"outputs": (b, t_len, hidden), "h_T": (b, hidden), "c_T": (b, hidden)})
+    _keeps_dtype_and_inputs(
+        impl,
+        "lstm_forward",
+        forward_args(case),
+        FORWARD_NAMES,
+        {"outputs": (b, t_len, hidden), "h_T": (b, hidden), "c_T": (b, hidden)},
+    )
 
 
 # ----------------------------------------------------------------------------- lstm.gru
+
 
 def _call_gru(impl, case):
     args = gru_args(case)
@@ -535,7 +669,7 @@ def _call_gru(impl, case):
 def _gru_new_gate_without_hidden(case):
     """tanh(W_in x + b_in): what n is when the reset gate is 0."""
     hidden = case["h"].shape[-1]
-    return torch.tanh(case["x"] @ case["W_ih"][2 * hidden:].T + case["b_ih"][2 * hidden:])
+    return torch.tanh(case["x"] @ case["W_ih"][2 * hidden :].T + case["b_ih"][2 * hidden :])
 
 
 @pytest.mark.exercise("lstm.gru", weight=3)
@@ -545,8 +679,15 @@ def test_gru_matches_gru_cell(impl, case):
     """h' agrees with torch.nn.GRUCell given the same weights (blocks r, z, n)"""
     h, args, io = _call_gru(impl, case)
     expected = torch_gru_cell(case)(case["x"], case["h"]).detach()
-    _close(h, expected, "h", prop="h' differs from nn.GRUCell's ((1-z)*n + z*h_prev)", inputs=io,
-          module=MODULE, replay=_replay("gru_cell", args))
+    _close(
+        h,
+        expected,
+        "h",
+        prop="h' differs from nn.GRUCell's ((1-z)*n + z*h_prev)",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("gru_cell", args),
+    )
 
 
 @pytest.mark.exercise("lstm.gru", kind="property")
@@ -557,8 +698,16 @@ def test_gru_update_gate_one_keeps_state(impl, case):
     case = _pinned(case, 1, PIN, blocks=3)
     h, args, io = _call_gru(impl, case)
     io += " (biases pin z = 1)"
-    _close(h, case["h"], "h", prop="with z = 1 the GRU must keep its state: h' = h_prev", inputs=io,
-          module=MODULE, replay=_replay("gru_cell", args), hints=["h' = (1-z)*n + z*h_prev"])
+    _close(
+        h,
+        case["h"],
+        "h",
+        prop="with z = 1 the GRU must keep its state: h' = h_prev",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("gru_cell", args),
+        hints=["h' = (1-z)*n + z*h_prev"],
+    )
 
 
 @pytest.mark.exercise("lstm.gru")
@@ -569,10 +718,16 @@ def test_gru_reset_gate_zero_drops_hidden_term(impl, case):
     case = _pinned(_pinned(case, 0, -PIN, blocks=3), 1, -PIN, blocks=3)
     h, args, io = _call_gru(impl, case)
     io += " (biases pin r = 0, z = 0)"
-    _close(h, _gru_new_gate_without_hidden(case), "h",
-          prop="with r = 0 and z = 0, h' must be tanh(W_in x + b_in): r multiplies (W_hn h_prev + b_hn)",
-          inputs=io, module=MODULE, replay=_replay("gru_cell", args),
-          hints=["n = tanh(W_in x + b_in + r*(W_hn h_prev + b_hn)), as in nn.GRUCell"])
+    _close(
+        h,
+        _gru_new_gate_without_hidden(case),
+        "h",
+        prop="with r = 0 and z = 0, h' must be tanh(W_in x + b_in): r multiplies (W_hn h_prev + b_hn)",
+        inputs=io,
+        module=MODULE,
+        replay=_replay("gru_cell", args),
+        hints=["n = tanh(W_in x + b_in + r*(W_hn h_prev + b_hn)), as in nn.GRUCell"],
+    )
 
 
 @pytest.mark.exercise("lstm.gru")
@@ -617,10 +772,15 @@ def test_param_count_matches_nn_module(impl, name, oracle, drawn):
     """the count is the int sum(p.numel()) of nn.LSTM / nn.GRU(I, H, bias=bias)"""
     input_size, hidden_size, bias = drawn
     got = impl.call(name, input_size, hidden_size, bias=bias)
-    assert_equal(got, _torch_count(oracle, *drawn), "count",
-                 prop=f"{name} differs from the parameters of nn.{oracle.__name__} (an exact int)",
-                 inputs=describe(input_size=input_size, hidden_size=hidden_size, bias=bias), module=MODULE,
-                 replay=lambda ns: getattr(ns, name)(input_size, hidden_size, bias=bias))
+    assert_equal(
+        got,
+        _torch_count(oracle, *drawn),
+        "count",
+        prop=f"{name} differs from the parameters of nn.{oracle.__name__} (an exact int)",
+        inputs=describe(input_size=input_size, hidden_size=hidden_size, bias=bias),
+        module=MODULE,
+        replay=lambda ns: getattr(ns, name)(input_size, hidden_size, bias=bias),
+    )
 
 
 @pytest.mark.exercise("lstm.param_count", kind="property")
@@ -636,18 +796,26 @@ def test_gru_needs_fewer_params_than_lstm(impl, drawn):
         if type(value) is not int:
             fail(f"{name} must return an exact int", [f"yours: {value!r} ({type(value).__name__})"], io)
     if not gru < lstm:
-        fail("gru_param_count must be smaller than lstm_param_count for the same sizes",
-             [f"yours: GRU {gru}, LSTM {lstm}"], io,
-             ["an LSTM has 4 blocks (i, f, g, o), a GRU 3 (r, z, n), each with W_ih, W_hh and two biases"])
+        fail(
+            "gru_param_count must be smaller than lstm_param_count for the same sizes",
+            [f"yours: GRU {gru}, LSTM {lstm}"],
+            io,
+            ["an LSTM has 4 blocks (i, f, g, o), a GRU 3 (r, z, n), each with W_ih, W_hh and two biases"],
+        )
 
 
 # ----------------------------------------------------------------------------- devices (cpu, meta, cuda)
 
+
 def _rnn_device_case(g, blocks, seq=False):
     b, i, h, t = 2, 3, 4, 5
     x = S.uniform(g, b, t, i) if seq else S.uniform(g, b, i)
-    weights = (S.uniform(g, blocks * h, i, scale=0.5), S.uniform(g, blocks * h, h, scale=0.5),
-               S.uniform(g, blocks * h, scale=0.5), S.uniform(g, blocks * h, scale=0.5))
+    weights = (
+        S.uniform(g, blocks * h, i, scale=0.5),
+        S.uniform(g, blocks * h, h, scale=0.5),
+        S.uniform(g, blocks * h, scale=0.5),
+        S.uniform(g, blocks * h, scale=0.5),
+    )
     state = (S.uniform(g, b, h),) if blocks == 3 else (S.uniform(g, b, h), S.uniform(g, b, h, scale=2.0))
     return (x, *state, *weights), {}
 

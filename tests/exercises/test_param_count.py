@@ -29,6 +29,7 @@ INT_HINT = "counts must be exact Python ints: multiply ints (math.prod, **), nev
 
 # ----------------------------------------------------------------------------- inputs
 
+
 @st.composite
 def mixed_cardinalities(draw, min_size=2, max_size=5, lo=2, hi=6):
     """Cardinalities in ``[lo, hi]`` with at least two different values (so not all 2).
@@ -48,9 +49,15 @@ huge_cardinalities = mixed_cardinalities(min_size=12, max_size=30, lo=2, hi=1000
 any_cardinalities = st.one_of(mixed_cardinalities(), mixed_cardinalities(lo=1), huge_cardinalities)
 
 #: Values that are not a cardinality, with what makes each one wrong.
-INVALID = [(0, "a cardinality of 0"), (-1, "a negative cardinality"), (-5, "a negative cardinality"),
-           (2.0, "a float cardinality (2.0)"), (3.5, "a float cardinality (3.5)"),
-           (True, "a bool cardinality (True)"), (False, "a bool cardinality (False)")]
+INVALID = [
+    (0, "a cardinality of 0"),
+    (-1, "a negative cardinality"),
+    (-5, "a negative cardinality"),
+    (2.0, "a float cardinality (2.0)"),
+    (3.5, "a float cardinality (3.5)"),
+    (True, "a bool cardinality (True)"),
+    (False, "a bool cardinality (False)"),
+]
 
 
 @st.composite
@@ -107,6 +114,7 @@ def markov_parents(n, order):
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _expect_int(got, expected, name, prop, io, replay, hints=()):
     """``got`` must be the exact int ``expected``."""
     hints = list(hints)
@@ -121,8 +129,9 @@ def _expect_int_list(got, expected, name, prop, io, replay, hints=()):
         fail(f"{name} must be a list of ints", [f"yours is a {type(got).__name__}: {got!r}"[:200]], io)
     wrong = [type(v).__name__ for v in got if type(v) is not int]
     if wrong:
-        fail(f"{name} must hold exact Python ints", [f"yours holds {sorted(set(wrong))}: {got!r}"[:200]], io,
-             [INT_HINT])
+        fail(
+            f"{name} must hold exact Python ints", [f"yours holds {sorted(set(wrong))}: {got!r}"[:200]], io, [INT_HINT]
+        )
     assert_equal(got, expected, name, prop=prop, inputs=io, module=MODULE, replay=replay, hints=hints)
 
 
@@ -133,25 +142,38 @@ def _expect_value_error(impl, name, args, why, io, hints=()):
         got = impl.call(name, *args)
     except StudentCodeError as err:
         if err.exc_type != "ValueError":
-            fail(prop, [f"yours raised {err.exc_type}: {err.message}"[:300]], io,
-                 ["raise ValueError yourself (with a message naming the argument) before the input is used"])
+            fail(
+                prop,
+                [f"yours raised {err.exc_type}: {err.message}"[:300]],
+                io,
+                ["raise ValueError yourself (with a message naming the argument) before the input is used"],
+            )
         return
     fail(prop, [f"yours raised nothing and returned {got!r}"[:300]], io, hints)
 
 
-CARD_HINTS = ["check every cardinality: an int (not a bool, not a float) >= 1, else raise ValueError",
-              "bool is a subclass of int: isinstance(True, int) is True, test isinstance(m, bool) first"]
+CARD_HINTS = [
+    "check every cardinality: an int (not a bool, not a float) >= 1, else raise ValueError",
+    "bool is a subclass of int: isinstance(True, int) is True, test isinstance(m, bool) first",
+]
 
 
 # ----------------------------------------------------------------------------- param_count.categorical
+
 
 @pytest.mark.exercise("param_count.categorical")
 @given(st.one_of(st.integers(1, 10**6), st.integers(2**60, 2**200)))
 def test_categorical_is_m_minus_one(impl, m):
     """a categorical over m outcomes has m - 1 free parameters, an exact int"""
     got = impl.call("categorical_params", m)
-    _expect_int(got, m - 1, "count", "categorical_params(m) must be m - 1 (the probabilities sum to 1)",
-                describe(num_outcomes=m), lambda ns: ns.categorical_params(m))
+    _expect_int(
+        got,
+        m - 1,
+        "count",
+        "categorical_params(m) must be m - 1 (the probabilities sum to 1)",
+        describe(num_outcomes=m),
+        lambda ns: ns.categorical_params(m),
+    )
 
 
 @pytest.mark.exercise("param_count.categorical", kind="property")
@@ -164,27 +186,47 @@ def test_categorical_rejects_invalid(impl, case):
 
 # ----------------------------------------------------------------------------- param_count.full_joint
 
+
 @pytest.mark.exercise("param_count.full_joint", weight=2)
 @given(any_cardinalities)
 def test_full_joint_is_product_minus_one(impl, cards):
     """the full joint needs prod(m_i) - 1 parameters, an exact int"""
     got = impl.call("full_joint_params", cards)
-    _expect_int(got, math.prod(cards) - 1, "count",
-                "full_joint_params must be prod(m_i) - 1 (one categorical over all joint outcomes)",
-                describe(cardinalities=cards), lambda ns: ns.full_joint_params(cards))
+    _expect_int(
+        got,
+        math.prod(cards) - 1,
+        "count",
+        "full_joint_params must be prod(m_i) - 1 (one categorical over all joint outcomes)",
+        describe(cardinalities=cards),
+        lambda ns: ns.full_joint_params(cards),
+    )
 
 
 @pytest.mark.exercise("param_count.full_joint", weight=2)
-@given(st.sampled_from([([2] * 784, "28x28 binary pixels"), ([256] * 3, "one RGB pixel"),
-                        ([2] * 64, "64 binary pixels"), ([10] * 30, "30 decimal digits"),
-                        ([256] * 3 * 16, "16 RGB pixels")]))
+@given(
+    st.sampled_from(
+        [
+            ([2] * 784, "28x28 binary pixels"),
+            ([256] * 3, "one RGB pixel"),
+            ([2] * 64, "64 binary pixels"),
+            ([10] * 30, "30 decimal digits"),
+            ([256] * 3 * 16, "16 RGB pixels"),
+        ]
+    )
+)
 def test_full_joint_lecture_examples(impl, case):
     """the lecture's examples: 2**784 - 1 for 28x28 binary pixels, 256**3 - 1 for one RGB pixel"""
     cards, what = case
     got = impl.call("full_joint_params", cards)
-    _expect_int(got, math.prod(cards) - 1, "count", f"full_joint_params for {what} must be exactly prod(m_i) - 1",
-                f"cardinalities = [{cards[0]}] * {len(cards)} ({what})", lambda ns: ns.full_joint_params(cards),
-                ["np.prod overflows int64 silently and float loses digits past 2**53"])
+    _expect_int(
+        got,
+        math.prod(cards) - 1,
+        "count",
+        f"full_joint_params for {what} must be exactly prod(m_i) - 1",
+        f"cardinalities = [{cards[0]}] * {len(cards)} ({what})",
+        lambda ns: ns.full_joint_params(cards),
+        ["np.prod overflows int64 silently and float loses digits past 2**53"],
+    )
 
 
 @pytest.mark.exercise("param_count.full_joint", kind="property")
@@ -197,14 +239,20 @@ def test_full_joint_rejects_invalid(impl, case):
 
 # ----------------------------------------------------------------------------- param_count.independent
 
+
 @pytest.mark.exercise("param_count.independent", weight=2)
 @given(any_cardinalities)
 def test_independent_is_sum_of_categoricals(impl, cards):
     """independent variables need sum(m_i - 1) parameters, one categorical each"""
     got = impl.call("independent_params", cards)
-    _expect_int(got, sum(m - 1 for m in cards), "count",
-                "independent_params must be sum(m_i - 1) (one categorical per variable)",
-                describe(cardinalities=cards), lambda ns: ns.independent_params(cards))
+    _expect_int(
+        got,
+        sum(m - 1 for m in cards),
+        "count",
+        "independent_params must be sum(m_i - 1) (one categorical per variable)",
+        describe(cardinalities=cards),
+        lambda ns: ns.independent_params(cards),
+    )
 
 
 @pytest.mark.exercise("param_count.independent")
@@ -213,9 +261,14 @@ def test_independent_lecture_examples(impl, case):
     """n binary pixels need n parameters, an RGB pixel of independent channels 3 * 255"""
     cards, expected = case
     got = impl.call("independent_params", cards)
-    _expect_int(got, expected, "count", "independent_params must be sum(m_i - 1)",
-                f"cardinalities = {cards if len(cards) < 10 else f'[{cards[0]}] * {len(cards)}'}",
-                lambda ns: ns.independent_params(cards))
+    _expect_int(
+        got,
+        expected,
+        "count",
+        "independent_params must be sum(m_i - 1)",
+        f"cardinalities = {cards if len(cards) < 10 else f'[{cards[0]}] * {len(cards)}'}",
+        lambda ns: ns.independent_params(cards),
+    )
 
 
 @pytest.mark.exercise("param_count.independent", kind="property")
@@ -228,6 +281,7 @@ def test_independent_rejects_invalid(impl, case):
 
 # ----------------------------------------------------------------------------- param_count.chain_rule
 
+
 @pytest.mark.exercise("param_count.chain_rule", weight=2)
 @given(st.one_of(mixed_cardinalities(), huge_cardinalities))
 def test_chain_rule_factors_match_tables(impl, cards):
@@ -237,9 +291,14 @@ def test_chain_rule_factors_match_tables(impl, cards):
         expected = [table_free_entries(cards, i, range(i)) for i in range(len(cards))]
     else:
         expected = [(m - 1) * math.prod(cards[:i]) for i, m in enumerate(cards)]
-    _expect_int_list(got, expected, "factors",
-                     "chain_rule_factor_params[i] must be (m_i - 1) * prod_{j<i} m_j",
-                     describe(cardinalities=cards), lambda ns: ns.chain_rule_factor_params(cards))
+    _expect_int_list(
+        got,
+        expected,
+        "factors",
+        "chain_rule_factor_params[i] must be (m_i - 1) * prod_{j<i} m_j",
+        describe(cardinalities=cards),
+        lambda ns: ns.chain_rule_factor_params(cards),
+    )
 
 
 @pytest.mark.exercise("param_count.chain_rule")
@@ -248,9 +307,14 @@ def test_chain_rule_binary_is_powers_of_two(impl, n):
     """for n binary variables the factors are [1, 2, 4, ..., 2**(n-1)]"""
     cards = [2] * n
     got = impl.call("chain_rule_factor_params", cards)
-    _expect_int_list(got, [2**i for i in range(n)], "factors",
-                     "binary chain-rule factors must be [1, 2, 4, ..., 2**(n-1)]",
-                     f"cardinalities = [2] * {n}", lambda ns: ns.chain_rule_factor_params(cards))
+    _expect_int_list(
+        got,
+        [2**i for i in range(n)],
+        "factors",
+        "binary chain-rule factors must be [1, 2, 4, ..., 2**(n-1)]",
+        f"cardinalities = [2] * {n}",
+        lambda ns: ns.chain_rule_factor_params(cards),
+    )
 
 
 @pytest.mark.exercise("param_count.chain_rule", weight=2)
@@ -263,15 +327,28 @@ def test_chain_rule_sums_to_full_joint_in_every_order(impl, cards):
         got = impl.call("chain_rule_factor_params", perm)
         io = describe(cardinalities=perm)
         if not isinstance(got, list) or any(type(v) is not int for v in got):
-            _expect_int_list(got, [(m - 1) * math.prod(perm[:i]) for i, m in enumerate(perm)], "factors",
-                             "chain_rule_factor_params must return a list of ints", io,
-                             lambda ns, p=perm: ns.chain_rule_factor_params(p))
+            _expect_int_list(
+                got,
+                [(m - 1) * math.prod(perm[:i]) for i, m in enumerate(perm)],
+                "factors",
+                "chain_rule_factor_params must return a list of ints",
+                io,
+                lambda ns, p=perm: ns.chain_rule_factor_params(p),
+            )
         if sum(got) != full:
-            fail("the chain rule restricts nothing: its factors must sum to the full joint prod(m_i) - 1",
-                 [f"sum of yours: {sum(got)} ({got})", f"expected:     {full}"], io,
-                 ["factor i conditions on all earlier variables: (m_i - 1) * prod_{j<i} m_j"],
-                 catalog_hints("factors", MODULE, lambda ns, p=perm: ns.chain_rule_factor_params(p), got,
-                               [(m - 1) * math.prod(perm[:i]) for i, m in enumerate(perm)]))
+            fail(
+                "the chain rule restricts nothing: its factors must sum to the full joint prod(m_i) - 1",
+                [f"sum of yours: {sum(got)} ({got})", f"expected:     {full}"],
+                io,
+                ["factor i conditions on all earlier variables: (m_i - 1) * prod_{j<i} m_j"],
+                catalog_hints(
+                    "factors",
+                    MODULE,
+                    lambda ns, p=perm: ns.chain_rule_factor_params(p),
+                    got,
+                    [(m - 1) * math.prod(perm[:i]) for i, m in enumerate(perm)],
+                ),
+            )
 
 
 @pytest.mark.exercise("param_count.chain_rule", kind="property")
@@ -284,6 +361,7 @@ def test_chain_rule_rejects_invalid(impl, case):
 
 # ----------------------------------------------------------------------------- param_count.markov
 
+
 @pytest.mark.exercise("param_count.markov", weight=2)
 @given(mixed_cardinalities(min_size=2, max_size=6), st.data())
 def test_markov_matches_tables(impl, cards, data):
@@ -291,10 +369,15 @@ def test_markov_matches_tables(impl, cards, data):
     order = data.draw(st.integers(0, len(cards)), label="order")
     got = impl.call("markov_params", cards, order)
     expected = cpt_free_parameters(cards, markov_parents(len(cards), order))
-    _expect_int(got, expected, "count",
-                f"markov_params(order={order}) must be sum_i (m_i - 1) * prod of the {order} previous m_j",
-                describe(cardinalities=cards, order=order), lambda ns: ns.markov_params(cards, order),
-                [f"variable i conditions on variables max(0, i - {order}) .. i - 1"])
+    _expect_int(
+        got,
+        expected,
+        "count",
+        f"markov_params(order={order}) must be sum_i (m_i - 1) * prod of the {order} previous m_j",
+        describe(cardinalities=cards, order=order),
+        lambda ns: ns.markov_params(cards, order),
+        [f"variable i conditions on variables max(0, i - {order}) .. i - 1"],
+    )
 
 
 @pytest.mark.exercise("param_count.markov", weight=2)
@@ -307,24 +390,44 @@ def test_markov_lies_between_independent_and_full_joint(impl, cards):
     for k in orders:
         counts[k] = impl.call("markov_params", cards, k)
         if type(counts[k]) is not int:
-            fail("markov_params must return an exact Python int", [f"yours: {counts[k]!r}"[:200]],
-                 describe(cardinalities=cards, order=k), [INT_HINT])
+            fail(
+                "markov_params must return an exact Python int",
+                [f"yours: {counts[k]!r}"[:200]],
+                describe(cardinalities=cards, order=k),
+                [INT_HINT],
+            )
     io = describe(cardinalities=cards)
     independent, full = sum(m - 1 for m in cards), math.prod(cards) - 1
     if counts[0] != independent:
-        _expect_int(counts[0], independent, "count", "markov_params(order=0) must equal the independent model",
-                    describe(cardinalities=cards, order=0), lambda ns: ns.markov_params(cards, 0))
+        _expect_int(
+            counts[0],
+            independent,
+            "count",
+            "markov_params(order=0) must equal the independent model",
+            describe(cardinalities=cards, order=0),
+            lambda ns: ns.markov_params(cards, 0),
+        )
     for lo, hi in zip(orders, orders[1:]):
         if not counts[lo] <= counts[hi]:
-            fail("a longer Markov window can only add parameters: markov(k) <= markov(k+1)",
-                 [f"yours: order {lo} -> {counts[lo]}, order {hi} -> {counts[hi]}"], io)
+            fail(
+                "a longer Markov window can only add parameters: markov(k) <= markov(k+1)",
+                [f"yours: order {lo} -> {counts[lo]}, order {hi} -> {counts[hi]}"],
+                io,
+            )
     for k in orders:
         if k >= n - 1 and counts[k] != full:
-            _expect_int(counts[k], full, "count",
-                        f"markov_params(order={k}) with order >= n - 1 = {n - 1} must equal the full joint",
-                        describe(cardinalities=cards, order=k), lambda ns, k=k: ns.markov_params(cards, k),
-                        ["is the order ignored, or is the window off by one? variable i conditions on "
-                         "variables max(0, i - order) .. i - 1"])
+            _expect_int(
+                counts[k],
+                full,
+                "count",
+                f"markov_params(order={k}) with order >= n - 1 = {n - 1} must equal the full joint",
+                describe(cardinalities=cards, order=k),
+                lambda ns, k=k: ns.markov_params(cards, k),
+                [
+                    "is the order ignored, or is the window off by one? variable i conditions on "
+                    "variables max(0, i - order) .. i - 1"
+                ],
+            )
 
 
 @pytest.mark.exercise("param_count.markov")
@@ -333,15 +436,24 @@ def test_markov_binary_order_one_is_2n_minus_1(impl, n, explicit):
     """n binary variables under a first-order Markov assumption need 2n - 1 parameters (order defaults to 1)"""
     cards = [2] * n
     got = impl.call("markov_params", cards, 1) if explicit else impl.call("markov_params", cards)
-    _expect_int(got, 2 * n - 1, "count", "markov_params([2] * n" + (", 1)" if explicit else ") (order defaults to 1)")
-                + " must be 2n - 1", f"cardinalities = [2] * {n}" + (", order=1" if explicit else ""),
-                (lambda ns: ns.markov_params(cards, 1)) if explicit else (lambda ns: ns.markov_params(cards)))
+    _expect_int(
+        got,
+        2 * n - 1,
+        "count",
+        "markov_params([2] * n" + (", 1)" if explicit else ") (order defaults to 1)") + " must be 2n - 1",
+        f"cardinalities = [2] * {n}" + (", order=1" if explicit else ""),
+        (lambda ns: ns.markov_params(cards, 1)) if explicit else (lambda ns: ns.markov_params(cards)),
+    )
 
 
 @pytest.mark.exercise("param_count.markov", kind="property")
-@given(st.one_of(mixed_cardinalities().map(lambda c: (c, -1, "a negative order (-1)")),
-                 mixed_cardinalities().map(lambda c: (c, -3, "a negative order (-3)")),
-                 invalid_cardinalities().map(lambda case: (case[0], 1, case[1]))))
+@given(
+    st.one_of(
+        mixed_cardinalities().map(lambda c: (c, -1, "a negative order (-1)")),
+        mixed_cardinalities().map(lambda c: (c, -3, "a negative order (-3)")),
+        invalid_cardinalities().map(lambda case: (case[0], 1, case[1])),
+    )
+)
 def test_markov_rejects_invalid(impl, case):
     """markov_params raises ValueError for a negative order or a cardinality that is not an int >= 1"""
     cards, order, why = case
@@ -351,6 +463,7 @@ def test_markov_rejects_invalid(impl, case):
 
 # ----------------------------------------------------------------------------- param_count.bayes_net
 
+
 @pytest.mark.exercise("param_count.bayes_net", weight=2)
 @example(net=([2, 4, 3], {1: [0], 2: [0, 1]}))  # a parent's m_p differs from m_p - 1, m_child and m_child - 1
 @given(dags())
@@ -358,10 +471,15 @@ def test_bayes_net_matches_tables(impl, net):
     """sum_i (m_i - 1) * prod_{p in parents(i)} m_p: the free entries of every table p(x_i | parents)"""
     cards, parents = net
     got = impl.call("bayes_net_params", cards, parents)
-    _expect_int(got, cpt_free_parameters(cards, parents), "count",
-                "bayes_net_params must be sum_i (m_i - 1) * prod of the parents' cardinalities m_p",
-                describe(cardinalities=cards, parents=parents), lambda ns: ns.bayes_net_params(cards, parents),
-                ["variable i has one categorical (m_i - 1 parameters) per joint value of its parents"])
+    _expect_int(
+        got,
+        cpt_free_parameters(cards, parents),
+        "count",
+        "bayes_net_params must be sum_i (m_i - 1) * prod of the parents' cardinalities m_p",
+        describe(cardinalities=cards, parents=parents),
+        lambda ns: ns.bayes_net_params(cards, parents),
+        ["variable i has one categorical (m_i - 1 parameters) per joint value of its parents"],
+    )
 
 
 @pytest.mark.exercise("param_count.bayes_net", weight=2)
@@ -371,17 +489,29 @@ def test_bayes_net_special_cases(impl, cards, data):
     n = len(cards)
     perm = data.draw(st.permutations(range(n)), label="ordering")
     cases = [
-        ({perm[i]: [perm[j] for j in range(i)] for i in range(n)}, math.prod(cards) - 1,
-         "chain-rule parents (every earlier variable, in the drawn ordering) must give the full joint"),
+        (
+            {perm[i]: [perm[j] for j in range(i)] for i in range(n)},
+            math.prod(cards) - 1,
+            "chain-rule parents (every earlier variable, in the drawn ordering) must give the full joint",
+        ),
         ({}, sum(m - 1 for m in cards), "no parents at all ({}) must give the independent model"),
         ({i: [] for i in range(n)}, sum(m - 1 for m in cards), "empty parent lists must give the independent model"),
-        ({i: [i - 1] for i in range(1, n)}, sum((m - 1) * (cards[i - 1] if i else 1) for i, m in enumerate(cards)),
-         "a chain (parents(i) = [i - 1]) must give markov_params(order=1)"),
+        (
+            {i: [i - 1] for i in range(1, n)},
+            sum((m - 1) * (cards[i - 1] if i else 1) for i, m in enumerate(cards)),
+            "a chain (parents(i) = [i - 1]) must give markov_params(order=1)",
+        ),
     ]
     for parents, expected, prop in cases:
         got = impl.call("bayes_net_params", cards, parents)
-        _expect_int(got, expected, "count", prop, describe(cardinalities=cards, parents=parents),
-                    lambda ns, p=parents: ns.bayes_net_params(cards, p))
+        _expect_int(
+            got,
+            expected,
+            "count",
+            prop,
+            describe(cardinalities=cards, parents=parents),
+            lambda ns, p=parents: ns.bayes_net_params(cards, p),
+        )
 
 
 @st.composite
@@ -416,10 +546,14 @@ def bad_networks(draw):
 def test_bayes_net_rejects_bad_indices_and_cardinalities(impl, case):
     """bayes_net_params raises ValueError for an index out of range or a cardinality that is not an int >= 1"""
     cards, parents, why = case
-    hints = CARD_HINTS if "cardinality" in why else \
-        ["check every child and parent index is an int in 0 .. n-1 (a negative index is out of range too)"]
-    _expect_value_error(impl, "bayes_net_params", (cards, parents), why, describe(cardinalities=cards, parents=parents),
-                        hints)
+    hints = (
+        CARD_HINTS
+        if "cardinality" in why
+        else ["check every child and parent index is an int in 0 .. n-1 (a negative index is out of range too)"]
+    )
+    _expect_value_error(
+        impl, "bayes_net_params", (cards, parents), why, describe(cardinalities=cards, parents=parents), hints
+    )
 
 
 @st.composite
@@ -446,6 +580,14 @@ def cyclic_networks(draw):
 def test_bayes_net_rejects_cycles(impl, case):
     """bayes_net_params raises ValueError when the graph has a cycle"""
     cards, parents, why = case
-    _expect_value_error(impl, "bayes_net_params", (cards, parents), why, describe(cardinalities=cards, parents=parents),
-                        ["a Bayesian network is a DAG: detect cycles (depth-first search, or repeatedly remove "
-                         "the variables whose parents are all removed)"])
+    _expect_value_error(
+        impl,
+        "bayes_net_params",
+        (cards, parents),
+        why,
+        describe(cardinalities=cards, parents=parents),
+        [
+            "a Bayesian network is a DAG: detect cycles (depth-first search, or repeatedly remove "
+            "the variables whose parents are all removed)"
+        ],
+    )

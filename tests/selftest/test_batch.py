@@ -35,8 +35,9 @@ def submissions(tmp_path):
     (subs / "bob").mkdir()
     (subs / "bob" / "attention.py").write_text(_mutant("sdpa_softmax_query_axis"))
     (subs / "mallory").mkdir()
-    (subs / "mallory" / "attention.py").write_text(REFERENCE + "\nimport os\ndef causal_mask(length, device=None):\n"
-                                                   "    os._exit(1)\n")
+    (subs / "mallory" / "attention.py").write_text(
+        REFERENCE + "\nimport os\ndef causal_mask(length, device=None):\n    os._exit(1)\n"
+    )
     with zipfile.ZipFile(subs / "carol.zip", "w") as zf:  # a zipped folder, as students send it
         zf.writestr("carol_hw/attention.py", _mutant("mha_no_out_proj"))
         zf.writestr("../../escape.py", "print('escaped')")
@@ -74,8 +75,9 @@ def test_batch_grades_everyone_like_a_lone_check_and_resumes(submissions, tmp_pa
     out = tmp_path / "out"
     env = dict(os.environ, GRADER_CALL_TIMEOUT="5")
     cmd = [sys.executable, "-m", "grader", "batch", str(submissions), "--out", str(out), "--workers", "2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not any(out.glob("*/results.json")):
         time.sleep(0.5)
@@ -96,8 +98,11 @@ def test_batch_grades_everyone_like_a_lone_check_and_resumes(submissions, tmp_pa
     assert set(rows) == {"alice", "bob", "mallory", "carol", "broken", "dave"}
     assert rows["broken"]["status"].startswith("rejected") and rows["dave"]["status"].startswith("rejected")
     assert float(rows["mallory"]["attention"]) < 30
-    for ident, source_dir in (("alice", submissions / "alice"), ("bob", submissions / "bob"),
-                              ("mallory", submissions / "mallory")):
+    for ident, source_dir in (
+        ("alice", submissions / "alice"),
+        ("bob", submissions / "bob"),
+        ("mallory", submissions / "mallory"),
+    ):
         lone = runner.grade(source_dir, (), staff=True, staff_key=staffkey.for_batch(out))  # the batch's own key
         result = json.loads((out / ident / "results.json").read_text())
         assert result["score"] == lone.score, ident
@@ -145,10 +150,15 @@ def test_discover_keeps_distinct_names_apart_and_lists_shared_ids(tmp_path):
     for name in ("alice.zip", "carol.zip", "Bob.zip"):
         (tmp_path / name).write_bytes(b"")
     entries, conflicts = batch.discover(tmp_path)
-    assert dict(entries) == {"alice_smith": tmp_path / "alice_smith", "carol": tmp_path / "carol.zip",
-                             batch.submission_id("alice smith"): tmp_path / "alice smith"}
-    assert conflicts == {"alice": [tmp_path / "alice", tmp_path / "alice.zip"],
-                         "Bob": [tmp_path / "Bob", tmp_path / "Bob.zip"]}
+    assert dict(entries) == {
+        "alice_smith": tmp_path / "alice_smith",
+        "carol": tmp_path / "carol.zip",
+        batch.submission_id("alice smith"): tmp_path / "alice smith",
+    }
+    assert conflicts == {
+        "alice": [tmp_path / "alice", tmp_path / "alice.zip"],
+        "Bob": [tmp_path / "Bob", tmp_path / "Bob.zip"],
+    }
 
 
 def test_is_done_only_for_the_same_entry_with_the_same_files(tmp_path):
@@ -202,8 +212,15 @@ def late(tmp_path_factory):
     def run():
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
-        runs.append(dict(stdout=proc.stdout, stderr=proc.stderr, results=_snapshot(out), rows=_rows(out),
-                         notes=(out / "notes.txt").read_text()))
+        runs.append(
+            dict(
+                stdout=proc.stdout,
+                stderr=proc.stderr,
+                results=_snapshot(out),
+                rows=_rows(out),
+                notes=(out / "notes.txt").read_text(),
+            )
+        )
 
     run()
     (subs / "alice smith").mkdir()  # late, and sorted before alice_smith

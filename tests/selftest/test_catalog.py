@@ -31,8 +31,13 @@ NAMED = {
 def verdicts(tmp_path_factory):
     """Every catalog entry graded by the real command, ``python -m grader mutants``."""
     out = tmp_path_factory.mktemp("mutants") / "mutants.json"
-    proc = subprocess.run([sys.executable, "-m", "grader", "mutants", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=3000)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader", "mutants", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
     data = json.loads(out.read_text())
     assert (proc.returncode == 0) == data["ok"], proc.stdout[-3000:]
     assert "killed" in proc.stdout
@@ -57,7 +62,8 @@ def test_catalog_entry_is_graded_as_expected(entry, verdicts):
 def test_trivial_entry_scores_zero_on_its_exercise(entry, verdicts):
     verdict = verdicts[entry.module, entry.id]
     assert verdict.exercise_score == 0, (
-        f"{entry.exercise} pays {verdict.exercise_score} points for {entry.mistake}; passed tests: {verdict.passed}")
+        f"{entry.exercise} pays {verdict.exercise_score} points for {entry.mistake}; passed tests: {verdict.passed}"
+    )
 
 
 WRONG = [e for e in ENTRIES if not e.correct] + list(TRIVIAL)
@@ -79,8 +85,9 @@ def test_named_mistakes_reads_catalog_hints():
 
 
 def test_trivial_entries_cover_every_exercise_and_kind():
-    assert {(e.exercise, e.trivial) for e in TRIVIAL} == {(ex.id, kind) for ex in rubric.EXERCISES
-                                                          for kind in mistakes.TRIVIAL_KINDS}
+    assert {(e.exercise, e.trivial) for e in TRIVIAL} == {
+        (ex.id, kind) for ex in rubric.EXERCISES for kind in mistakes.TRIVIAL_KINDS
+    }
 
 
 @pytest.mark.parametrize("mutant_id", sorted(NAMED))
@@ -91,13 +98,26 @@ def test_issue_2_wrong_copies_name_the_failing_property(mutant_id, verdicts):
 
 #: The wrong copies that issues 3 and 4 list: their feedback must name the mistake itself.
 NAMED_CAUSE = [
-    ("lstm", "gates_order_ifog"), ("lstm", "gates_tanh_output_gate"), ("lstm", "gates_sigmoid_candidate"),
-    ("lstm", "cell_h_from_c_prev"), ("lstm", "cell_h_without_tanh"), ("lstm", "gates_no_b_hh"),
-    ("lstm", "forward_loops_over_batch"), ("lstm", "cell_returns_c_h"), ("lstm", "gru_z_swapped"),
-    ("lstm", "lstm_params_one_bias"), ("param_count", "full_joint_no_minus_one"), ("param_count", "full_joint_float"),
-    ("param_count", "full_joint_binary_only"), ("param_count", "markov_order_ignored"), ("elbo", "kl_std_no_half"),
-    ("elbo", "kl_std_log_sign"), ("elbo", "reparam_exp_logvar"), ("elbo", "bernoulli_sigmoid_log"),
-    ("elbo", "elbo_plus_kl"), ("elbo", "kl_std_mean"),
+    ("lstm", "gates_order_ifog"),
+    ("lstm", "gates_tanh_output_gate"),
+    ("lstm", "gates_sigmoid_candidate"),
+    ("lstm", "cell_h_from_c_prev"),
+    ("lstm", "cell_h_without_tanh"),
+    ("lstm", "gates_no_b_hh"),
+    ("lstm", "forward_loops_over_batch"),
+    ("lstm", "cell_returns_c_h"),
+    ("lstm", "gru_z_swapped"),
+    ("lstm", "lstm_params_one_bias"),
+    ("param_count", "full_joint_no_minus_one"),
+    ("param_count", "full_joint_float"),
+    ("param_count", "full_joint_binary_only"),
+    ("param_count", "markov_order_ignored"),
+    ("elbo", "kl_std_no_half"),
+    ("elbo", "kl_std_log_sign"),
+    ("elbo", "reparam_exp_logvar"),
+    ("elbo", "bernoulli_sigmoid_log"),
+    ("elbo", "elbo_plus_kl"),
+    ("elbo", "kl_std_mean"),
 ]
 
 
@@ -107,8 +127,13 @@ def test_listed_wrong_copies_get_feedback_naming_the_cause(module, mutant_id, ve
     assert verdict.mistake in "\n".join(verdict.feedback)
 
 
-HINTED = [("attention", "sdpa_softmax_query_axis"), ("attention", "sdpa_scale_by_dk"),
-          ("attention", "padding_mask_off_by_one"), ("lstm", "gates_order_ifog"), ("elbo", "kl_std_no_half")]
+HINTED = [
+    ("attention", "sdpa_softmax_query_axis"),
+    ("attention", "sdpa_scale_by_dk"),
+    ("attention", "padding_mask_off_by_one"),
+    ("lstm", "gates_order_ifog"),
+    ("elbo", "kl_std_no_half"),
+]
 
 
 @pytest.fixture(scope="module")

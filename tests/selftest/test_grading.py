@@ -15,8 +15,13 @@ from grader.outcomes import NOT_IMPLEMENTED, PASSED
 
 def _check(*args, tmp_path):
     out = tmp_path / "results.json"
-    proc = subprocess.run([sys.executable, "-m", "grader", "check", "--quiet", "--json", str(out), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader", "check", "--quiet", "--json", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text()), proc.stdout
 
@@ -60,7 +65,8 @@ def graded(tmp_path_factory):
     sources = {kind: source for kind, (source, _) in BROKEN.items()}
     sources["missing_function"] = REFERENCE.replace("def causal_mask(", "def causal_mask_renamed(")
     sources["crash_in_call"] = REFERENCE.replace(
-        "    batch, length, embed = x.shape\n", "    batch, length, embed = x.shape\n    raise KeyError('oops')\n")
+        "    batch, length, embed = x.shape\n", "    batch, length, embed = x.shape\n    raise KeyError('oops')\n"
+    )
     mutant = next(m for m in mistakes.load("attention") if m.id == "sdpa_mask_after_softmax").source()
     sources["mutant_a"] = sources["mutant_b"] = mutant
     entries = []
@@ -73,8 +79,10 @@ def graded(tmp_path_factory):
                 shutil.copy(ROOT / "solutions" / f"{module}.py", sub / f"{module}.py")
         entries.append((name, sub, () if name in BROKEN else ["attention"]))
     with ThreadPoolExecutor(max_workers=2) as pool:  # two grading runs side by side: one per core
-        halves = [pool.submit(runner.grade_many, [e for e in entries if (e[0] in BROKEN) == broken])
-                  for broken in (True, False)]
+        halves = [
+            pool.submit(runner.grade_many, [e for e in entries if (e[0] in BROKEN) == broken])
+            for broken in (True, False)
+        ]
         return {ident: report for half in halves for ident, report in half.result().items()}
 
 
@@ -114,21 +122,28 @@ def test_grading_is_deterministic(graded, tmp_path):
     first, second = graded["mutant_a"], graded["mutant_b"]
     assert first.score < 30
     assert [(r.score, r.feedback()) for r in first.results] == [(r.score, r.feedback()) for r in second.results]
-    (tmp_path / "attention.py").write_text(next(m for m in mistakes.load("attention")
-                                                 if m.id == "sdpa_mask_after_softmax").source())
+    (tmp_path / "attention.py").write_text(
+        next(m for m in mistakes.load("attention") if m.id == "sdpa_mask_after_softmax").source()
+    )
     again = runner.grade(tmp_path, ["attention.sdpa"])  # a separate run: same score, same messages
-    assert [(r.score, r.feedback()) for r in again.results] == \
-        [(r.score, r.feedback()) for r in first.results if r.exercise.id == "attention.sdpa"]
+    assert [(r.score, r.feedback()) for r in again.results] == [
+        (r.score, r.feedback()) for r in first.results if r.exercise.id == "attention.sdpa"
+    ]
 
 
 def test_unknown_target_is_a_usage_error():
-    proc = subprocess.run([sys.executable, "-m", "grader", "check", "attention.nope"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader", "check", "attention.nope"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "unknown module or exercise" in proc.stderr
 
 
-META_DODGE = REFERENCE.replace("    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    if q.device.type == 'meta':\n"
-                               "        raise RuntimeError('Tensor.item() cannot be called on meta tensors')\n", 1)
+META_DODGE = REFERENCE.replace(
+    "    ### BEGIN SOLUTION\n",
+    "    ### BEGIN SOLUTION\n    if q.device.type == 'meta':\n"
+    "        raise RuntimeError('Tensor.item() cannot be called on meta tensors')\n",
+    1,
+)
 
 
 @pytest.fixture(scope="module")

@@ -91,80 +91,132 @@ SDPA_WEIGHTS = """
 
 def _sdpa(out, prefix=""):
     """An sdpa whose weights are written out and whose output comes from ``out`` (code that sets ``out``)."""
-    return (prefix + "\ndef scaled_dot_product_attention(q, k, v, mask=None):\n" + SDPA_WEIGHTS
-            + textwrap.indent(textwrap.dedent(out).strip("\n"), "    ") + "\n    return out, weights\n")
+    return (
+        prefix
+        + "\ndef scaled_dot_product_attention(q, k, v, mask=None):\n"
+        + SDPA_WEIGHTS
+        + textwrap.indent(textwrap.dedent(out).strip("\n"), "    ")
+        + "\n    return out, weights\n"
+    )
 
 
 ATTACKS = {
     "mha_disable_torch_function": (
-        "attention", "attention.mha", "MultiHeadAttention",
+        "attention",
+        "attention.mha",
+        "MultiHeadAttention",
         MHA_VIA_MHA_FORWARD.replace("SWITCH", "torch._C.DisableTorchFunction()"),
-        "torch.nn.functional.multi_head_attention_forward"),
+        "torch.nn.functional.multi_head_attention_forward",
+    ),
     "mha_pop_mode_temporarily": (
-        "attention", "attention.mha", "MultiHeadAttention",
+        "attention",
+        "attention.mha",
+        "MultiHeadAttention",
         MHA_VIA_MHA_FORWARD.replace("SWITCH", "torch.overrides._pop_mode_temporarily()"),
-        "torch.nn.functional.multi_head_attention_forward"),
+        "torch.nn.functional.multi_head_attention_forward",
+    ),
     "sdpa_pop_mode_temporarily": (
-        "attention", "attention.sdpa", "scaled_dot_product_attention",
+        "attention",
+        "attention.sdpa",
+        "scaled_dot_product_attention",
         _sdpa("""
             from torch.overrides import _pop_mode_temporarily
             with _pop_mode_temporarily():
                 out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         """),
-        "torch.nn.functional.scaled_dot_product_attention"),
+        "torch.nn.functional.scaled_dot_product_attention",
+    ),
     "sdpa_alias_at_module_level": (
-        "attention", "attention.sdpa", "scaled_dot_product_attention",
-        _sdpa("out = attend(q, k, v, attn_mask=mask)",
-              "from torch.nn.functional import scaled_dot_product_attention as attend\n"),
-        "torch.nn.functional.scaled_dot_product_attention"),
+        "attention",
+        "attention.sdpa",
+        "scaled_dot_product_attention",
+        _sdpa(
+            "out = attend(q, k, v, attn_mask=mask)",
+            "from torch.nn.functional import scaled_dot_product_attention as attend\n",
+        ),
+        "torch.nn.functional.scaled_dot_product_attention",
+    ),
     "sdpa_F_is_torch_nn_functional": (
-        "attention", "attention.sdpa", "scaled_dot_product_attention",
+        "attention",
+        "attention.sdpa",
+        "scaled_dot_product_attention",
         _sdpa("out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)", "F = torch.nn.functional\n"),
-        "torch.nn.functional.scaled_dot_product_attention"),
+        "torch.nn.functional.scaled_dot_product_attention",
+    ),
     "sdpa_through_a_helper": (
-        "attention", "attention.sdpa", "scaled_dot_product_attention",
+        "attention",
+        "attention.sdpa",
+        "scaled_dot_product_attention",
         "def _attend(q, k, v, mask):\n    return torch.nn.functional.scaled_dot_product_attention("
         "q, k, v, attn_mask=mask)\n\n\ndef _helper(q, k, v, mask):\n    return _attend(q, k, v, mask)\n\n"
         + _sdpa("out = _helper(q, k, v, mask)"),
-        "torch.nn.functional.scaled_dot_product_attention"),
+        "torch.nn.functional.scaled_dot_product_attention",
+    ),
     "kl_private_kl_normal_normal": (
-        "elbo", "elbo.kl", "gaussian_kl", """
+        "elbo",
+        "elbo.kl",
+        "gaussian_kl",
+        """
         def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):
             q = torch.distributions.Normal(mu_q, torch.exp(0.5 * logvar_q))
             p = torch.distributions.Normal(mu_p, torch.exp(0.5 * logvar_p))
             return torch.distributions.kl._kl_normal_normal(q, p).sum(dim=-1)
-        """, "torch.distributions.kl._kl_normal_normal"),
+        """,
+        "torch.distributions.kl._kl_normal_normal",
+    ),
     "kl_private_dispatch_kl": (
-        "elbo", "elbo.kl", "gaussian_kl", """
+        "elbo",
+        "elbo.kl",
+        "gaussian_kl",
+        """
         def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):
             from torch.distributions import Normal, kl
             q, p = Normal(mu_q, torch.exp(0.5 * logvar_q)), Normal(mu_p, torch.exp(0.5 * logvar_p))
             return kl._dispatch_kl(Normal, Normal)(q, p).sum(dim=-1)
-        """, "torch.distributions.kl._dispatch_kl"),
+        """,
+        "torch.distributions.kl._dispatch_kl",
+    ),
     "lstm_cell_builds_nn_lstmcell": (
-        "lstm", "lstm.cell", "lstm_cell", """
+        "lstm",
+        "lstm.cell",
+        "lstm_cell",
+        """
         def lstm_cell(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
             cell = torch.nn.LSTMCell(W_ih.shape[1], W_hh.shape[1], dtype=x.dtype, device=x.device)
             with torch.no_grad():
                 for name, value in (("weight_ih", W_ih), ("weight_hh", W_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
                     getattr(cell, name).copy_(value)
             return cell(x, (h_prev, c_prev))
-        """, "torch.nn.LSTMCell"),
+        """,
+        "torch.nn.LSTMCell",
+    ),
 }
 #: Which exercise of the same submission must keep full marks (only some: full exercises cost time).
-CONTROL = {"sdpa_alias_at_module_level": "attention.causal_mask", "kl_private_dispatch_kl": "elbo.reparameterize",
-           "lstm_cell_builds_nn_lstmcell": "lstm.param_count"}
+CONTROL = {
+    "sdpa_alias_at_module_level": "attention.causal_mask",
+    "kl_private_dispatch_kl": "elbo.reparameterize",
+    "lstm_cell_builds_nn_lstmcell": "lstm.param_count",
+}
 
 #: Solutions written with the allowed building blocks (torch.softmax, Normal(...).log_prob,
 #: torch.sigmoid/tanh, nn.Linear): full marks.  (module, exercise, replaced name, code)
 ALLOWED = (
-    ("elbo", "elbo.gaussian_ll", "gaussian_log_likelihood", """
+    (
+        "elbo",
+        "elbo.gaussian_ll",
+        "gaussian_log_likelihood",
+        """
         def gaussian_log_likelihood(x, mean, logvar):
             # validate_args=False: argument validation calls .item(), which meta tensors (device tests) refuse
             std = torch.exp(0.5 * logvar)
             return torch.distributions.Normal(mean, std, validate_args=False).log_prob(x).sum(dim=-1)
-        """),
-    ("lstm", "lstm.gru", "gru_cell", """
+        """,
+    ),
+    (
+        "lstm",
+        "lstm.gru",
+        "gru_cell",
+        """
         def gru_cell(x, h_prev, W_ih, W_hh, b_ih, b_hh):
             H = h_prev.size(-1)
             gi = torch.nn.functional.linear(x, W_ih, b_ih)
@@ -173,7 +225,8 @@ ALLOWED = (
             z = torch.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
             n = torch.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
             return n + z * (h_prev - n)
-        """),
+        """,
+    ),
 )
 
 
@@ -190,40 +243,71 @@ def test_static_check_flags_every_route_of_the_issue(attack):
 
 SNIPPETS = {
     # name: (source, public name, kind, text the finding must show)
-    "import_as": (_code("""
+    "import_as": (
+        _code("""
         from torch.nn.functional import scaled_dot_product_attention as f
         def g(q):
             return f(q, q, q)
-        """), "g", "forbidden", "torch.nn.functional.scaled_dot_product_attention"),
-    "from_torch_import_nn": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.nn.functional.scaled_dot_product_attention",
+    ),
+    "from_torch_import_nn": (
+        _code("""
         from torch import nn
         def g(x):
             return nn.LSTM(3, 4)(x)
-        """), "g", "forbidden", "torch.nn.LSTM"),
-    "local_alias": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.nn.LSTM",
+    ),
+    "local_alias": (
+        _code("""
         import torch
         def g(q):
             G = torch.nn.functional
             h = G.scaled_dot_product_attention
             return h(q, q, q)
-        """), "g", "forbidden", "scaled_dot_product_attention (line 4)"),
-    "parameter_default": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "scaled_dot_product_attention (line 4)",
+    ),
+    "parameter_default": (
+        _code("""
         import torch
         def g(q, G=torch.nn.functional):
             return G.scaled_dot_product_attention(q)
-        """), "g", "forbidden", "torch.nn.functional.scaled_dot_product_attention"),
-    "getattr_constant": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.nn.functional.scaled_dot_product_attention",
+    ),
+    "getattr_constant": (
+        _code("""
         import torch
         def g(q):
             return getattr(torch.nn.functional, "multi_head_attention_forward")(q)
-        """), "g", "forbidden", "multi_head_attention_forward"),
-    "bound_at_import": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "multi_head_attention_forward",
+    ),
+    "bound_at_import": (
+        _code("""
         import functools, torch
         _a = functools.partial(torch.nn.functional.scaled_dot_product_attention)
         def g(q):
             return _a(q, q, q)
-        """), "g", "forbidden", "line 2, in _a"),
-    "global_statement": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "line 2, in _a",
+    ),
+    "global_statement": (
+        _code("""
         import torch
         def _s():
             global A
@@ -231,14 +315,24 @@ SNIPPETS = {
         _s()
         def g(x):
             return A(x)
-        """), "g", "forbidden", "torch.lstm_cell"),
-    "patched_torch": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.lstm_cell",
+    ),
+    "patched_torch": (
+        _code("""
         import torch
         torch.sigmoid = torch.gru_cell
         def g(x):
             return torch.sigmoid(x)
-        """), "g", "forbidden", "torch.gru_cell"),
-    "patched_method": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.gru_cell",
+    ),
+    "patched_method": (
+        _code("""
         import torch
         class M(torch.nn.Module):
             def forward(self, x):
@@ -246,111 +340,215 @@ SNIPPETS = {
         def _f(self, x):
             return torch.nn.functional.multi_head_attention_forward(x)
         M.forward = _f
-        """), "M", "forbidden", "multi_head_attention_forward"),
-    "unresolved_object": (_code("""
+        """),
+        "M",
+        "forbidden",
+        "multi_head_attention_forward",
+    ),
+    "unresolved_object": (
+        _code("""
         import torch
         def g(q):
             mods = [torch.nn.functional]
             return mods[0].scaled_dot_product_attention(q)
-        """), "g", "forbidden", "mods[0].scaled_dot_product_attention"),
-    "private_kernel": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "mods[0].scaled_dot_product_attention",
+    ),
+    "private_kernel": (
+        _code("""
         import torch
         def g(x, h):
             return torch._VF.gru_cell(x, h)
-        """), "g", "forbidden", "torch._VF.gru_cell"),
-    "aten_op": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch._VF.gru_cell",
+    ),
+    "aten_op": (
+        _code("""
         import torch
         def g(x):
             return torch.ops.aten.lstm_cell.default(x)
-        """), "g", "forbidden", "torch.ops.aten.lstm_cell.default"),
-    "kl_registry": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.ops.aten.lstm_cell.default",
+    ),
+    "kl_registry": (
+        _code("""
         from torch.distributions import kl, Normal
         def g(p):
             return kl._KL_REGISTRY[Normal, Normal](p, p)
-        """), "g", "forbidden", "torch.distributions.kl._KL_REGISTRY"),
-    "kl_divergence": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.distributions.kl._KL_REGISTRY",
+    ),
+    "kl_divergence": (
+        _code("""
         from torch.distributions import kl_divergence as kl
         def g(p, q):
             return kl(p, q)
-        """), "g", "forbidden", "torch.distributions.kl_divergence"),
-    "transformer": (_code("""
+        """),
+        "g",
+        "forbidden",
+        "torch.distributions.kl_divergence",
+    ),
+    "transformer": (
+        _code("""
         import torch
         class M(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.a = torch.nn.TransformerEncoderLayer(8, 2).self_attn
-        """), "M", "forbidden", "torch.nn.TransformerEncoderLayer"),
-    "import_after_def": (_code("""
+        """),
+        "M",
+        "forbidden",
+        "torch.nn.TransformerEncoderLayer",
+    ),
+    "import_after_def": (
+        _code("""
         import torch
         def gru_cell(x, h):
             return x
         from torch import *
-        """), "gru_cell", "forbidden", "torch.gru_cell"),
-    "disable_torch_function": (_code("""
+        """),
+        "gru_cell",
+        "forbidden",
+        "torch.gru_cell",
+    ),
+    "disable_torch_function": (
+        _code("""
         import torch
         def g(x):
             with torch._C.DisableTorchFunction():
                 return x
-        """), "g", "guard", "torch._C.DisableTorchFunction"),
-    "torch_function_state": (_code("""
+        """),
+        "g",
+        "guard",
+        "torch._C.DisableTorchFunction",
+    ),
+    "torch_function_state": (
+        _code("""
         import torch
         def g(x):
             torch._C._set_torch_function_state(0)
-        """), "g", "guard", "_set_torch_function_state"),
-    "overrides": (_code("""
+        """),
+        "g",
+        "guard",
+        "_set_torch_function_state",
+    ),
+    "overrides": (
+        _code("""
         from torch.overrides import _pop_mode
         def g(x):
             _pop_mode()
-        """), "g", "guard", "torch.overrides._pop_mode"),
-    "private_torch": (_code("""
+        """),
+        "g",
+        "guard",
+        "torch.overrides._pop_mode",
+    ),
+    "private_torch": (
+        _code("""
         import torch
         def g(x):
             return torch._C._nn.softplus(x)
-        """), "g", "private", "torch._C._nn"),
-    "getattr_computed": (_code("""
+        """),
+        "g",
+        "private",
+        "torch._C._nn",
+    ),
+    "getattr_computed": (
+        _code("""
         import torch
         def g(x, n):
             return getattr(torch, "sig" + n)(x)
-        """), "g", "dynamic", "getattr with a computed name"),
-    "dunder_dict": (_code("""
+        """),
+        "g",
+        "dynamic",
+        "getattr with a computed name",
+    ),
+    "dunder_dict": (
+        _code("""
         import torch
         def g(x):
             return torch.nn.functional.__dict__["softmax"](x)
-        """), "g", "dynamic", "__dict__"),
-    "importlib": (_code("""
+        """),
+        "g",
+        "dynamic",
+        "__dict__",
+    ),
+    "importlib": (
+        _code("""
         import importlib
         def g(x):
             return importlib.import_module("torch").tanh(x)
-        """), "g", "dynamic", "importlib.import_module"),
-    "dunder_import": (_code("""
+        """),
+        "g",
+        "dynamic",
+        "importlib.import_module",
+    ),
+    "dunder_import": (
+        _code("""
         def g(x):
             return __import__("torch").tanh(x)
-        """), "g", "dynamic", "__import__"),
-    "eval": (_code("""
+        """),
+        "g",
+        "dynamic",
+        "__import__",
+    ),
+    "eval": (
+        _code("""
         def g(x):
             return eval("x")
-        """), "g", "dynamic", "eval"),
-    "getattr_as_value": (_code("""
+        """),
+        "g",
+        "dynamic",
+        "eval",
+    ),
+    "getattr_as_value": (
+        _code("""
         import functools, torch
         def g(x):
             return functools.reduce(getattr, ["nn", "functional"], torch).softmax(x)
-        """), "g", "dynamic", "getattr used as a value"),
-    "frames": (_code("""
+        """),
+        "g",
+        "dynamic",
+        "getattr used as a value",
+    ),
+    "frames": (
+        _code("""
         import sys
         def g(x):
             return sys._getframe().f_back.f_locals["expected"]
-        """), "g", "dynamic", "sys._getframe"),
-    "exec_at_import": (_code("""
+        """),
+        "g",
+        "dynamic",
+        "sys._getframe",
+    ),
+    "exec_at_import": (
+        _code("""
         exec("def g(x): return x")
         def h(x):
             return x
-        """), "h", "dynamic", "exec, line 1, in code that runs at import"),
-    "grader_at_import": (_code("""
+        """),
+        "h",
+        "dynamic",
+        "exec, line 1, in code that runs at import",
+    ),
+    "grader_at_import": (
+        _code("""
         import grader.execution.guards
         grader.execution.guards.forbid_library_solutions = None
         def h(x):
             return x
-        """), "h", "grader", "grader.execution.guards.forbid_library_solutions"),
+        """),
+        "h",
+        "grader",
+        "grader.execution.guards.forbid_library_solutions",
+    ),
 }
 
 
@@ -458,10 +656,14 @@ HOSTILE_SOURCES = {
     "null_bytes": ("x = 1\x00\n", "none"),
     "deep_expression": ("x = " + "a+" * 200_000 + "a\n", "unreadable"),
     "deep_attribute_chain": ("x = a" + ".b" * 5_000 + "\n", "unreadable"),
-    "long_alias_chain": ("".join(f"a{i} = a{i + 1}\n" for i in range(3_000)) + "def g(x):\n    return a0(x)\n",
-                         "unreadable"),
-    "many_functions": ("".join(f"def f{i}(x):\n    return f{i + 1}(x)\n" for i in range(5_000))
-                       + "def g(x):\n    return f0(x)\n", "none"),
+    "long_alias_chain": (
+        "".join(f"a{i} = a{i + 1}\n" for i in range(3_000)) + "def g(x):\n    return a0(x)\n",
+        "unreadable",
+    ),
+    "many_functions": (
+        "".join(f"def f{i}(x):\n    return f{i + 1}(x)\n" for i in range(5_000)) + "def g(x):\n    return f0(x)\n",
+        "none",
+    ),
 }
 
 
@@ -480,8 +682,13 @@ def test_static_check_gives_a_clean_answer_on_hostile_input(case):
 def test_a_check_reply_from_the_worker_is_validated():
     good = {"g": [{"kind": "forbidden", "what": "torch.lstm", "line": 3, "via": ""}]}
     assert plain_findings(good, ["g"]) == good
-    for bad in ([], {"h": good["g"]}, {"g": []}, {"g": [{"kind": "nope", "what": "", "line": 1, "via": ""}]},
-                {"g": [{"kind": "forbidden", "what": "x", "line": "3", "via": ""}]}):
+    for bad in (
+        [],
+        {"h": good["g"]},
+        {"g": []},
+        {"g": [{"kind": "nope", "what": "", "line": 1, "via": ""}]},
+        {"g": [{"kind": "forbidden", "what": "x", "line": "3", "via": ""}]},
+    ):
         with pytest.raises(ValueError):
             plain_findings(bad, ["g"])
 
@@ -489,54 +696,90 @@ def test_a_check_reply_from_the_worker_is_validated():
 # -- the runtime trip-wire --------------------------------------------------------------------------------------------
 RUNTIME = {
     # name: (body of f(q), run under the guard; what the message names)
-    "disable_torch_function": ("""
+    "disable_torch_function": (
+        """
         with torch._C.DisableTorchFunction():
             return F.scaled_dot_product_attention(q, q, q)
-        """, "torch._C.DisableTorchFunction"),
-    "saved_switch": ("""
+        """,
+        "torch._C.DisableTorchFunction",
+    ),
+    "saved_switch": (
+        """
         with SWITCH():
             return F.scaled_dot_product_attention(q, q, q)
-        """, "torch.nn.functional.scaled_dot_product_attention"),
-    "pop_mode_temporarily": ("""
+        """,
+        "torch.nn.functional.scaled_dot_product_attention",
+    ),
+    "pop_mode_temporarily": (
+        """
         with torch.overrides._pop_mode_temporarily():
             return F.scaled_dot_product_attention(q, q, q)
-        """, "_pop_mode_temporarily"),
-    "pop_the_stack_for_good": ("""
+        """,
+        "_pop_mode_temporarily",
+    ),
+    "pop_the_stack_for_good": (
+        """
         POP()
         return q
-        """, "removed the grader's torch function mode"),
-    "switch_state_off": ("""
+        """,
+        "removed the grader's torch function mode",
+    ),
+    "switch_state_off": (
+        """
         STATE(torch._C._TorchFunctionState.ALL_DISABLED)
         return q
-        """, "switched off"),
-    "kl_normal_normal": ("""
+        """,
+        "switched off",
+    ),
+    "kl_normal_normal": (
+        """
         n = torch.distributions.Normal(q, 1.0)
         return torch.distributions.kl._kl_normal_normal(n, n)
-        """, "torch.distributions.kl._kl_normal_normal"),
-    "kl_registry": ("""
+        """,
+        "torch.distributions.kl._kl_normal_normal",
+    ),
+    "kl_registry": (
+        """
         n = torch.distributions.Normal(q, 1.0)
         return torch.distributions.kl._KL_REGISTRY[type(n), type(n)](n, n)
-        """, "kl_divergence"),
-    "kl_exponential_family": ("""
+        """,
+        "kl_divergence",
+    ),
+    "kl_exponential_family": (
+        """
         n = torch.distributions.Normal(q, 1.0)
         return torch.distributions.kl._kl_expfamily_expfamily(n, n)
-        """, "_kl_expfamily_expfamily"),
-    "lstm_cell_module": ("""
+        """,
+        "_kl_expfamily_expfamily",
+    ),
+    "lstm_cell_module": (
+        """
         return torch.nn.LSTMCell(4, 3)(q[0])
-        """, "torch.nn.LSTMCell"),
-    "gru_kernel": ("""
+        """,
+        "torch.nn.LSTMCell",
+    ),
+    "gru_kernel": (
+        """
         return torch._C._VariableFunctions.gru_cell(q[0], q[0], q.new_ones(12, 4), q.new_ones(12, 4))
-        """, "torch.nn.GRUCell"),
-    "aten_overload": ("""
+        """,
+        "torch.nn.GRUCell",
+    ),
+    "aten_overload": (
+        """
         return torch.ops.aten.scaled_dot_product_attention.default(q, q, q)
-        """, "scaled_dot_product_attention"),
-    "caught_then_other_error": ("""
+        """,
+        "scaled_dot_product_attention",
+    ),
+    "caught_then_other_error": (
+        """
         try:
             torch.lstm_cell(q, (q, q), q, q)
         except Exception:
             pass
         raise ValueError("not me")
-        """, "torch.nn.LSTMCell"),
+        """,
+        "torch.nn.LSTMCell",
+    ),
 }
 
 
@@ -577,17 +820,24 @@ def test_runtime_trip_wire_keeps_allowed_building_blocks(tmp_path):
     """
     mod, path = _load(body, tmp_path, "runtime_allowed")
     q = torch.randn(2, 3, 4)
-    result = calls.run_call(mod.f, calls.Call("f", (q,), grad_wrt=(0,), cotangents=[torch.ones(2, 3, 4)]),
-                                "elbo.kl: f", path)
+    result = calls.run_call(
+        mod.f, calls.Call("f", (q,), grad_wrt=(0,), cotangents=[torch.ones(2, 3, 4)]), "elbo.kl: f", path
+    )
     assert result.outputs.shape == (2, 3, 4) and result.grads[0].shape == (2, 3, 4)
 
 
 def test_the_worker_trips_even_without_the_static_check(tmp_path):
     """The runtime layer holds in the isolated worker on its own (the static refusal taken away)."""
-    (tmp_path / "attention.py").write_text(_replace("attention", "scaled_dot_product_attention", _sdpa("""
+    (tmp_path / "attention.py").write_text(
+        _replace(
+            "attention",
+            "scaled_dot_product_attention",
+            _sdpa("""
         with torch._C.DisableTorchFunction():
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    """)))
+    """),
+        )
+    )
     impl = open_implementation(tmp_path, "attention", "sandbox")
     try:
         assert "scaled_dot_product_attention" in impl.refused
@@ -629,8 +879,14 @@ def graded(tmp_path_factory):
         entries.append((attack, folder, [exercise] + ([CONTROL[attack]] if attack in CONTROL else [])))
     folder = root / "tamper_with_the_checker"
     folder.mkdir()
-    (folder / "attention.py").write_text(TAMPER + _replace("attention", "scaled_dot_product_attention", _sdpa(
-        "out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)")))
+    (folder / "attention.py").write_text(
+        TAMPER
+        + _replace(
+            "attention",
+            "scaled_dot_product_attention",
+            _sdpa("out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)"),
+        )
+    )
     entries.append(("tamper_with_the_checker", folder, ["attention.sdpa"]))
     folder = root / "allowed"
     folder.mkdir()

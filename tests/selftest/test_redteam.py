@@ -49,46 +49,71 @@ def _override(code):
     return REFERENCE + "\n\n" + textwrap.dedent(code)
 
 
-# name -> (source, files besides attention.py, targets, {exercise: "zero" | "full"}, expected status of the attacked one)
+# name -> (source, files besides attention.py, targets, {exercise: "zero" | "full"},
+#          expected status of the attacked one)
 HOSTILE = {
     "exit_at_import": (
-        "import sys\nsys.exit(0)\n" + REFERENCE, {}, ["attention.causal_mask", "attention.heads"],
-        {"attention.causal_mask": "zero", "attention.heads": "zero"}, "error"),
+        "import sys\nsys.exit(0)\n" + REFERENCE,
+        {},
+        ["attention.causal_mask", "attention.heads"],
+        {"attention.causal_mask": "zero", "attention.heads": "zero"},
+        "error",
+    ),
     "os_exit_in_call": (
         _override("""
             import os
             def causal_mask(length, device=None):
                 os._exit(3)
-        """), {}, ["attention.causal_mask", "attention.heads"],
-        {"attention.causal_mask": "zero", "attention.heads": "full"}, "crashed"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.heads"],
+        {"attention.causal_mask": "zero", "attention.heads": "full"},
+        "crashed",
+    ),
     "segfault": (
         _override("""
             import ctypes
             def padding_mask(lengths, max_len):
                 return ctypes.string_at(0)
-        """), {}, ["attention.padding_mask", "attention.causal_mask"],
-        {"attention.padding_mask": "zero", "attention.causal_mask": "full"}, "crashed"),
+        """),
+        {},
+        ["attention.padding_mask", "attention.causal_mask"],
+        {"attention.padding_mask": "zero", "attention.causal_mask": "full"},
+        "crashed",
+    ),
     "infinite_loop": (
         _override("""
             def causal_mask(length, device=None):
                 while True:
                     pass
-        """), {}, ["attention.causal_mask", "attention.padding_mask"],
-        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "timeout"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"},
+        "timeout",
+    ),
     "long_sleep": (
         _override("""
             import time
             def sinusoidal_positional_encoding(max_len, d_model):
                 time.sleep(3600)
-        """), {}, ["attention.positional_encoding", "attention.causal_mask"],
-        {"attention.positional_encoding": "zero", "attention.causal_mask": "full"}, "timeout"),
+        """),
+        {},
+        ["attention.positional_encoding", "attention.causal_mask"],
+        {"attention.positional_encoding": "zero", "attention.causal_mask": "full"},
+        "timeout",
+    ),
     "memory_bomb": (
         _override("""
             def causal_mask(length, device=None):
                 hog = bytearray(64 * 2**30)
                 return hog
-        """), {}, ["attention.causal_mask", "attention.padding_mask"],
-        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "out of memory"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"},
+        "out of memory",
+    ),
     "fork_bomb": (
         _override("""
             import os, time
@@ -98,8 +123,12 @@ HOSTILE = {
                         os.fork()
                     except OSError:
                         time.sleep(0.01)
-        """), {}, ["attention.causal_mask", "attention.padding_mask"],
-        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "timeout"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"},
+        "timeout",
+    ),
     "stdout_flood": (
         _override("""
             import sys
@@ -108,7 +137,12 @@ HOSTILE = {
                 sys.stdout.write("spam " * 200_000)
                 sys.stderr.write("spam " * 200_000)
                 return _causal(length, device)
-        """), {}, ["attention.causal_mask"], {"attention.causal_mask": "full"}, "passed"),
+        """),
+        {},
+        ["attention.causal_mask"],
+        {"attention.causal_mask": "full"},
+        "passed",
+    ),
     "monkeypatch_comparisons": (
         _override("""
             import numpy, torch, torch.testing
@@ -117,7 +151,13 @@ HOSTILE = {
             torch.testing.assert_close = lambda *a, **k: None
             numpy.allclose = lambda *a, **k: True
             numpy.testing.assert_allclose = lambda *a, **k: None
-        """) + WRONG_SDPA, {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        """)
+        + WRONG_SDPA,
+        {},
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "patch_pytest_internals": (
         _override("""
             try:
@@ -127,24 +167,47 @@ HOSTILE = {
                 pytest.fail = lambda *a, **k: None
             except Exception:
                 pass
-        """) + WRONG_SDPA, {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        """)
+        + WRONG_SDPA,
+        {},
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "conftest_in_submission": (
         REFERENCE + WRONG_SDPA,
-        {"conftest.py": "import pytest\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
-                        "    out = yield\n    rep = out.get_result()\n    rep.outcome = 'passed'\n"},
-        ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        {
+            "conftest.py": "import pytest\n@pytest.hookimpl(hookwrapper=True)\n"
+            "def pytest_runtest_makereport(item, call):\n"
+            "    out = yield\n    rep = out.get_result()\n    rep.outcome = 'passed'\n"
+        },
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "shadow_torch_and_json": (
         REFERENCE + WRONG_SDPA,
-        {"torch.py": "raise SystemExit('shadow torch imported')\n", "json.py": "dumps = lambda *a, **k: '{\"score\": 100}'\n"},
-        ["attention.sdpa", "attention.causal_mask"], {"attention.sdpa": "zero", "attention.causal_mask": "full"},
-        "failed"),
+        {
+            "torch.py": "raise SystemExit('shadow torch imported')\n",
+            "json.py": "dumps = lambda *a, **k: '{\"score\": 100}'\n",
+        },
+        ["attention.sdpa", "attention.causal_mask"],
+        {"attention.sdpa": "zero", "attention.causal_mask": "full"},
+        "failed",
+    ),
     "print_fake_results": (
         _override("""
             import json, sys
             print(json.dumps({"score": 100, "tests": [{"name": "attention.sdpa", "score": 10, "max_score": 10}]}))
             print('{"nodeid": "x", "exercise": "attention.sdpa", "weight": 1000, "status": "passed"}')
             sys.stdout.flush()
-        """) + WRONG_SDPA, {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        """)
+        + WRONG_SDPA,
+        {},
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "overwrite_result_files": (
         _override("""
             import os, glob
@@ -156,9 +219,16 @@ HOSTILE = {
                             fh.write(line)
                     except OSError:
                         pass
-        """) + WRONG_SDPA, {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        """)
+        + WRONG_SDPA,
+        {},
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "steal_the_reference": (
-        f"ROOT = {str(ROOT)!r}\n" + textwrap.dedent("""
+        f"ROOT = {str(ROOT)!r}\n"
+        + textwrap.dedent("""
             import sys
             sys.path.insert(0, ROOT)
             try:
@@ -168,10 +238,14 @@ HOSTILE = {
                     exec(open(ROOT + "/solutions/attention.py").read())
                 except Exception:
                     pass
-        """) + (ROOT / "assignments" / "attention.py").read_text().replace("import math", "import math as _m"),
-        {}, ["attention.sdpa", "attention.causal_mask"],
+        """)
+        + (ROOT / "assignments" / "attention.py").read_text().replace("import math", "import math as _m"),
+        {},
+        ["attention.sdpa", "attention.causal_mask"],
         # exec at import: the forbidden-call check flags every name (failed) before the stubs' TODOs show
-        {"attention.sdpa": "zero", "attention.causal_mask": "zero"}, "failed"),
+        {"attention.sdpa": "zero", "attention.causal_mask": "zero"},
+        "failed",
+    ),
     "read_grader_memory": (
         _override("""
             import gc, sys
@@ -189,7 +263,12 @@ HOSTILE = {
                             hasattr(mod, "scaled_dot_product_attention"):
                         return mod.scaled_dot_product_attention(q, k, v, mask)
                 return q[..., :1] * 0, q[..., :1] * 0
-        """), {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        """),
+        {},
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "malicious_objects": (
         _override("""
             import os
@@ -204,8 +283,12 @@ HOSTILE = {
                 return Evil(), Evil()
             def causal_mask(length, device=None):
                 return Evil()
-        """), {}, ["attention.sdpa", "attention.causal_mask"],
-        {"attention.sdpa": "zero", "attention.causal_mask": "zero"}, "failed|error"),
+        """),
+        {},
+        ["attention.sdpa", "attention.causal_mask"],
+        {"attention.sdpa": "zero", "attention.causal_mask": "zero"},
+        "failed|error",
+    ),
     "tensor_subclass": (
         _override("""
             class Liar(torch.Tensor):
@@ -214,14 +297,24 @@ HOSTILE = {
                     return True
             def causal_mask(length, device=None):
                 return torch.zeros(length, length, dtype=torch.bool).as_subclass(Liar)
-        """), {}, ["attention.causal_mask"], {"attention.causal_mask": "zero"}, "failed"),
+        """),
+        {},
+        ["attention.causal_mask"],
+        {"attention.causal_mask": "zero"},
+        "failed",
+    ),
     "nan_outputs": (
         _override("""
             def scaled_dot_product_attention(q, k, v, mask=None):
                 nan = float("nan")
                 return (torch.full((*q.shape[:-1], v.shape[-1]), nan, dtype=q.dtype),
                         torch.full((*q.shape[:-1], k.shape[-2]), nan, dtype=q.dtype))
-        """), {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        """),
+        {},
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "network_connection": (
         _override("""
             import socket
@@ -232,7 +325,12 @@ HOSTILE = {
                 except OSError:
                     pass
                 return _causal(length, device)
-        """), {}, ["attention.causal_mask"], {"attention.causal_mask": "full"}, "passed"),
+        """),
+        {},
+        ["attention.causal_mask"],
+        {"attention.causal_mask": "full"},
+        "passed",
+    ),
     "write_outside_folder": (
         _override("""
             import os
@@ -246,7 +344,12 @@ HOSTILE = {
                     except OSError:
                         pass
                 return _causal(length, device)
-        """), {}, ["attention.causal_mask"], {"attention.causal_mask": "full"}, "passed"),
+        """),
+        {},
+        ["attention.causal_mask"],
+        {"attention.causal_mask": "full"},
+        "passed",
+    ),
     "read_a_reference_elsewhere": (
         # Copies of the reference in another clone, a classmate's folder beside the
         # submission, a staff folder under /root and /var/tmp: imported without any call the
@@ -268,7 +371,11 @@ HOSTILE = {
                         except ImportError:
                             ZEROS
         """).replace("ZEROS", textwrap.indent(ZEROS_SDPA.strip(), " " * 16).lstrip()),
-        {}, ["attention.sdpa"], {"attention.sdpa": "zero"}, "failed"),
+        {},
+        ["attention.sdpa"],
+        {"attention.sdpa": "zero"},
+        "failed",
+    ),
     "shared_mapping_8g": (
         _override("""
             import ctypes, mmap
@@ -278,8 +385,12 @@ HOSTILE = {
                 block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
                 ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(block)), 1, size)
                 return _causal(length, device)
-        """), {}, ["attention.causal_mask", "attention.padding_mask"],
-        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "out of memory"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"},
+        "out of memory",
+    ),
     "memfd_8g": (
         # 16 MiB memfds (under the file-size limit), each mapped, its descriptor closed (under
         # the open-files limit), 8 GiB in all.
@@ -297,8 +408,12 @@ HOSTILE = {
                     ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(block)), 1, chunk)
                     _blocks.append(block)
                 return _causal(length, device)
-        """), {}, ["attention.causal_mask", "attention.padding_mask"],
-        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "out of memory"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"},
+        "out of memory",
+    ),
     "sysv_segment_8g": (
         _override("""
             import ctypes
@@ -311,8 +426,12 @@ HOSTILE = {
                 addr = libc.shmat(seg, None, 0)
                 ctypes.memset(addr, 1, size)
                 return _causal(length, device)
-        """), {}, ["attention.causal_mask", "attention.padding_mask"],
-        {"attention.causal_mask": "zero", "attention.padding_mask": "full"}, "out of memory"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "zero", "attention.padding_mask": "full"},
+        "out of memory",
+    ),
     "background_children": (
         # Probe: children started at import and in every call must be gone by the next
         # call (frozen and killed after each one); a survivor turns the masks wrong.
@@ -355,8 +474,12 @@ HOSTILE = {
                     return ~mask
                 _spin()
                 return mask
-        """), {}, ["attention.causal_mask", "attention.padding_mask"],
-        {"attention.causal_mask": "full", "attention.padding_mask": "full"}, "passed"),
+        """),
+        {},
+        ["attention.causal_mask", "attention.padding_mask"],
+        {"attention.causal_mask": "full", "attention.padding_mask": "full"},
+        "passed",
+    ),
     "list_processes": (
         # Probe: the worker must see no process but its own in /proc (not the grader's,
         # not other submissions'), nor be able to signal one.
@@ -382,8 +505,14 @@ HOSTILE = {
                     _seen.append(_others())
                 mask = _causal(length, device)
                 return ~mask if _seen[0] else mask
-        """), {}, ["attention.causal_mask"], {"attention.causal_mask": "full"}, "passed"),
+        """),
+        {},
+        ["attention.causal_mask"],
+        {"attention.causal_mask": "full"},
+        "passed",
+    ),
 }
+
 
 def sandbox_processes():
     """Processes that run as a sandbox uid (the pool a root grader takes from, or nobody)."""
@@ -470,8 +599,11 @@ def _write(attack, folder, port, tag, planted):
 
 
 def _env(call_timeout=5):
-    return {"GRADER_CALL_TIMEOUT": str(call_timeout), "GRADER_MODULE_BUDGET": "60",
-            "GRADER_MEMORY_LIMIT": str(MEMORY_LIMIT)}
+    return {
+        "GRADER_CALL_TIMEOUT": str(call_timeout),
+        "GRADER_MODULE_BUDGET": "60",
+        "GRADER_MEMORY_LIMIT": str(MEMORY_LIMIT),
+    }
 
 
 def _grade_timed(attack, folder, port, tag, planted):
@@ -496,11 +628,18 @@ def planted(tmp_path_factory):
     tag = uuid.uuid4().hex[:12]
     hostile = tmp_path_factory.mktemp("hostile")
     other_clone = tmp_path_factory.mktemp("other-clone")
-    places = {"OTHER_CLONE": other_clone / "solutions", "SIBLING": hostile / "classmate",
-              "STAFF_DIR": Path(f"/root/grader-redteam-{tag}") if os.geteuid() == 0 else tmp_path_factory.mktemp("staff"),
-              "VARTMP_DIR": Path(f"/var/tmp/grader-redteam-{tag}")}
-    files = {"OTHER_CLONE": "attention.py", "SIBLING": "peer_attention.py",
-             "STAFF_DIR": "staff_attention.py", "VARTMP_DIR": "vt_attention.py"}
+    places = {
+        "OTHER_CLONE": other_clone / "solutions",
+        "SIBLING": hostile / "classmate",
+        "STAFF_DIR": Path(f"/root/grader-redteam-{tag}") if os.geteuid() == 0 else tmp_path_factory.mktemp("staff"),
+        "VARTMP_DIR": Path(f"/var/tmp/grader-redteam-{tag}"),
+    }
+    files = {
+        "OTHER_CLONE": "attention.py",
+        "SIBLING": "peer_attention.py",
+        "STAFF_DIR": "staff_attention.py",
+        "VARTMP_DIR": "vt_attention.py",
+    }
     for name, folder in places.items():
         path = folder / files[name]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -554,8 +693,14 @@ def test_hostile_submission_earns_nothing_and_leaves_nothing(attack, graded, lis
     assert elapsed < TIME_BOUND, f"{attack} took {elapsed:.0f}s"
     assert not leftover, f"sandbox processes left behind: {leftover}"
     assert not ipc_left, f"SysV IPC objects left behind: {ipc_left}"
-    for path in (ROOT / f"pwned-{tag}", f"/tmp/pwned-{tag}", os.path.expanduser(f"~/pwned-{tag}"),
-                 f"/var/tmp/pwned-{tag}", f"/dev/shm/pwned-{tag}", "/tmp/pwned-by-reduce"):
+    for path in (
+        ROOT / f"pwned-{tag}",
+        f"/tmp/pwned-{tag}",
+        os.path.expanduser(f"~/pwned-{tag}"),
+        f"/var/tmp/pwned-{tag}",
+        f"/dev/shm/pwned-{tag}",
+        "/tmp/pwned-by-reduce",
+    ):
         assert not os.path.exists(path), f"{attack} left {path}"
     assert not hits, f"{attack} reached the network: {hits}"
     assert (ROOT / "solutions" / "attention.py").read_text() == REFERENCE
@@ -581,15 +726,15 @@ def test_slow_calls_stop_at_the_submission_budget(tmp_path):
             def gaussian_kl_standard_normal(mu, logvar):
                 time.sleep(1.5)
                 return _kl(mu, logvar)
-        """}
+        """,
+    }
     sub = tmp_path / "sleepy"
     sub.mkdir()
     for module, code in sleepy.items():
         (sub / f"{module}.py").write_text((ROOT / "solutions" / f"{module}.py").read_text() + textwrap.dedent(code))
     env = {"GRADER_CALL_TIMEOUT": "2", "GRADER_MODULE_BUDGET": "8", "GRADER_SUBMISSION_BUDGET": "12"}
     start = time.monotonic()
-    report = runner.grade(sub, ["attention.causal_mask", "attention.padding_mask", "elbo.kl_standard_normal"],
-                          env=env)
+    report = runner.grade(sub, ["attention.causal_mask", "attention.padding_mask", "elbo.kl_standard_normal"], env=env)
     elapsed = time.monotonic() - start
     statuses = {r.exercise.id: r.status for r in report.results}
     feedback = "\n".join(m for r in report.results for m in r.feedback())
@@ -636,7 +781,9 @@ def test_sysv_memory_is_not_shared_between_submissions_of_a_batch(tmp_path):
     before = ipc_objects()
     _reader_and_writer(tmp_path / "subs")
     batch.run(tmp_path / "subs", tmp_path / "out", workers=1, out=open(os.devnull, "w"))
-    results = {name: json.loads((tmp_path / "out" / name / "results.json").read_text()) for name in ("a_writer", "b_reader")}
+    results = {
+        name: json.loads((tmp_path / "out" / name / "results.json").read_text()) for name in ("a_writer", "b_reader")
+    }
     sdpa = {name: next(t for t in r["tests"] if t["name"].startswith("attention.sdpa:")) for name, r in results.items()}
     assert sdpa["a_writer"]["score"] == sdpa["a_writer"]["max_score"], sdpa["a_writer"]["output"]
     assert sdpa["b_reader"]["score"] == 0, f"all-zero attention earned points through SysV memory: {sdpa['b_reader']}"
@@ -652,7 +799,8 @@ def causal_mask(length, device=None):
     with open("/proc/self/cgroup") as fh:
         groups = fh.read()
     view = {"ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()], "cwd": os.getcwd(),
-            "file": __file__.split("/"), "host": socket.gethostname(), "env": dict(os.environ), "root": sorted(os.listdir("/")),
+            "file": __file__.split("/"), "host": socket.gethostname(), "env": dict(os.environ),
+            "root": sorted(os.listdir("/")),
             "tmp": sorted(os.listdir("/tmp")), "cgroup": groups, "mounts": mounts, "path": sys.path,
             "procs": sorted(p for p in os.listdir("/proc") if p.isdigit())}
     raise RuntimeError("VIEW<" + json.dumps(view, sort_keys=True) + ">VIEW")

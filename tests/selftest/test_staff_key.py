@@ -32,7 +32,7 @@ REFERENCE = (ROOT / "solutions" / "attention.py").read_text()
 
 #: Shared by the recorder and the lookup: a digest of a call's inputs (values, dtypes,
 #: shapes, the default dtype), and for ``nn.Module`` s their parameters.
-DIGEST = '''
+DIGEST = """
 import hashlib as _hashlib
 
 def _digest(name, *parts):
@@ -51,11 +51,13 @@ def _digest(name, *parts):
 
 def _on_cpu(*parts):
     return all(p.device.type == "cpu" for p in parts if isinstance(p, torch.Tensor))
-'''
+"""
 
 #: Appended to the reference: every public name records (digest -> outputs, and the
 #: gradients of the backward pass the tests run) into a table saved at exit.
-RECORDER = DIGEST + '''
+RECORDER = (
+    DIGEST
+    + '''
 import atexit as _atexit
 import os as _os
 
@@ -144,16 +146,20 @@ class MultiHeadAttention(_ReferenceMHA):
 
 _atexit.register(lambda: torch.save(_TABLE, TABLE_PATH))
 '''
+)
 
 #: The lookup submission: the recorded table, and zeros of a plausible shape for any
 #: input it does not know (an empty table makes it the all-zeros submission).
-LOOKUP = '''
+LOOKUP = (
+    """
 import base64
 import lzma
 
 import torch
 from torch import nn
-''' + DIGEST + '''
+"""
+    + DIGEST
+    + """
 _DATA = lzma.decompress(base64.b85decode(BLOB))
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "bfloat16": torch.bfloat16, "bool": torch.bool, "int64": torch.int64}
@@ -237,7 +243,8 @@ class MultiHeadAttention(nn.Module):
             return (torch.zeros(b, lq, self.embed_dim, dtype=query.dtype, device=query.device),
                     torch.zeros(b, self.num_heads, lq, lk, dtype=query.dtype, device=query.device))
         return _lookup(digest, [query, key, value, *params], zeros, multi=True)
-'''
+"""
+)
 
 
 def lookup_source(table):
@@ -250,6 +257,7 @@ def lookup_source(table):
         raw = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
         data.extend(raw)
         return (str(t.dtype).removeprefix("torch."), tuple(t.shape), len(data) - len(raw), len(raw))
+
     for key, entry in table.items():
         if any(t.device.type != "cpu" for t in entry["out"]):
             continue
@@ -264,7 +272,8 @@ def fitting(table, cap=MAX_FILE_BYTES - (16 << 10)):
     sizes = {}
     for entry in table.values():
         sizes[entry["test"]] = sizes.get(entry["test"], 0) + sum(
-            t.numel() * t.element_size() for part in ("out", "grads") for t in entry.get(part) or [] if t is not None)
+            t.numel() * t.element_size() for part in ("out", "grads") for t in entry.get(part) or [] if t is not None
+        )
     order = sorted(sizes, key=sizes.get)
     lo, hi = 0, len(order)  # the longest prefix of tests that fits
     while lo < hi:
@@ -294,10 +303,27 @@ def attack(tmp_path_factory):
     rec.mkdir()
     table_path = root / "table.pt"
     (rec / "attention.py").write_text(REFERENCE + "\n" + RECORDER.replace("TABLE_PATH", repr(str(table_path))))
-    done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "exercises" / "test_attention.py"),
-                           "--submission", str(rec), "--adapter", "inprocess", "-p", "no:cacheprovider", "-q",
-                           "--import-mode=importlib"],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "tests" / "exercises" / "test_attention.py"),
+            "--submission",
+            str(rec),
+            "--adapter",
+            "inprocess",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--import-mode=importlib",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     # what matters is the table: the recorder itself may trip checks (it writes files), 1 = some tests failed
     assert done.returncode in (0, 1) and table_path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     recorded = torch.load(table_path, weights_only=True)
@@ -315,7 +341,9 @@ def attack(tmp_path_factory):
 #: A submission that looks for the staff key everywhere it can read, at import and at call
 #: time, and hands back whatever it found in an exception message (which lands in the
 #: feedback of results.json).  It never finds the key, and says so (the channel works).
-HOSTILE = REFERENCE + '''
+HOSTILE = (
+    REFERENCE
+    + """
 
 import os as _os
 import re as _re
@@ -361,14 +389,21 @@ def causal_mask(length, device=None):
         raise RuntimeError("LEAKED: " + " ".join(sorted(found)))
     raise RuntimeError("scanned os.environ and /proc/*/environ, /proc/*/cmdline: nothing found; "
                        f"tried OUT_DIR/.staff_key from the batch's --out: {tried}")
-'''
+"""
+)
 
 
 def _batch(subs, out, key=None):
     """Run ``python -m grader batch`` (with ``GRADER_STAFF_KEY=key`` if given); its output."""
     env = _env(**({staffkey.ENV: key} if key else {}))
-    done = subprocess.run([sys.executable, "-m", "grader", "batch", str(subs), "--out", str(out), "--workers", "2"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "batch", str(subs), "--out", str(out), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout + done.stderr
 
@@ -388,7 +423,7 @@ def _per_exercise(out, ident):
 
 
 def _leaks(key, *texts):
-    return [t[max(0, t.find(key) - 200):t.find(key) + 80] for t in texts if key in t]
+    return [t[max(0, t.find(key) - 200) : t.find(key) + 80] for t in texts if key in t]
 
 
 @pytest.fixture(scope="module")
@@ -427,8 +462,10 @@ def test_lookup_table_earns_no_more_than_zeros_under_the_staff_key(graded):
     local = graded["local"]
     a = graded["out"]["A"]
     lookup, zeros = _per_exercise(a, "lookup"), _per_exercise(a, "zeros")
-    print(f"lookup: local {local['lookup'].score:g}, staff {sum(lookup.values()):g}; "
-          f"zeros: local {local['zeros'].score:g}, staff {sum(zeros.values()):g}; per exercise {lookup} vs {zeros}")
+    print(
+        f"lookup: local {local['lookup'].score:g}, staff {sum(lookup.values()):g}; "
+        f"zeros: local {local['zeros'].score:g}, staff {sum(zeros.values()):g}; per exercise {lookup} vs {zeros}"
+    )
     # the attack is real: locally the table scores well above zeros
     assert local["lookup"].score >= local["zeros"].score + 10
     # under the key it earns nothing more than zeros, on every exercise
@@ -459,8 +496,11 @@ def test_the_key_reaches_neither_the_worker_nor_the_results(graded):
     assert stat.S_IMODE(info.st_mode) == 0o600 and len(graded["file_key"]) == 64
     texts = list(printed.values())
     for folder in out.values():
-        texts += [p.read_text() for p in folder.rglob("*") if p.is_file() and p.name not in (
-            staffkey.KEY_FILE, staffkey.ID_FILE)]
+        texts += [
+            p.read_text()
+            for p in folder.rglob("*")
+            if p.is_file() and p.name not in (staffkey.KEY_FILE, staffkey.ID_FILE)
+        ]
     for key in (graded["key"], graded["file_key"]):
         assert not _leaks(key, *texts)
     for run in ("A", "C"):
@@ -471,14 +511,30 @@ def test_the_key_reaches_neither_the_worker_nor_the_results(graded):
 
 def test_check_staff_without_a_key_says_its_examples_are_public(attack):
     _, zeros, _ = attack
-    done = subprocess.run([sys.executable, "-m", "grader", "check", "attention.causal_mask", "--staff", "--quiet",
-                           "--submission", str(zeros)], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "check",
+            "attention.causal_mask",
+            "--staff",
+            "--quiet",
+            "--submission",
+            str(zeros),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert f"{staffkey.ENV} is not set" in done.stderr and "public" in done.stderr
 
 
 # ----------------------------------------------------------------------------- units (fast)
+
 
 def test_generator_is_unchanged_without_a_key_and_keyed_with_one(monkeypatch):
     monkeypatch.setattr(staffkey, "hide_this_process", lambda: None)

@@ -60,13 +60,16 @@ def test_stub_keeps_signature_and_docstring_and_names_the_exercise():
     assert 'raise NotImplementedError("attention.causal_mask: causal_mask is not implemented yet")' in stub
 
 
-@pytest.mark.parametrize("source, problem", [
-    ("def causal_mask():\n    ### BEGIN SOLUTION\n    pass\n", "without"),
-    ("def causal_mask():\n    ### END SOLUTION\n", "without"),
-    ("def causal_mask():\n    ### BEGIN SOLUTION\n    ### BEGIN SOLUTION\n", "nested"),
-    ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "outside"),
-    ("def not_in_rubric():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION\n", "not covered"),
-])
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("def causal_mask():\n    ### BEGIN SOLUTION\n    pass\n", "without"),
+        ("def causal_mask():\n    ### END SOLUTION\n", "without"),
+        ("def causal_mask():\n    ### BEGIN SOLUTION\n    ### BEGIN SOLUTION\n", "nested"),
+        ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "outside"),
+        ("def not_in_rubric():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION\n", "not covered"),
+    ],
+)
 def test_malformed_markers_are_reported(source, problem):
     with pytest.raises(stubgen.StubError, match=problem):
         stubgen.make_stub(source, "attention")

@@ -61,6 +61,7 @@ def test_hidden_records_are_redacted_in_results_json():
     hidden = Record("h", ex.id, 1, "error", message="secret input q=[1, 2]", property="hidden prop", hidden=True)
     public = Record("p", ex.id, 1, "failed", message="public message")
     from grader.grading.scoring import Report
+
     data = Report("s", [score_exercise(ex, [public, hidden])]).to_gradescope()
     text = str(data)
     assert "secret" not in text and "public message" in text

@@ -55,7 +55,9 @@ def imports(source, module, known):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 yield node.lineno, sub if sub in known else base
@@ -66,8 +68,11 @@ def grader_sources(root=ROOT):
     found = {}
     for path in sorted((root / "grader").rglob("*.py")):
         rel = path.relative_to(root / "grader")
-        found[module_name(rel)] = (f"grader/{rel.as_posix()}", path.read_text(encoding="utf-8"),
-                                   path.name == "__init__.py")
+        found[module_name(rel)] = (
+            f"grader/{rel.as_posix()}",
+            path.read_text(encoding="utf-8"),
+            path.name == "__init__.py",
+        )
     return found
 
 
@@ -86,21 +91,28 @@ def violations(sources):
             top = target.split(".")[0]
             if top != "grader":
                 if worker_side and top not in sys.stdlib_module_names and top not in WORKER_THIRD_PARTY:
-                    found.append(f"{rel}:{line} imports {target}: the worker side may import only the standard "
-                                 f"library, {', '.join(sorted(WORKER_THIRD_PARTY))} and {', '.join(WORKER_ALLOWED)}")
+                    found.append(
+                        f"{rel}:{line} imports {target}: the worker side may import only the standard "
+                        f"library, {', '.join(sorted(WORKER_THIRD_PARTY))} and {', '.join(WORKER_ALLOWED)}"
+                    )
                 continue
-            if worker_side and not any(target == a or (a != "grader" and target.startswith(a + "."))
-                                       for a in WORKER_ALLOWED):
-                found.append(f"{rel}:{line} imports {target}, which the worker bundle lacks "
-                             f"(grader/execution/ may import only {', '.join(WORKER_ALLOWED)})")
+            if worker_side and not any(
+                target == a or (a != "grader" and target.startswith(a + ".")) for a in WORKER_ALLOWED
+            ):
+                found.append(
+                    f"{rel}:{line} imports {target}, which the worker bundle lacks "
+                    f"(grader/execution/ may import only {', '.join(WORKER_ALLOWED)})"
+                )
             try:
                 their_index, their_room = room_of(target)
             except LookupError as exc:
                 found.append(f"{rel}:{line}: {exc}")
                 continue
             if their_index > index:
-                found.append(f"{rel}:{line} imports {target} from the room '{their_room}', above its own room "
-                             f"'{room}': arrows go down only")
+                found.append(
+                    f"{rel}:{line} imports {target} from the room '{their_room}', above its own room "
+                    f"'{room}': arrows go down only"
+                )
             if target != module:
                 edges.setdefault(module, set()).add(target)
     found.extend(f"import circle: {' -> '.join(c)}" for c in _circles(edges))
@@ -150,17 +162,29 @@ def _with(sources, module, extra):
     return {**sources, module: (rel, source + "\n" + extra + "\n", is_pkg)}
 
 
-@pytest.mark.parametrize(("module", "line", "expected"), [
-    ("grader.execution.calls", "from grader import rubric",
-     "grader/execution/calls.py:{n} imports grader.rubric, which the worker bundle lacks"),
-    ("grader.execution.worker", "import yaml", "grader/execution/worker.py:{n} imports yaml: the worker side"),
-    ("grader.grading.runner", "from grader.authoring import stubgen",
-     "grader/grading/runner.py:{n} imports grader.authoring.stubgen from the room 'commands and authoring', "
-     "above its own room 'grading'"),
-    ("grader.testing.checks", "def f():\n    from grader.grading import scoring",
-     "grader/testing/checks.py:{n} imports grader.grading.scoring from the room 'grading'"),
-    ("grader.adapters.base", "from grader.adapters import sandboxed", "import circle: grader.adapters"),
-])
+@pytest.mark.parametrize(
+    ("module", "line", "expected"),
+    [
+        (
+            "grader.execution.calls",
+            "from grader import rubric",
+            "grader/execution/calls.py:{n} imports grader.rubric, which the worker bundle lacks",
+        ),
+        ("grader.execution.worker", "import yaml", "grader/execution/worker.py:{n} imports yaml: the worker side"),
+        (
+            "grader.grading.runner",
+            "from grader.authoring import stubgen",
+            "grader/grading/runner.py:{n} imports grader.authoring.stubgen from the room 'commands and authoring', "
+            "above its own room 'grading'",
+        ),
+        (
+            "grader.testing.checks",
+            "def f():\n    from grader.grading import scoring",
+            "grader/testing/checks.py:{n} imports grader.grading.scoring from the room 'grading'",
+        ),
+        ("grader.adapters.base", "from grader.adapters import sandboxed", "import circle: grader.adapters"),
+    ],
+)
 def test_layout_check_names_the_file_and_the_import(module, line, expected):
     """Each rule fails on a reversed arrow, naming the file, the line and the import."""
     sources = grader_sources()
