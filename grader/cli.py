@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from grader import ROOT, rubric, staffkey
@@ -10,7 +11,7 @@ from grader.authoring import stubgen
 from grader.grading import report, runner
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m grader", description="DL Basic autograder")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,7 +87,7 @@ def main(argv=None):
     return commands[args.command](args)
 
 
-def _check(args):
+def _check(args: argparse.Namespace) -> int:
     try:
         rubric.select(args.targets)
     except ValueError as exc:
@@ -127,7 +128,7 @@ def _check(args):
     return 0
 
 
-def _generate(args):
+def _generate(args: argparse.Namespace) -> int:
     stale = stubgen.generate(check=args.check)
     for path in stale:
         print(("out of date: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
@@ -139,7 +140,7 @@ def _generate(args):
     return 0
 
 
-def _batch(args):
+def _batch(args: argparse.Namespace) -> int:
     from grader.grading import batch
 
     if not Path(args.submissions).is_dir():
@@ -154,7 +155,7 @@ def _batch(args):
     return 0
 
 
-def _list(args):
+def _list(args: argparse.Namespace) -> int:
     for module in rubric.MODULES:
         print(f"{module} ({rubric.module_points(module):g} points)")
         for ex in rubric.exercises_of(module):
@@ -162,7 +163,7 @@ def _list(args):
     return 0
 
 
-def _mutants(args):
+def _mutants(args: argparse.Namespace) -> int:
     from grader.authoring import mutants
 
     return mutants.main(args.modules, workers=args.workers, json_path=args.json)

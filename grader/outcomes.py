@@ -1,9 +1,11 @@
 """Outcome names, test kinds, and the exceptions that carry an outcome.
 
 Shared by every room of :mod:`grader` (the worker side included, so this module imports
-nothing).  Every problem with a submission is raised as a :class:`SubmissionProblem`; its
-``status`` is the outcome shown to the student for that test.
+nothing of the grader).  Every problem with a submission is raised as a
+:class:`SubmissionProblem`; its ``status`` is the outcome shown to the student for that test.
 """
+
+from collections.abc import Iterable
 
 PASSED = "passed"
 FAILED = "failed"
@@ -43,7 +45,7 @@ class StudentCodeError(SubmissionProblem):
     process boundary), ``where`` the innermost line of the submission that raised.
     """
 
-    def __init__(self, call, exc_type, message, where=""):
+    def __init__(self, call: str, exc_type: str, message: str, where: str = "") -> None:
         self.call, self.exc_type, self.message, self.where = call, exc_type, message, where
         text = f"{call} raised {exc_type}: {message}"
         if where:
@@ -90,39 +92,17 @@ class WorkerOutOfMemory(SubmissionProblem):
 
 
 class PropertyFailure(AssertionError):
-    """A property of the exercise does not hold for the student's code.
-
-    ``more`` is an optional callable returning extra lines (the catalog hints); it runs
-    only when the message is read, so hypothesis does not pay for it while shrinking.
-    """
+    """A property of the exercise does not hold for the student's code."""
 
     status = FAILED
 
-    def __init__(self, message, more=None):
-        super().__init__(message)
-        self._message, self._more, self._text = message, more, None
-
-    def text(self, named=None):
-        """The message with the diagnosed hint lines ``named``: once the failing calls were
-        diagnosed (``named`` is a list, empty when no single mistake matched) its verdict is
-        final and the lazy hints are not consulted; with ``None``, the lazy hints."""
-        if named is None:
-            return str(self)
-        return "\n".join([self._message, *[n for n in named if n not in self._message]])
-
-    def __str__(self):
-        if self._text is None:
-            extra = []
-            if self._more is not None:
-                try:
-                    extra = list(self._more())
-                except Exception:  # a hint must never hide the failure itself
-                    extra = []
-            self._text = "\n".join([self._message, *extra])
-        return self._text
+    def text(self, named: list[str] | None = None) -> str:
+        """The message with the diagnosed hint lines ``named`` (those it does not hold yet)."""
+        message = str(self)
+        return "\n".join([message, *[n for n in named or () if n not in message]])
 
 
-def worst(statuses):
+def worst(statuses: Iterable[str]) -> str:
     """The most telling outcome among ``statuses`` (see :data:`SEVERITY`)."""
     present = set(statuses)
     for status in SEVERITY:

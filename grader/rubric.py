@@ -5,6 +5,7 @@ An exercise ID (``module.name``) is used everywhere: the TODO in the stub, the
 results and the CLI (``python -m grader check attention.sdpa``).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -14,11 +15,11 @@ class Exercise:
 
     id: str
     points: float
-    names: tuple
+    names: tuple[str, ...]
     title: str
 
     @property
-    def module(self):
+    def module(self) -> str:
         """The module (``attention``, ``lstm``, ...) the exercise belongs to."""
         return self.id.split(".", 1)[0]
 
@@ -59,12 +60,12 @@ MODULES = tuple(dict.fromkeys(ex.module for ex in EXERCISES))
 BY_ID = {ex.id: ex for ex in EXERCISES}
 
 
-def exercises_of(module):
+def exercises_of(module: str) -> tuple[Exercise, ...]:
     """The exercises of ``module``, in rubric order."""
     return tuple(ex for ex in EXERCISES if ex.module == module)
 
 
-def exercise_for_name(module, name):
+def exercise_for_name(module: str, name: str) -> Exercise | None:
     """The exercise that covers public ``name`` of ``module`` (``None`` if none does)."""
     for ex in exercises_of(module):
         if name in ex.names:
@@ -72,14 +73,14 @@ def exercise_for_name(module, name):
     return None
 
 
-def select(targets):
+def select(targets: Sequence[str]) -> tuple[Exercise, ...]:
     """Exercises named by ``targets`` (module names or exercise IDs); all when empty.
 
     Raises ``ValueError`` naming an unknown target.
     """
     if not targets:
         return EXERCISES
-    chosen = []
+    chosen: list[Exercise] = []
     for target in targets:
         if target in BY_ID:
             chosen.append(BY_ID[target])
@@ -93,6 +94,6 @@ def select(targets):
     return tuple(dict.fromkeys(chosen))
 
 
-def module_points(module):
+def module_points(module: str) -> float:
     """Points the whole of ``module`` is worth."""
     return sum(ex.points for ex in exercises_of(module))

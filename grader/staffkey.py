@@ -26,6 +26,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import overload
 
 #: The environment variable staff set to choose the key (any non-empty text).
 ENV = "GRADER_STAFF_KEY"
@@ -42,7 +43,11 @@ class StaffKeyError(Exception):
     """The staff key cannot be used (unreadable, empty, or not the one a batch began with)."""
 
 
-def normalize(key):
+@overload
+def normalize(key: None) -> None: ...
+@overload
+def normalize(key: str | bytes) -> bytes: ...
+def normalize(key: str | bytes | None) -> bytes | None:
     """The key as bytes (``str`` keys are UTF-8 encoded; surrounding whitespace dropped)."""
     if key is None:
         return None
@@ -55,23 +60,23 @@ def normalize(key):
     return data
 
 
-def derive(key, label, bits):
+def derive(key: bytes, label: str, bits: int) -> int:
     """``bits`` bits of ``HMAC-SHA256(key, label)`` as a non-negative int."""
     digest = hmac.new(key, label.encode(), hashlib.sha256).digest()
     return int.from_bytes(digest, "big") >> (256 - bits)
 
 
-def fingerprint(key):
+def fingerprint(key: bytes) -> str:
     """A short public name of ``key`` (to tell keys apart; reveals nothing useful of a random key)."""
     return hmac.new(key, b"grader staff key fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- the test process
 
-_installed = None
+_installed: bytes | None = None
 
 
-def install(key):
+def install(key: str | bytes | None) -> None:
     """Use ``key`` (bytes, or ``None``: the public examples) in this (trusted) test process."""
     global _installed
     _installed = normalize(key) if key is not None else None
@@ -79,19 +84,19 @@ def install(key):
         hide_this_process()
 
 
-def installed():
+def installed() -> bytes | None:
     """The key in use in this process, or ``None`` (local, public examples)."""
     return _installed
 
 
-def tensor_seed(seed):
+def tensor_seed(seed: int) -> int:
     """The torch seed for ``generator(seed)``: ``seed`` itself without a key."""
     if _installed is None:
         return seed
     return derive(_installed, f"generator:{int(seed)}", 63)
 
 
-def hypothesis_seed(test_id):
+def hypothesis_seed(test_id: str) -> int | None:
     """The hypothesis seed of test ``test_id`` under the key (``None`` without a key)."""
     if _installed is None:
         return None
@@ -101,7 +106,7 @@ def hypothesis_seed(test_id):
 # --------------------------------------------------------------------------- passing it on
 
 
-def send(key):
+def send(key: str | bytes) -> tuple[int, dict[str, str]]:
     """A pipe holding ``key`` for a child process: ``(read_fd, env)``.  Pass ``read_fd``
     in ``pass_fds`` and add ``env`` to the child's environment; close ``read_fd`` after
     starting the child.  The key is never on a command line nor in an environment."""
@@ -113,7 +118,7 @@ def send(key):
     return read_fd, {FD_ENV: str(read_fd)}
 
 
-def receive():
+def receive() -> bytes | None:
     """The key sent by :func:`send` to this process (``None`` if none was sent)."""
     fd = os.environ.pop(FD_ENV, None)
     if not fd:
@@ -126,13 +131,13 @@ def receive():
     return normalize(data)
 
 
-def from_environment():
+def from_environment() -> bytes | None:
     """``GRADER_STAFF_KEY`` as bytes, or ``None`` when unset or empty."""
     value = os.environ.get(ENV, "")
     return normalize(value) if value.strip() else None
 
 
-def for_batch(out_dir, key=None):
+def for_batch(out_dir: str | os.PathLike[str], key: str | bytes | None = None) -> bytes:
     """The key of a batch into ``out_dir``: ``key`` if given, else ``GRADER_STAFF_KEY``,
     else ``out_dir/.staff_key`` (32 random bytes in hex, created on the first run with
     mode 600).  The folder also keeps the key's fingerprint (``.staff_key_id``): a resumed
@@ -152,7 +157,7 @@ def for_batch(out_dir, key=None):
     return key
 
 
-def _create_exclusive(path, data):
+def _create_exclusive(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` (mode 600) unless it exists; atomic and race-free."""
     if path.exists():
         return False
@@ -171,7 +176,7 @@ def _create_exclusive(path, data):
         os.unlink(tmp)
 
 
-def _read_or_create(path):
+def _read_or_create(path: Path) -> bytes:
     _create_exclusive(path, secrets.token_hex(32).encode() + b"\n")
     info = path.lstat()
     if not path.is_file() or path.is_symlink():
@@ -184,7 +189,7 @@ def _read_or_create(path):
 # --------------------------------------------------------------------------- process hygiene
 
 
-def hide_this_process():
+def hide_this_process() -> None:
     """Make this process non-dumpable: other processes of the same uid (a worker of an
     unprivileged grader) can then read neither its ``/proc/PID/environ`` nor its memory.
     Children started with ``exec`` are dumpable again.  Best effort (Linux only)."""

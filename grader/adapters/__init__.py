@@ -18,6 +18,7 @@ Modules: :mod:`~grader.adapters.base` (the base classes, importing none of their
 :func:`open_implementation` is the only factory and imports the adapter it returns lazily.
 """
 
+import os
 from pathlib import Path
 
 from grader.adapters.base import Implementation, ModuleHandle
@@ -25,7 +26,7 @@ from grader.adapters.base import Implementation, ModuleHandle
 __all__ = ["Implementation", "ModuleHandle", "open_implementation"]
 
 
-def open_implementation(submission, module, kind="inprocess"):
+def open_implementation(submission: str | os.PathLike[str], module: str, kind: str = "inprocess") -> Implementation:
     """The :class:`Implementation` of ``module`` in the ``submission`` folder.
 
     Raises :class:`grader.outcomes.SubmissionImportError` when the file does not import.

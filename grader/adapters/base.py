@@ -6,25 +6,29 @@ picks the concrete adapter.
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
 
 from grader import rubric
 from grader.execution import static_check
-from grader.execution.calls import Call
+from grader.execution.calls import Call, CallResult
 from grader.outcomes import ForbiddenCall
 
 
 class Implementation(ABC):
     """One module (``attention``, ``lstm``, ...) of one submission, as the tests see it."""
 
-    def __init__(self, module):
+    def __init__(self, module: str) -> None:
         self.module = module
-        self.refused = {}
+        self.refused: dict[str, str] = {}
 
-    def public_names(self):
+    def public_names(self) -> list[str]:
         """The names the rubric grades in this module (what the static check looks at)."""
         return [name for ex in rubric.exercises_of(self.module) for name in ex.names]
 
-    def refuse(self, findings):
+    def refuse(self, findings: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Take the static check's ``findings`` (``{name: [finding, ...]}``): every public
         name of an exercise with a flagged name is refused from now on, with a message
         naming the forbidden call and the student's line."""
@@ -37,62 +41,71 @@ class Implementation(ABC):
             for name in ex.names:
                 self.refused[name] = text
 
-    def check_allowed(self, name):
+    def check_allowed(self, name: str) -> None:
         """Raise :class:`ForbiddenCall` when public ``name`` was refused by the static check."""
         text = self.refused.get(name)
         if text is not None:
             raise ForbiddenCall(text)
 
-    def label(self, name):
+    def label(self, name: str) -> str:
         """``'attention.sdpa: scaled_dot_product_attention'``: how messages name a call."""
         top = name.split(".", 1)[0]
         exercise = rubric.exercise_for_name(self.module, top)
         return f"{exercise.id}: {name}" if exercise else f"{self.module}.{name}"
 
-    def call(self, name, *args, **kwargs):
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call public function ``name`` and return its (sanitized) outputs."""
         return self.invoke(Call(name, args, kwargs)).outputs
 
     @abstractmethod
-    def invoke(self, call):
+    def invoke(self, call: Call) -> CallResult:
         """Run a :class:`grader.execution.Call`; return a :class:`CallResult`."""
 
     @abstractmethod
-    def construct(self, name, *args, **kwargs):
+    def construct(self, name: str, *args: Any, **kwargs: Any) -> "ModuleHandle":
         """Instantiate public class ``name``; return a :class:`ModuleHandle`."""
 
     @abstractmethod
-    def method(self, handle, name, *args, **kwargs):
+    def method(self, handle: "ModuleHandle", name: str, *args: Any, **kwargs: Any) -> Any:
         """Call one of :data:`MODULE_METHODS` on a constructed object."""
 
-    def close(self):  # noqa: B027 - optional hook: an implementation that holds nothing keeps it
+    def close(self) -> None:  # noqa: B027 - optional hook: an implementation that holds nothing keeps it
         """Release whatever the implementation holds (objects, processes)."""
+
+
+class Driver(Protocol):
+    """What a :class:`ModuleHandle` drives: an :class:`Implementation`, or a wrapper with
+    the same two verbs (the recorder of :mod:`grader.testing.diagnose`)."""
+
+    def invoke(self, call: Call) -> CallResult: ...
+
+    def method(self, handle: "ModuleHandle", name: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class ModuleHandle:
     """A constructed ``nn.Module`` of the submission, driven from the tests."""
 
-    def __init__(self, impl, oid, class_name):
+    def __init__(self, impl: Driver, oid: Any, class_name: str) -> None:
         self.impl, self.oid, self.class_name = impl, oid, class_name
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module's forward; return its outputs."""
         return self.invoke(Call("forward", args, kwargs)).outputs
 
-    def invoke(self, call):
+    def invoke(self, call: Call) -> CallResult:
         """Run forward as ``call`` describes (gradients include the parameters')."""
         call.obj = self.oid
         return self.impl.invoke(call)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The module's ``state_dict`` as plain tensors."""
         return self.impl.method(self, "state_dict")
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Load ``state`` strictly (missing or unexpected keys are an error)."""
         self.impl.method(self, "load_state_dict", state)
 
-    def to(self, dtype=None, device=None):
+    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> "ModuleHandle":
         """Move or cast the module's parameters in place."""
         self.impl.method(self, "to", device=device, dtype=dtype)
         return self

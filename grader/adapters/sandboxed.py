@@ -19,7 +19,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +29,7 @@ from grader import ROOT
 from grader import outcomes as E
 from grader.adapters.base import Implementation, ModuleHandle
 from grader.execution import protocol, static_check
-from grader.execution.calls import read_submission
+from grader.execution.calls import Call, CallResult, read_submission
 
 #: Limits of one worker process (one module of one submission).
 LIMITS = {
@@ -48,33 +50,33 @@ RUNTIME_FOLDER = "execution"
 WORKER_FOLDER = "/sandbox"
 
 
-def call_timeout():
+def call_timeout() -> float:
     """Seconds one call may take (``GRADER_CALL_TIMEOUT``, default 20)."""
     return float(os.environ.get("GRADER_CALL_TIMEOUT", 20))
 
 
-def module_budget():
+def module_budget() -> float:
     """Seconds of calls one module of one submission may use (``GRADER_MODULE_BUDGET``, default 300)."""
     return float(os.environ.get("GRADER_MODULE_BUDGET", 300))
 
 
-def submission_budget():
+def submission_budget() -> float:
     """Seconds of calls all the modules of one submission may use together
     (``GRADER_SUBMISSION_BUDGET``, default 600)."""
     return float(os.environ.get("GRADER_SUBMISSION_BUDGET", 600))
 
 
-def limits():
+def limits() -> dict[str, int]:
     """The worker's resource limits (:data:`LIMITS`; memory from ``GRADER_MEMORY_LIMIT`` in bytes)."""
     return dict(LIMITS, memory_bytes=int(os.environ.get("GRADER_MEMORY_LIMIT", LIMITS["memory_bytes"])))
 
 
-def nvidia():
+def nvidia() -> bool:
     """Whether this is an NVIDIA machine (its workers get the GPU's device nodes)."""
     return os.path.exists("/dev/nvidiactl")
 
 
-def own_pid_namespace():
+def own_pid_namespace() -> bool:
     """Whether workers get a PID namespace: not on NVIDIA machines, where CUDA fails to
     start in one (error 304); ``GRADER_SANDBOX_PID_NAMESPACE=0`` or ``1`` decides."""
     forced = os.environ.get("GRADER_SANDBOX_PID_NAMESPACE")
@@ -86,32 +88,32 @@ def own_pid_namespace():
 class _Budget:
     """Seconds of calls left to one submission, shared by its modules' workers."""
 
-    def __init__(self, seconds):
+    def __init__(self, seconds: float) -> None:
         self.left = seconds
 
 
-_budgets = {}
+_budgets: dict[str, _Budget] = {}
 
 
-def _submission_budget(folder):
+def _submission_budget(folder: str) -> _Budget:
     with _lock:
         if folder not in _budgets:
             _budgets[folder] = _Budget(submission_budget())
         return _budgets[folder]
 
 
-_bundle = None
-_zygote = None
+_bundle: Path | None = None
+_zygote: "Zygote | None" = None
 _lock = threading.Lock()
 
 
-def runtime_files():
+def runtime_files() -> list[str]:
     """The grader's files that go into the worker, relative to ``grader/``."""
     folder = ROOT / "grader" / RUNTIME_FOLDER
     return [*RUNTIME_FILES, *(f"{RUNTIME_FOLDER}/{p.name}" for p in sorted(folder.glob("*.py")))]
 
 
-def runtime_bundle():
+def runtime_bundle() -> Path:
     """A private, world-readable copy of the worker-side modules (made once per process)."""
     global _bundle
     if _bundle is None:
@@ -131,7 +133,7 @@ def runtime_bundle():
 class Zygote:
     """A process that has imported torch and forks one supervised worker per request."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         bundle = runtime_bundle()
         mine, theirs = socket.socketpair()
         # The same environment in every setting: nothing in it tells a local check from staff grading.
@@ -168,7 +170,7 @@ class Zygote:
         self.ctl = mine
         self.lock = threading.Lock()
 
-    def spawn(self, request, fds):
+    def spawn(self, request: dict[str, Any], fds: Sequence[int]) -> int:
         """Fork a supervised worker for ``request`` with ``fds``; its supervisor's pid."""
         with self.lock:
             try:
@@ -186,7 +188,7 @@ class Zygote:
                 raise E.WorkerCrashed("the sandbox zygote did not answer") from None
         return int(json.loads(line)["pid"])
 
-    def close(self):
+    def close(self) -> None:
         """Stop the zygote (it stops its supervisors, which kill their workers)."""
         try:
             self.ctl.close()
@@ -195,7 +197,7 @@ class Zygote:
             self.proc.kill()
 
 
-def zygote():
+def zygote() -> Zygote:
     """The process-wide zygote, started on first use and stopped at exit."""
     global _zygote
     with _lock:
@@ -205,14 +207,14 @@ def zygote():
         return _zygote
 
 
-def _device_ok(name):
+def _device_ok(name: str) -> bool:
     return name.split(":")[0] in ("cpu", "meta") or (name.startswith("cuda") and torch.cuda.is_available())
 
 
 class _Worker:
     """One running worker: its socket, its supervisor's control socket, captured output."""
 
-    def __init__(self, module):
+    def __init__(self, module: str) -> None:
         self.sock, theirs = socket.socketpair()
         self.ctl, ctl_theirs = socket.socketpair()
         out_r, out_w = os.pipe()
@@ -235,13 +237,13 @@ class _Worker:
             ctl_theirs.close()
             os.close(out_w)
         self.stopped = False
-        self.ended = None  # the supervisor's last report, once the worker has ended
+        self.ended: dict[str, Any] | None = None  # the supervisor's last report, once the worker has ended
         self.pending = b""
         self.output, self.output_bytes = bytearray(), 0
         self.drain = threading.Thread(target=self._drain, args=(out_r,), daemon=True)
         self.drain.start()
 
-    def _drain(self, fd):
+    def _drain(self, fd: int) -> None:
         with os.fdopen(fd, "rb", buffering=0) as pipe:
             while True:
                 chunk = pipe.read(65536)
@@ -252,7 +254,7 @@ class _Worker:
                 if room > 0:
                     self.output += chunk[:room]
 
-    def _line(self, timeout):
+    def _line(self, timeout: float) -> dict[str, Any] | None:
         """The supervisor's next report (a dict), or ``None`` when none comes in time."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self.pending:
@@ -276,7 +278,7 @@ class _Worker:
             self.ended = report
         return report if type(report) is dict else None
 
-    def resume(self):
+    def resume(self) -> None:
         """Let a worker frozen after its last call go on (before the next request)."""
         if self.stopped:
             self.stopped = False
@@ -285,7 +287,7 @@ class _Worker:
             except OSError:
                 pass
 
-    def settle(self):
+    def settle(self) -> bool:
         """After a call: the supervisor freezes the worker and kills all else it started.
         False when the worker has ended meanwhile."""
         try:
@@ -298,7 +300,7 @@ class _Worker:
         self.stopped = True
         return True
 
-    def stop(self):
+    def stop(self) -> dict[str, Any]:
         """End the worker and everything it started; the supervisor's end report
         (``{"exit": code, "oom": bool}``, empty if none came)."""
         if self.ended is None:
@@ -322,7 +324,7 @@ class _Worker:
 class Sandboxed(Implementation):
     """One module of a submission, run in a confined worker process."""
 
-    def __init__(self, module, path):
+    def __init__(self, module: str, path: str | os.PathLike[str]) -> None:
         super().__init__(module)
         self.path = Path(path).resolve()
         self.filename = str(self.path)
@@ -330,11 +332,11 @@ class Sandboxed(Implementation):
         self.source = read_submission(self.path)
         self.budget = module_budget()
         self.shared = _submission_budget(str(self.path.parent))
-        self.poisoned = {}
-        self.findings = None
-        self.worker = None
+        self.poisoned: dict[str | tuple[str, str], E.SubmissionProblem] = {}
+        self.findings: dict[str, list[dict[str, Any]]] | None = None
+        self.worker: _Worker | None = None
         self.generation = 0
-        self.applied = []
+        self.applied: list[str] = []
         try:
             self._start()
         except BaseException:
@@ -342,13 +344,13 @@ class Sandboxed(Implementation):
             raise
 
     @property
-    def measures(self):
+    def measures(self) -> list[str]:
         """The isolation measures in force for this module's worker (as it reported them
         before running any of the student's code)."""
         return list(self.applied)
 
     # -- worker lifecycle ------------------------------------------------------------
-    def _start(self):
+    def _start(self) -> None:
         self.worker = _Worker(self.module)
         self.generation += 1
         try:
@@ -396,17 +398,17 @@ class Sandboxed(Implementation):
             label=f"{self.path.name} (import)",
         )
 
-    def _kill(self):
+    def _kill(self) -> dict[str, Any]:
         ended = self.worker.stop() if self.worker else {}
         self.worker = None
         return ended
 
-    def close(self):
+    def close(self) -> None:
         if self.worker is not None:
             self._kill()
 
     # -- requests ----------------------------------------------------------------------
-    def _exchange(self, header, buffers, key, label):
+    def _exchange(self, header: dict[str, Any], buffers: list[bytes], key: str | tuple[str, str], label: str) -> Any:
         if key in self.poisoned:
             raise self.poisoned[key]
         if "load" in self.poisoned:
@@ -420,13 +422,16 @@ class Sandboxed(Implementation):
             )
         if self.worker is None:
             self._start()
+        worker = self.worker
+        if worker is None:  # it answered the import, then ended (settle() failed): nothing to send this to
+            raise self._poison(key, E.WorkerCrashed(f"{label}: the worker process ended right after the import"))
         limit = min(call_timeout(), self.budget, self.shared.left)
         start = time.monotonic()
         try:
-            self.worker.resume()
-            self.worker.sock.settimeout(limit)
-            protocol.send(self.worker.sock, header, buffers)
-            reply, reply_buffers = protocol.recv(self.worker.sock, deadline=start + limit)
+            worker.resume()
+            worker.sock.settimeout(limit)
+            protocol.send(worker.sock, header, buffers)
+            reply, reply_buffers = protocol.recv(worker.sock, deadline=start + limit)
         except TimeoutError:
             self._kill()
             if limit == call_timeout():
@@ -445,7 +450,7 @@ class Sandboxed(Implementation):
             spent = time.monotonic() - start
             self.budget -= spent
             self.shared.left -= spent
-        if not self.worker.settle():  # nothing the call started runs on
+        if not worker.settle():  # nothing the call started runs on
             ended = self._kill()
             if ended.get("oom"):
                 raise self._poison(key, self._death(label, ended))
@@ -462,12 +467,12 @@ class Sandboxed(Implementation):
                 raise self._poison(key, E.BadOutput(f"{label}: the reply could not be accepted ({exc})")) from None
         raise self._error(reply, label)
 
-    def _poison(self, key, exc):
+    def _poison(self, key: str | tuple[str, str], exc: E.SubmissionProblem) -> E.SubmissionProblem:
         self.poisoned[key] = exc
         return exc
 
     @staticmethod
-    def _death(label, ended):
+    def _death(label: str, ended: dict[str, Any]) -> E.SubmissionProblem:
         code = ended.get("exit")
         if ended.get("oom") is True:
             return E.WorkerOutOfMemory(f"{label}: out of memory (the worker passed its memory limit and was killed)")
@@ -486,7 +491,7 @@ class Sandboxed(Implementation):
             return E.WorkerCrashed(f"{label}: the worker process died with signal {name}")
         return E.WorkerCrashed(f"{label}: the worker process exited with code {code} (os._exit? a C extension?)")
 
-    def _error(self, reply, label):
+    def _error(self, reply: dict[str, Any], label: str) -> E.SubmissionProblem:
         kind = reply.get("kind")
         message = self._local(str(reply.get("message", ""))[:4000])
         if kind == "StudentCodeError":
@@ -496,7 +501,7 @@ class Sandboxed(Implementation):
                 message,
                 self._local(str(reply.get("where", ""))[:1000]),
             )
-        known = {
+        known: dict[Any, type[E.SubmissionProblem]] = {
             "NotImplementedYet": E.NotImplementedYet,
             "MissingName": E.MissingName,
             "BadOutput": E.BadOutput,
@@ -506,11 +511,20 @@ class Sandboxed(Implementation):
         }
         return known.get(kind, E.WorkerCrashed)(message or f"{label}: failed")
 
-    def _local(self, text):
+    def _local(self, text: str) -> str:
         """``text`` with the worker's path of the module replaced by the student's own."""
         return text.replace(self.worker_filename, self.filename)
 
-    def _send(self, op, name, args, kwargs, key, label, **extra):
+    def _send(
+        self,
+        op: str,
+        name: str,
+        args: Iterable[Any],
+        kwargs: dict[str, Any],
+        key: str | tuple[str, str],
+        label: str,
+        **extra: Any,
+    ) -> Any:
         enc_args, buffers = protocol.encode(list(args))
         enc_kwargs, more = protocol.encode(dict(kwargs))
         shift = len(buffers)
@@ -530,7 +544,7 @@ class Sandboxed(Implementation):
         return self._exchange(header, buffers, key, label)
 
     # -- the Implementation verbs ----------------------------------------------------
-    def invoke(self, call):
+    def invoke(self, call: Call) -> CallResult:
         if call.obj is None:
             self.check_allowed(call.name)
             label, key = self.label(call.name), ("call", call.name)
@@ -565,14 +579,14 @@ class Sandboxed(Implementation):
             raise E.BadOutput(f"{label}: malformed reply")
         return CallResult(*(value[f] for f in fields))
 
-    def construct(self, name, *args, **kwargs):
+    def construct(self, name: str, *args: Any, **kwargs: Any) -> ModuleHandle:
         self.check_allowed(name)
         oid = self._send("construct", name, args, kwargs, ("construct", name), self.label(f"{name}.__init__"))
         if type(oid) is not int:
             raise E.BadOutput(f"{name}: bad object id")
         return ModuleHandle(self, (self.generation, oid, name), name)
 
-    def method(self, handle, name, *args, **kwargs):
+    def method(self, handle: ModuleHandle, name: str, *args: Any, **kwargs: Any) -> Any:
         generation, oid, class_name = handle.oid
         self.check_allowed(class_name)
         self._check_generation(generation, class_name)
@@ -586,12 +600,12 @@ class Sandboxed(Implementation):
             obj=oid,
         )
 
-    def _check_generation(self, generation, class_name):
+    def _check_generation(self, generation: int, class_name: str) -> None:
         if generation != self.generation:
             raise E.WorkerCrashed(f"{self.label(class_name)}: the object was lost when the worker restarted")
 
 
-def _shift(enc, offset):
+def _shift(enc: Any, offset: int) -> Any:
     """Renumber tensor buffer indices in an encoded value by ``offset``."""
     if not offset:
         return enc

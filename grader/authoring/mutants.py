@@ -9,16 +9,20 @@ hints: how many entries' feedback names their own mistake, and how many name ano
 """
 
 import json
+import os
 import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from grader import mistakes, rubric
 from grader.grading import runner
+from grader.grading.scoring import Report
 from grader.outcomes import CRASHED, ERROR, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, TIMEOUT
 
 
@@ -29,11 +33,11 @@ class Verdict:
     mutant: mistakes.Mutant
     score: float
     max_score: float
-    killers: list
-    report: object
+    killers: list[str]
+    report: Report
 
     @property
-    def exercise_score(self):
+    def exercise_score(self) -> tuple[float, float]:
         """``(score, max_score)`` on the entry's own exercise."""
         for r in self.report.results:
             if r.exercise.id == self.mutant.exercise:
@@ -41,13 +45,13 @@ class Verdict:
         return 0.0, 0.0
 
     @property
-    def keeps_half(self):
+    def keeps_half(self) -> bool:
         """A wrong entry that keeps more than half of its exercise's points."""
         got, possible = self.exercise_score
         return not self.mutant.correct and possible > 0 and got > possible / 2
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         """Wrong entries must lose points to a failing test (not to a broken grading run);
         trivial ones must earn nothing on their exercise; correct ones must keep them all."""
         full = self.score >= self.max_score
@@ -62,17 +66,17 @@ class Verdict:
         )
 
     @property
-    def passed(self):
+    def passed(self) -> list[str]:
         """The tests the entry passed."""
         return sorted(
             {rec.nodeid.rsplit("::", 1)[-1] for r in self.report.results for rec in r.records if rec.status == PASSED}
         )
 
-    def feedback(self):
+    def feedback(self) -> list[str]:
         """Every feedback message of the grading."""
         return [m for r in self.report.results for m in r.feedback()]
 
-    def named(self):
+    def named(self) -> list[str]:
         """The catalog mistakes the feedback's hints name."""
         return named_mistakes("\n".join(self.feedback()))
 
@@ -80,12 +84,12 @@ class Verdict:
 _HINT = re.compile(r"hint: your code matches (.+)$", re.MULTILINE)
 
 
-def named_mistakes(text):
+def named_mistakes(text: str) -> list[str]:
     """The mistakes named by catalog hints (``hint: your code matches <mistake>``) in ``text``."""
     return list(dict.fromkeys(m.strip() for m in _HINT.findall(text)))
 
 
-def hint_quality(verdicts):
+def hint_quality(verdicts: Iterable[Verdict]) -> tuple[int, int, int]:
     """``(named_own, named_other, total)`` over the wrong entries of ``verdicts``: entries
     whose hints name their own mistake, entries whose hints name a mistake of another
     exercise, and how many wrong entries there are."""
@@ -101,7 +105,12 @@ def hint_quality(verdicts):
     return own, other, total
 
 
-def _grade(mutants, targets_of, modules_dir, workers):
+def _grade(
+    mutants: Iterable[mistakes.Mutant],
+    targets_of: Callable[[mistakes.Mutant], list[str]],
+    modules_dir: Path,
+    workers: int,
+) -> dict[mistakes.Mutant, Report]:
     """Grade ``mutants`` in one grading run each per module; ``{mutant: report}``."""
     entries = []
     for m in mutants:
@@ -109,24 +118,26 @@ def _grade(mutants, targets_of, modules_dir, workers):
         folder.mkdir(exist_ok=True)
         (folder / f"{m.module}.py").write_text(m.source(), encoding="utf-8")
         entries.append((m, folder, targets_of(m)))
-    by_module = {}
+    by_module: dict[str, list[tuple[str, Path, list[str]]]] = {}
     for m, folder, targets in entries:
         by_module.setdefault(m.module, []).append((f"{m.module}-{m.id}", folder, targets))
-    reports = {}
+    reports: dict[str, Report] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for done in pool.map(lambda group: runner.grade_many(group, shrink=False, staff=True), _chunks(by_module)):
             reports.update(done)
     return {m: reports[f"{m.module}-{m.id}"] for m, _, _ in entries}
 
 
-def _chunks(by_module, size=24):
+def _chunks(
+    by_module: dict[str, list[tuple[str, Path, list[str]]]], size: int = 24
+) -> Iterator[list[tuple[str, Path, list[str]]]]:
     """Groups of at most ``size`` entries of one module, so both cores stay busy."""
     for group in by_module.values():
         for i in range(0, len(group), size):
             yield group[i : i + size]
 
 
-def run(modules=(), workers=2):
+def run(modules: Sequence[str] = (), workers: int = 2) -> list[Verdict]:
     """Grade the catalog entries of ``modules`` (all when empty); the verdicts in order.
 
     A wrong entry is graded on its own exercise first (points lost there are lost on the
@@ -134,8 +145,8 @@ def run(modules=(), workers=2):
     always graded on the whole module.
     """
     mutants = [m for m in mistakes.load() + mistakes.trivial() if not modules or m.module in modules]
-    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp_name:
+        tmp = Path(tmp_name)
         reports = _grade(mutants, lambda m: [m.module if m.correct else m.exercise], tmp, workers)
         survivors = [m for m in mutants if not m.correct and reports[m].score >= reports[m].max_score]
         if survivors:
@@ -154,7 +165,12 @@ def run(modules=(), workers=2):
     return verdicts
 
 
-def main(modules=(), workers=2, out=sys.stdout, json_path=None):
+def main(
+    modules: Sequence[str] = (),
+    workers: int = 2,
+    out: TextIO = sys.stdout,
+    json_path: str | os.PathLike[str] | None = None,
+) -> int:
     """Print killed/total per module and every entry's killers (and write them as JSON to
     ``json_path``); exit code 1 when a wrong entry keeps full marks or a correct one loses."""
     unknown = [m for m in modules if m not in rubric.MODULES]

@@ -11,6 +11,7 @@ each marked block becomes a TODO naming the exercise ID and a ``NotImplementedEr
 carrying that ID, indented like the block.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -29,10 +30,10 @@ class StubError(ValueError):
     """A reference file whose markers cannot be turned into a stub."""
 
 
-def make_stub(source, module):
+def make_stub(source: str, module: str) -> str:
     """Return the stub text for the reference ``source`` of ``module``."""
     out = [HEADER.format(module=module)]
-    scopes = []  # (indent, name) of the enclosing def/class lines
+    scopes: list[tuple[int, str]] = []  # (indent, name) of the enclosing def/class lines
     in_block = False
     for lineno, line in enumerate(source.splitlines(keepends=True), 1):
         stripped = line.strip()
@@ -61,7 +62,7 @@ def make_stub(source, module):
     return "".join(out)
 
 
-def _todo(module, scopes, indent, lineno):
+def _todo(module: str, scopes: list[tuple[int, str]], indent: str, lineno: int) -> str:
     top = scopes[0][1]
     exercise = rubric.exercise_for_name(module, top)
     if exercise is None:
@@ -73,11 +74,15 @@ def _todo(module, scopes, indent, lineno):
     )
 
 
-def generate(check=False, solutions=None, assignments=None):
+def generate(
+    check: bool = False,
+    solutions: str | os.PathLike[str] | None = None,
+    assignments: str | os.PathLike[str] | None = None,
+) -> list[Path]:
     """Write (or, with ``check``, compare) every stub; return the out-of-date paths."""
     solutions = Path(solutions or ROOT / "solutions")
     assignments = Path(assignments or ROOT / "assignments")
-    stale = []
+    stale: list[Path] = []
     for module in rubric.MODULES:
         src = solutions / f"{module}.py"
         if not src.exists():

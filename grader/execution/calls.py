@@ -16,6 +16,7 @@ import stat
 import sys
 import traceback
 import types
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,10 @@ class Call:
     """
 
     name: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
     obj: Any = None
-    grad_wrt: tuple = ()
+    grad_wrt: tuple[int | str, ...] = ()
     cotangents: Any = None
     want_inputs_after: bool = False
     default_dtype: Any = None
@@ -63,15 +64,15 @@ class CallResult:
     """What came back: outputs, gradients and (on request) the inputs after the call."""
 
     outputs: Any = None
-    grads: dict = field(default_factory=dict)
-    param_grads: dict = field(default_factory=dict)
+    grads: dict[int | str, Any] = field(default_factory=dict)
+    param_grads: dict[str, Any] = field(default_factory=dict)
     inputs_after: Any = None
 
 
 MAX_SOURCE_BYTES = 1 << 20
 
 
-def read_submission(path):
+def read_submission(path: str | os.PathLike[str]) -> str:
     """The text of submission file ``path``: a regular file (never a link), at most 1 MiB."""
     path = Path(path)
     try:
@@ -87,12 +88,12 @@ def read_submission(path):
     return data.decode("utf-8", errors="replace")
 
 
-def load_module(path, module):
+def load_module(path: str | os.PathLike[str], module: str) -> types.ModuleType:
     """Import the submission file ``path`` under a private module name (in this process)."""
     return load_module_source(read_submission(path), str(Path(path).resolve()), module)
 
 
-def load_module_source(source, filename, module):
+def load_module_source(source: str, filename: str, module: str) -> types.ModuleType:
     """Execute ``source`` as a fresh module under a private name.
 
     The submission's folder is never put on ``sys.path``.  Any failure (including
@@ -126,18 +127,18 @@ def load_module_source(source, filename, module):
     return mod
 
 
-def student_location(exc, path):
+def student_location(exc: BaseException, path: str | os.PathLike[str]) -> str:
     """``'attention.py line 42: scores = ...'`` for the innermost frame in ``path``."""
-    path = str(path)
+    filename = str(path)
     found = ""
     for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == path:
-            code = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
-            found = f"{Path(path).name} line {frame.lineno}: {code}"
+        if frame.filename == filename:
+            code = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
+            found = f"{Path(filename).name} line {frame.lineno}: {code}"
     return found
 
 
-def resolve(mod, module, name):
+def resolve(mod: types.ModuleType, module: str, name: str) -> Callable[..., Any]:
     """The public ``name`` of the loaded submission module, or :class:`MissingName`."""
     target = mod.__dict__.get(name)
     if target is None or not callable(target):
@@ -145,7 +146,7 @@ def resolve(mod, module, name):
     return target
 
 
-def module_method(obj, name):
+def module_method(obj: Any, name: str) -> Callable[..., Any]:
     """A callable for method ``name`` of ``obj`` whose result :func:`sanitize` accepts:
     ``state_dict`` as a plain dict of tensors, every other method ``None``."""
     bound = getattr(obj, name)
@@ -154,15 +155,23 @@ def module_method(obj, name):
     return lambda *a, **k: (bound(*a, **k), None)[1]
 
 
-def construct(cls, args, kwargs, label, path):
+def construct(
+    cls: Callable[..., Any], args: Iterable[Any], kwargs: dict[str, Any], label: str, path: str | os.PathLike[str]
+) -> Any:
     """Instantiate the student's class ``cls`` under the same rules as :func:`run_call`
     (errors mapped, guards on); the new object, which stays on this side of the seam."""
-    made = []
+    made: list[Any] = []
     run_call(lambda *a, **k: made.append(cls(*a, **k)), Call(cls.__name__, tuple(args), kwargs), label, path)
     return made[0]
 
 
-def run_call(target, call, label, path, module_obj=None):
+def run_call(
+    target: Callable[..., Any],
+    call: Call,
+    label: str,
+    path: str | os.PathLike[str],
+    module_obj: torch.nn.Module | None = None,
+) -> CallResult:
     """Run ``target`` (a function, class or bound method) as ``call`` describes.
 
     ``label`` names the call in messages (``attention.sdpa: scaled_dot_product_attention``),
@@ -193,7 +202,7 @@ def run_call(target, call, label, path, module_obj=None):
     return result
 
 
-def _copy(value):
+def _copy(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
     if isinstance(value, (tuple, list)):
@@ -203,12 +212,12 @@ def _copy(value):
     return copy.deepcopy(value)
 
 
-def _plain_grad(tensor):
+def _plain_grad(tensor: torch.Tensor) -> torch.Tensor | None:
     grad = tensor.grad
     return None if grad is None else grad.detach().clone()
 
 
-def tensor_leaves(value):
+def tensor_leaves(value: Any) -> list[torch.Tensor]:
     """The tensors inside ``value`` (nested tuples and lists), in order."""
     if isinstance(value, torch.Tensor):
         return [value]
@@ -217,11 +226,11 @@ def tensor_leaves(value):
     return []
 
 
-def _backward(raw, cotangents, label):
+def _backward(raw: Any, cotangents: Sequence[torch.Tensor | None], label: str) -> None:
     leaves = tensor_leaves(raw)
     if len(leaves) != len(cotangents):
         raise BadOutput(f"returned {len(leaves)} tensor(s), expected {len(cotangents)}")
-    total = None
+    total: torch.Tensor | None = None
     for leaf, cot in zip(leaves, cotangents):
         if cot is None or not leaf.requires_grad:
             continue
@@ -234,7 +243,7 @@ def _backward(raw, cotangents, label):
 
 
 @contextlib.contextmanager
-def _default_dtype(dtype, validate=True):
+def _default_dtype(dtype: torch.dtype | None, validate: bool = True) -> Iterator[None]:
     """The grader's global flags around one call, whatever the student's code set before:
     the default dtype (float32 unless the call asks for another), no TF32 on CUDA, and
     argument validation of ``torch.distributions`` (off for meta inputs, which have no
@@ -252,7 +261,7 @@ def _default_dtype(dtype, validate=True):
 
 
 @contextlib.contextmanager
-def _student_errors(label, path):
+def _student_errors(label: str, path: str | os.PathLike[str]) -> Iterator[None]:
     try:
         yield
     except SubmissionProblem as exc:
@@ -272,7 +281,7 @@ def _student_errors(label, path):
         raise StudentCodeError(label, type(exc).__name__, str(exc), student_location(exc, path)) from None
 
 
-def sanitize(value, what, _depth=0):
+def sanitize(value: Any, what: str, _depth: int = 0) -> Any:
     """A plain copy of ``value``, or :class:`BadOutput` if it holds anything else.
 
     Exact types only: a ``torch.Tensor`` subclass, an ``int`` subclass or any object
@@ -283,16 +292,22 @@ def sanitize(value, what, _depth=0):
     kind = type(value)
     if kind is torch.Tensor or kind is torch.nn.Parameter:
         return value.detach().clone()
-    if value is None or kind in (int, float, bool, str):
+    if value is None or _one_of(kind, (int, float, bool, str)):
         return value
-    if kind in (tuple, list):
+    if _one_of(kind, (tuple, list)):
         items = [sanitize(v, what, _depth + 1) for v in value]
         return tuple(items) if kind is tuple else items
-    if kind in (dict, collections.OrderedDict):
-        out = {}
+    if _one_of(kind, (dict, collections.OrderedDict)):
+        out: dict[str | int, Any] = {}
         for k, v in value.items():
-            if type(k) not in (str, int):
+            if not _one_of(type(k), (str, int)):
                 raise BadOutput(f"{what} a dict with a {type(k).__name__} key")
             out[k] = sanitize(v, what, _depth + 1)
         return out
     raise BadOutput(f"{what} a {kind.__module__}.{kind.__qualname__}, not a plain tensor, number or tuple")
+
+
+def _one_of(kind: type, kinds: tuple[type, ...]) -> bool:
+    """``kind`` is one of ``kinds`` by identity: ``kind in kinds`` would call ``==``, which a
+    student's metaclass can answer with ``True``."""
+    return any(kind is k for k in kinds)

@@ -17,7 +17,7 @@ import time
 ZYGOTE_PREFIX = "grader-"
 
 
-def _mounts():
+def _mounts() -> list[tuple[str, str, str]]:
     """``[(mount_point, fstype, super_options)]`` from ``/proc/self/mountinfo``."""
     found = []
     try:
@@ -32,7 +32,7 @@ def _mounts():
     return found
 
 
-def _own_paths():
+def _own_paths() -> dict[str, str]:
     """``{controller or "": path}`` of this process's cgroups (``""`` is v2's)."""
     paths = {}
     try:
@@ -46,11 +46,11 @@ def _own_paths():
     return paths
 
 
-def _writable(path):
+def _writable(path: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK)
 
 
-def locate():
+def locate() -> tuple[int, str] | tuple[None, str]:
     """``(version, folder)`` of the memory cgroup this process may create children in,
     or ``(None, reason)``."""
     own = _own_paths()
@@ -72,7 +72,7 @@ def locate():
     return None, "no writable memory cgroup (cgroup v2 with the memory controller delegated, or v1)"
 
 
-def _alive(pid):
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -82,7 +82,7 @@ def _alive(pid):
     return True
 
 
-def remove_tree(folder):
+def remove_tree(folder: str) -> None:
     """Remove ``folder`` and the (empty) cgroups under it, as far as they are empty."""
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         sub = os.path.join(folder, name)
@@ -94,7 +94,7 @@ def remove_tree(folder):
         pass
 
 
-def parent():
+def parent() -> tuple[int, str] | tuple[None, str]:
     """Create this zygote's folder of worker cgroups; ``(version, folder)`` or ``(None, reason)``.
 
     Folders left by zygotes that no longer run are removed first."""
@@ -119,7 +119,7 @@ def parent():
 class Cgroup:
     """One worker's memory cgroup (created by the supervisor, joined by the worker)."""
 
-    def __init__(self, version, parent_folder, name, limit_bytes):
+    def __init__(self, version: int, parent_folder: str, name: str, limit_bytes: int) -> None:
         self.version = version
         self.path = os.path.join(parent_folder, name)
         os.mkdir(self.path)
@@ -132,7 +132,7 @@ class Cgroup:
             self._set("memory.memsw.limit_in_bytes", limit_bytes, required=False)  # no escape into swap
             self._set("memory.swappiness", 0, required=False)
 
-    def _set(self, name, value, required=True):
+    def _set(self, name: str, value: int, required: bool = True) -> None:
         try:
             with open(os.path.join(self.path, name), "w") as fh:
                 fh.write(str(value))
@@ -140,12 +140,12 @@ class Cgroup:
             if required:
                 raise
 
-    def join(self):
+    def join(self) -> None:
         """Move the calling process into this cgroup."""
         with open(os.path.join(self.path, "cgroup.procs"), "w") as fh:
             fh.write("0")
 
-    def oom_killed(self):
+    def oom_killed(self) -> bool:
         """Whether the kernel's out-of-memory killer killed a process of this cgroup (its
         ``oom_kill`` counter; v1 kernels older than 4.13 have none: then any failed charge)."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"
@@ -162,7 +162,7 @@ class Cgroup:
             pass
         return False
 
-    def remove(self):
+    def remove(self) -> None:
         """Remove the (empty) cgroup; retried briefly while the kernel finishes the exit."""
         for _ in range(50):
             try:

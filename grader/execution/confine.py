@@ -33,6 +33,7 @@ import platform
 import resource
 import stat
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -59,17 +60,17 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
 
-def prctl(option, arg):
+def prctl(option: int, arg: int) -> bool:
     """``prctl(option, arg)``; False when refused."""
     return _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) == 0
 
 
-def unshare(flags):
+def unshare(flags: int) -> bool:
     """``unshare(flags)``; False when refused."""
     return _libc.unshare(flags) == 0
 
 
-def _mount(source, target, fstype, flags, data=None):
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     ok = (
         _libc.mount(
             source and os.fsencode(source),
@@ -84,7 +85,7 @@ def _mount(source, target, fstype, flags, data=None):
         raise OSError(ctypes.get_errno(), f"mount {source} on {target}: {os.strerror(ctypes.get_errno())}")
 
 
-def _write(path, text):
+def _write(path: str, text: str) -> bool:
     try:
         with open(path, "w") as fh:
             fh.write(text)
@@ -93,7 +94,7 @@ def _write(path, text):
         return False
 
 
-def user_namespace(inside=None, flags=CLONE_NEWUSER):
+def user_namespace(inside: int | None = None, flags: int = CLONE_NEWUSER) -> bool:
     """``unshare(flags)`` (a new user namespace) and map the caller's uid and gid to
     ``inside`` there (default: the same ids); False when refused or the maps cannot be written."""
     uid, gid = os.geteuid(), os.getegid()  # taken before: unmapped, they read as 65534
@@ -104,10 +105,10 @@ def user_namespace(inside=None, flags=CLONE_NEWUSER):
     return _write("/proc/self/uid_map", f"{new_uid} {uid} 1") and _write("/proc/self/gid_map", f"{new_gid} {gid} 1")
 
 
-def set_limits(limits):
+def set_limits(limits: Mapping[str, float]) -> None:
     """Apply the resource limits in ``limits`` (seconds and bytes)."""
 
-    def lim(which, value):
+    def lim(which: int, value: int) -> None:
         try:
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError):
@@ -122,7 +123,7 @@ def set_limits(limits):
     lim(resource.RLIMIT_CORE, 0)
 
 
-def allocate_uid():
+def allocate_uid() -> tuple[int, int]:
     """As root: ``(uid, fd)``, a uid of :data:`UID_POOL` no other running worker holds,
     held as long as ``fd`` (an flock'ed file in a root-only folder) stays open.
 
@@ -150,7 +151,7 @@ def allocate_uid():
     raise OSError("every sandbox uid is in use")
 
 
-def _gpu_groups():
+def _gpu_groups() -> list[int]:
     """Groups that give access to GPU device nodes not open to everyone (else none)."""
     groups = set()
     for name in os.listdir("/dev"):
@@ -164,7 +165,7 @@ def _gpu_groups():
     return sorted(groups)
 
 
-def gpu_nodes():
+def gpu_nodes() -> list[str]:
     """The NVIDIA device nodes a CUDA worker needs (the GPUs of ``CUDA_VISIBLE_DEVICES``
     when it names indices, else all)."""
     try:
@@ -183,11 +184,11 @@ def gpu_nodes():
     return nodes
 
 
-def _inside(path, folder):
+def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def runtime_paths(exclude=()):
+def runtime_paths(exclude: Sequence[str] = ()) -> list[str]:
     """The host paths the worker sees read-only: ``sys.path``, the interpreter, the folders of
     ``LD_LIBRARY_PATH``, system libraries and the worker-side copy of the grader.
 
@@ -221,14 +222,14 @@ def runtime_paths(exclude=()):
 class _View:
     """The new root being built at ``root`` (a tmpfs), before ``pivot_root``."""
 
-    def __init__(self, root):
+    def __init__(self, root: str) -> None:
         self.root = root
-        self.bound = []  # host real paths bound so far
+        self.bound: list[str] = []  # host real paths bound so far
 
-    def covered(self, real):
+    def covered(self, real: str) -> bool:
         return any(_inside(real, b) for b in self.bound)
 
-    def mirror(self, path, depth=0):
+    def mirror(self, path: str, depth: int = 0) -> str:
         """Create in the view the folders and links leading to host ``path``; its real path."""
         if depth > 20:
             raise OSError(errno.ELOOP, path)
@@ -248,30 +249,29 @@ class _View:
                     os.makedirs(self.root + current, exist_ok=True)
         return current
 
-    def bind(self, host_path, fd=None):
+    def bind(self, host_path: str, fd: int | None = None) -> bool:
         """Bind host ``host_path`` read-only at the same path in the view (links along it
         mirrored); ``fd``: the path opened beforehand (``O_PATH``), when it may be covered."""
         real = self.mirror(host_path)
         if self.covered(real):
             return False
         own = fd is None
-        if own:
-            fd = os.open(real, os.O_PATH | os.O_CLOEXEC)
+        opened = os.open(real, os.O_PATH | os.O_CLOEXEC) if fd is None else fd
         try:
-            target = self._mount_point(fd, real)
-            _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+            target = self._mount_point(opened, real)
+            _mount(f"/proc/self/fd/{opened}", target, None, MS_BIND)
         finally:
             if own:
-                os.close(fd)
+                os.close(opened)
         _remount_read_only(target, MS_NOSUID)
         self.bound.append(real)
         return True
 
-    def device(self, path, fd):
+    def device(self, path: str, fd: int) -> None:
         """Bind the device node (or node folder) ``path``, opened as ``fd``."""
         _mount(f"/proc/self/fd/{fd}", self._mount_point(fd, path), None, MS_BIND | MS_REC)
 
-    def _mount_point(self, fd, path):
+    def _mount_point(self, fd: int, path: str) -> str:
         """Make ``path`` in the view a folder or an empty file, like what ``fd`` opens; its path."""
         target = self.root + path
         if os.path.isdir(f"/proc/self/fd/{fd}"):
@@ -282,13 +282,13 @@ class _View:
                 open(target, "w").close()
         return target
 
-    def tmpfs(self, path, options=SCRATCH):
+    def tmpfs(self, path: str, options: str = SCRATCH) -> None:
         target = self.root + path
         os.makedirs(target, exist_ok=True)
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
 
 
-def _remount_read_only(target, extra):
+def _remount_read_only(target: str, extra: int) -> None:
     """Remount a bind read-only, keeping the flags the kernel locks (nosuid, nodev, ...)."""
     try:
         flags = os.statvfs(target).f_flag
@@ -308,7 +308,7 @@ def _remount_read_only(target, extra):
     _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep | extra)
 
 
-def _pivot(root):
+def _pivot(root: str) -> None:
     number = _SYS_PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, "pivot_root: unknown architecture")
@@ -320,17 +320,19 @@ def _pivot(root):
     os.chdir("/")
 
 
-def build_view(paths, devices=DEVICES, own_proc=True, sys_fs=False):
+def build_view(
+    paths: Iterable[str], devices: Sequence[str] = DEVICES, own_proc: bool = True, sys_fs: bool = False
+) -> list[str]:
     """Replace this mount namespace's root by an allowlisted view (see the module doc).
 
     ``own_proc``: mount a ``/proc`` for the current PID namespace (else one that shows
     only this uid's processes, ``hidepid=2``).  ``sys_fs``: bind ``/sys`` read-only (CUDA
     reads it).  Returns notes on what could not be done."""
-    notes = []
+    notes: list[str] = []
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     # The new root's tmpfs is mounted over /tmp: sources under /tmp (a venv) are opened
     # first and bound through /proc/self/fd, which still reaches them.
-    keep = {}
+    keep: dict[str, int] = {}
     for path in [*paths, *devices]:
         try:
             keep[path] = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -374,7 +376,7 @@ def build_view(paths, devices=DEVICES, own_proc=True, sys_fs=False):
     return notes
 
 
-def _enter_user_namespace():
+def _enter_user_namespace() -> bool:
     """Become uid/gid :data:`INSIDE_ID` of a new user (and mount) namespace, with no
     capabilities: the same identity in every setting, and the mounts locked."""
     prctl(PR_SET_DUMPABLE, 1)  # a uid change made /proc/self/* root's: the maps below need them ours
@@ -390,7 +392,13 @@ def _enter_user_namespace():
     return True
 
 
-def confine(limits, exclude=(), uid=None, own_pid_namespace=True, gpu=False):
+def confine(
+    limits: Mapping[str, float],
+    exclude: Sequence[str] = (),
+    uid: int | None = None,
+    own_pid_namespace: bool = True,
+    gpu: bool = False,
+) -> list[str]:
     """Confine the current (worker) process; returns the measures that took effect.
 
     ``exclude``: folders whose contents must stay out of the view even when ``sys.path``
@@ -446,7 +454,7 @@ def confine(limits, exclude=(), uid=None, own_pid_namespace=True, gpu=False):
     return applied
 
 
-def _has_caps():
+def _has_caps() -> bool:
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -457,7 +465,7 @@ def _has_caps():
     return False
 
 
-def _process_count(uid):
+def _process_count(uid: int) -> int:
     count = 0
     try:
         names = os.listdir("/proc")

@@ -32,8 +32,11 @@ taken before the student's code runs, is the part that holds).  Cost: about 11 u
 ``python benchmarks/guard_overhead.py``.
 """
 
+import os
 import sys
 import types
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NoReturn
 
 import torch
 import torch.distributions as _dist
@@ -48,9 +51,9 @@ _C = torch._C
 # Captured now, before any student code runs: the guard never looks these up again.
 _push, _pop = _C._push_on_torch_function_stack, _C._pop_torch_function_stack
 _depth, _stack_at = _C._len_torch_function_stack, _C._get_function_stack_at
-# private names that torch's type stubs do not list
-_get_state, _set_state = _C._get_torch_function_state, _C._set_torch_function_state
-_STATE = _C._TorchFunctionState
+# private names that torch's type stubs do not list (so mypy cannot know them)
+_get_state, _set_state = _C._get_torch_function_state, _C._set_torch_function_state  # type: ignore[attr-defined]
+_STATE = _C._TorchFunctionState  # type: ignore[attr-defined]
 _ENABLED, _ALL_DISABLED = _STATE.ENABLED, _STATE.ALL_DISABLED
 _VARIABLE_FUNCTIONS = _C._VariableFunctions
 
@@ -86,7 +89,7 @@ SWITCHES = (
 )
 
 
-def library_call(name):
+def library_call(name: str) -> str | None:
     """What the torch function called ``name`` stands for when it is the library's own
     implementation of an exercise (``'torch.nn.LSTMCell'``), else ``None``."""
     name = name.lower().split(".", 1)[0]  # torch.ops overloads are named 'lstm_cell.default'
@@ -101,18 +104,20 @@ class _Call:
 
     __slots__ = ("found", "path")
 
-    def __init__(self, path):
-        self.found, self.path = [], path
+    def __init__(self, path: str | None) -> None:
+        self.found: list[str] = []
+        self.path = path
 
 
-_current = None
+_current: _Call | None = None
 
 
-def _student_line(path):
+def _student_line(path: str | None) -> str:
     """``' (line 42)'``: the innermost line of the submission on the stack, if any."""
     if not path:
         return ""
-    frame, line, hops = sys._getframe(2), "", 0
+    frame: types.FrameType | None = sys._getframe(2)
+    line, hops = "", 0
     while frame is not None and hops < 500:
         if frame.f_code.co_filename == path:
             return f" (line {frame.f_lineno})"
@@ -120,7 +125,7 @@ def _student_line(path):
     return line
 
 
-def _trip(what, switch=False):
+def _trip(what: str, switch: bool = False) -> NoReturn:
     call = _current
     where = _student_line(call.path if call else None)
     if switch:
@@ -132,10 +137,10 @@ def _trip(what, switch=False):
     raise ForbiddenCall(text)
 
 
-_TORCH_GLOBALS = set()  # ids of the globals of torch's own modules seen calling a switch
+_TORCH_GLOBALS: set[int] = set()  # ids of the globals of torch's own modules seen calling a switch
 
 
-def _from_torch(frame):
+def _from_torch(frame: types.FrameType) -> bool:
     space = frame.f_globals
     if id(space) in _TORCH_GLOBALS:
         return True
@@ -148,12 +153,18 @@ def _from_torch(frame):
 
 
 class _Watch(TorchFunctionMode):
-    _verdicts: dict = {}
+    _verdicts: dict[str, str | None] = {}
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Sequence[type],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         name = getattr(func, "__name__", None)
         if type(name) is str:
-            verdict = self._verdicts.get(name, False)
+            verdict: str | Literal[False] | None = self._verdicts.get(name, False)
             if verdict is False:
                 verdict = library_call(name)
                 if len(self._verdicts) < 20_000:
@@ -169,13 +180,13 @@ class _Trap:
 
     __slots__ = ("what", "real")
 
-    def __init__(self, what, real=None):
+    def __init__(self, what: str, real: Any = None) -> None:
         self.what, self.real = what, real
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
         _trip(self.what)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         frame = sys._getframe(1)
@@ -185,23 +196,23 @@ class _Trap:
             return getattr(self.real, name)
         _trip(self.what)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<forbidden during grading: {self.what}>"
 
 
 class _TrapDict(dict):
     """Stands in for ``_KL_REGISTRY`` / ``_KL_MEMOIZE``: an empty table whose every lookup trips."""
 
-    def _trip(self, *_, **__):
+    def _trip(self, *_: Any, **__: Any) -> NoReturn:
         _trip(KL)
 
     __getitem__ = get = __contains__ = __iter__ = keys = values = items = copy = _trip
 
 
-def _switch(real, what):
+def _switch(real: Callable[..., Any], what: str) -> Callable[..., Any]:
     """Stands in for a switch: torch's own code gets the real one, anyone else trips."""
 
-    def switch(*args, **kwargs):
+    def switch(*args: Any, **kwargs: Any) -> Any:
         if not _from_torch(sys._getframe(1)):
             _trip(what, switch=True)
         return real(*args, **kwargs)
@@ -210,7 +221,7 @@ def _switch(real, what):
     return switch
 
 
-def _variable_functions():
+def _variable_functions() -> types.SimpleNamespace:
     """Stands in for ``torch._C._VariableFunctions`` (whose attributes cannot be swapped) and
     ``torch._VF.vf``: the same functions, with traps for the forbidden kernels."""
     space = types.SimpleNamespace()
@@ -222,11 +233,14 @@ def _variable_functions():
     return space
 
 
-def _plan():
-    """``[(namespace dict, {name: trap}, {name: original}, [names absent before])]``."""
-    spaces = {}
+_Entry = tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[str]]
 
-    def put(owner, name, trap):
+
+def _plan() -> list[_Entry]:
+    """``[(namespace dict, {name: trap}, {name: original}, [names absent before])]``."""
+    spaces: dict[int, _Entry] = {}
+
+    def put(owner: Any, name: str, trap: Any) -> None:
         space = vars(owner)
         entry = spaces.setdefault(id(space), (space, {}, {}, []))
         entry[1][name] = trap
@@ -287,10 +301,10 @@ class forbid_library_solutions:
 
     __slots__ = ("call", "state", "base", "outer")
 
-    def __init__(self, path=None):
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.call = _Call(str(path) if path is not None else None)
 
-    def __enter__(self):
+    def __enter__(self) -> "forbid_library_solutions":
         global _current
         self.outer = _current is not None
         if self.outer:  # nested: the outer guard is watching
@@ -308,7 +322,7 @@ class forbid_library_solutions:
         _push(_WATCH)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         global _current
         if self.outer:
             return False

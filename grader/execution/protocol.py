@@ -11,8 +11,11 @@ import collections
 import json
 import math
 import re
+import socket
 import struct
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -44,23 +47,27 @@ class ProtocolError(Exception):
     """A frame that breaks the format or its caps."""
 
 
-def encode(value):
+#: Decides whether a worker may name a device (``"cuda:1"``); ``None``: any well-formed one.
+DeviceCheck = Callable[[str], bool] | None
+
+
+def encode(value: Any) -> tuple[Any, list[bytes]]:
     """``(header_obj, buffers)`` for a value made of plain data and tensors."""
-    buffers = []
+    buffers: list[bytes] = []
     return _enc(value, buffers, 0), buffers
 
 
-def _enc(value, buffers, depth):
+def _enc(value: Any, buffers: list[bytes], depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise ProtocolError("value nested too deeply")
     kind = type(value)
-    if value is None or kind in (bool, int, str):
+    if value is None or _one_of(kind, (bool, int, str)):
         return value
     if kind is float:
         return value if math.isfinite(value) else {"__float__": repr(value)}
-    if kind in (torch.Tensor, torch.nn.Parameter):
+    if _one_of(kind, (torch.Tensor, torch.nn.Parameter)):
         t = value.detach()
-        meta = {
+        meta: dict[str, Any] = {
             "__tensor__": len(buffers),
             "dtype": str(t.dtype).replace("torch.", ""),
             "shape": list(t.shape),
@@ -77,7 +84,7 @@ def _enc(value, buffers, depth):
         return {"__tuple__": [_enc(v, buffers, depth + 1) for v in value]}
     if kind is list:
         return [_enc(v, buffers, depth + 1) for v in value]
-    if kind in (dict, collections.OrderedDict):
+    if _one_of(kind, (dict, collections.OrderedDict)):
         return {"__dict__": [[_enc(k, buffers, depth + 1), _enc(v, buffers, depth + 1)] for k, v in value.items()]}
     if kind is torch.dtype:
         return {"__dtype__": str(value).replace("torch.", "")}
@@ -86,7 +93,7 @@ def _enc(value, buffers, depth):
     raise ProtocolError(f"cannot send a {kind.__module__}.{kind.__qualname__}")
 
 
-def decode(obj, buffers, device_ok=None):
+def decode(obj: Any, buffers: Sequence[bytes], device_ok: DeviceCheck = None) -> Any:
     """Rebuild a value from :func:`encode`'s output (trusted-side rules: plain data only).
 
     Any malformed input raises :class:`ProtocolError`, whatever went wrong inside.
@@ -96,11 +103,20 @@ def decode(obj, buffers, device_ok=None):
         return _dec(obj, buffers, 0, counter, device_ok)
     except ProtocolError:
         raise
-    except (RecursionError, MemoryError, RuntimeError, TypeError, ValueError, OverflowError, KeyError) as exc:
+    except (
+        RecursionError,
+        MemoryError,
+        RuntimeError,
+        TypeError,
+        ValueError,
+        OverflowError,
+        KeyError,
+        AssertionError,
+    ) as exc:  # AssertionError: torch without CUDA asked for a cuda tensor
         raise ProtocolError(f"malformed value ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def _dec(obj, buffers, depth, counter, device_ok):
+def _dec(obj: Any, buffers: Sequence[bytes], depth: int, counter: list[int], device_ok: DeviceCheck) -> Any:
     counter[0] += 1
     if depth > MAX_DEPTH or counter[0] > MAX_ITEMS:
         raise ProtocolError("value too large or nested too deeply")
@@ -117,12 +133,12 @@ def _dec(obj, buffers, depth, counter, device_ok):
     if "__dict__" in obj:
         if type(obj["__dict__"]) is not list:
             raise ProtocolError("bad dict")
-        out = {}
+        out: dict[str | int, Any] = {}
         for pair in obj["__dict__"]:
             if type(pair) is not list or len(pair) != 2:
                 raise ProtocolError("bad dict entry")
             key = _dec(pair[0], buffers, depth + 1, counter, device_ok)
-            if type(key) not in (str, int):
+            if not _one_of(type(key), (str, int)):
                 raise ProtocolError("dict keys must be str or int")
             out[key] = _dec(pair[1], buffers, depth + 1, counter, device_ok)
         return out
@@ -140,13 +156,13 @@ def _dec(obj, buffers, depth, counter, device_ok):
     raise ProtocolError("unknown tagged value")
 
 
-def _dtype(name):
+def _dtype(name: Any) -> torch.dtype:
     if name not in DTYPES:
         raise ProtocolError(f"dtype {name!r} not allowed")
     return DTYPES[name]
 
 
-def _device(name, device_ok):
+def _device(name: Any, device_ok: DeviceCheck) -> str:
     if type(name) is not str or not re.fullmatch(r"(cpu|meta|cuda(:\d{1,2})?)", name):
         raise ProtocolError("bad device")
     if device_ok is not None and not device_ok(name):
@@ -154,7 +170,7 @@ def _device(name, device_ok):
     return name
 
 
-def _tensor(obj, buffers, device_ok):
+def _tensor(obj: dict[str, Any], buffers: Sequence[bytes], device_ok: DeviceCheck) -> torch.Tensor:
     dtype = _dtype(obj.get("dtype"))
     shape = obj.get("shape")
     if type(shape) is not list or any(type(s) is not int or s < 0 for s in shape) or len(shape) > 16:
@@ -179,22 +195,23 @@ def _tensor(obj, buffers, device_ok):
     return t if device == "cpu" else t.to(device)
 
 
-def pack(header_obj, buffers):
+def pack(header_obj: dict[str, Any], buffers: Sequence[bytes]) -> bytes:
     """Bytes of one frame."""
-    header_obj = dict(header_obj, __buffers__=[len(b) for b in buffers])
-    header = json.dumps(header_obj, separators=(",", ":")).encode()
+    framed = dict(header_obj, __buffers__=[len(b) for b in buffers])
+    header = json.dumps(framed, separators=(",", ":")).encode()
     if len(header) > MAX_HEADER or sum(len(b) for b in buffers) > MAX_PAYLOAD:
         raise ProtocolError("message too large")
     return b"".join([struct.pack(">I", len(header)), header, *buffers])
 
 
-def send(sock, header_obj, buffers=()):
+def send(sock: socket.socket, header_obj: dict[str, Any], buffers: Iterable[bytes] = ()) -> None:
     """Write one frame to ``sock``."""
     sock.sendall(pack(header_obj, list(buffers)))
 
 
-def _recv_exact(sock, n, deadline=None):
-    chunks, got = [], 0
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> bytes:
+    chunks: list[bytes] = []
+    got = 0
     while got < n:
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -209,7 +226,7 @@ def _recv_exact(sock, n, deadline=None):
     return b"".join(chunks)
 
 
-def recv(sock, deadline=None):
+def recv(sock: socket.socket, deadline: float | None = None) -> tuple[Any, list[bytes]]:
     """Read one frame: ``(header_obj, buffers)``; :class:`ProtocolError` past the caps.
 
     With ``deadline`` (a ``time.monotonic()`` value) the whole frame must arrive by then,
@@ -226,3 +243,8 @@ def recv(sock, deadline=None):
     if type(lengths) is not list or any(type(n) is not int or n < 0 for n in lengths) or sum(lengths) > MAX_PAYLOAD:
         raise ProtocolError("bad buffer lengths")
     return header, [_recv_exact(sock, n, deadline) for n in lengths]
+
+
+def _one_of(kind: type, kinds: tuple[type, ...]) -> bool:
+    """``kind`` is one of ``kinds`` by identity (``in`` would call a metaclass's ``__eq__``)."""
+    return any(kind is k for k in kinds)

@@ -47,6 +47,8 @@ import builtins
 import gc
 import re
 import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Literal, cast
 
 FORBIDDEN, GUARD, PRIVATE, DYNAMIC, GRADER = "forbidden", "guard", "private", "dynamic", "grader"
 UNREADABLE = "unreadable"
@@ -156,7 +158,18 @@ class Unreadable(Exception):
     """The source is too large or too deep to check (in time)."""
 
 
-def classify(qualname):
+#: ``(kind, what, line, at_import)``: one forbidden reference, as the walk records it.
+_Finding = tuple[str, str, int, bool]
+#: Where a name's value comes from: ``("qual", dotted name)`` or ``("expr", node, scope)``,
+#: ``scope`` being ``"outer"`` (a default: seen from the enclosing scopes), ``"self"`` or ``()``.
+_Source = tuple[Literal["qual"], str] | tuple[Literal["expr"], ast.expr, Literal["outer", "self"] | tuple[()]]
+#: The scopes a node is seen from, innermost first.
+_Chain = tuple["_Scope", ...]
+#: The qualified names an expression may stand for (``None``: a name of the file itself).
+_Resolved = frozenset[str] | None
+
+
+def classify(qualname: str) -> tuple[str, str] | None:
     """``(kind, what)`` for a resolved dotted name, or ``None`` when it is allowed."""
     parts = qualname.split(".")
     root = parts[0]
@@ -190,7 +203,7 @@ def classify(qualname):
     return None
 
 
-def _distinctive(attr):
+def _distinctive(attr: str) -> str | None:
     """The kind of an attribute name read from an unresolved object, or ``None``."""
     if not DISTINCTIVE.search(attr):
         return None
@@ -202,10 +215,12 @@ class _Scope:
 
     __slots__ = ("node", "kind", "locals", "sources", "declared_global", "self_name")
 
-    def __init__(self, node, kind):
+    def __init__(self, node: ast.AST, kind: str) -> None:
         self.node, self.kind = node, kind
-        self.locals, self.sources, self.declared_global = set(), {}, set()
-        self.self_name = None
+        self.locals: set[str] = set()
+        self.sources: dict[str, list[_Source]] = {}
+        self.declared_global: set[str] = set()
+        self.self_name: str | None = None
 
 
 class _Unit:
@@ -214,31 +229,36 @@ class _Unit:
 
     __slots__ = ("names", "mutates", "findings", "uses", "is_import", "nodes")
 
-    def __init__(self, nodes, is_import=False):
+    def __init__(self, nodes: Sequence[ast.AST], is_import: bool = False) -> None:
         self.nodes, self.is_import = nodes, is_import
-        self.names, self.mutates, self.findings, self.uses = set(), set(), [], set()
+        self.names: set[str] = set()
+        self.mutates: set[str] = set()
+        self.findings: list[_Finding] = []
+        self.uses: set[str] = set()
 
 
 class _Checker:
-    def __init__(self, tree, deadline):
+    def __init__(self, tree: ast.Module, deadline: float) -> None:
         self.tree, self.deadline, self.count = tree, deadline, 0
-        self.units = []
-        self.module_sources = {}  # name -> [("qual", q) | ("expr", node, chain)]
-        self.module_bound = set()  # names bound by non-import statements
-        self.star = []  # (module qualname, line)
-        self.scope_of = {}  # id(scope node) -> _Scope
-        self.memo, self.alias_memo, self.resolving = {}, {}, set()
-        self.qual_bound = set()
+        self.units: list[_Unit] = []
+        self.module_sources: dict[str, list[_Source]] = {}  # name -> [("qual", q) | ("expr", node, chain)]
+        self.module_bound: set[str] = set()  # names bound by non-import statements
+        self.star: list[tuple[str, int]] = []  # (module qualname, line)
+        self.scope_of: dict[int, _Scope] = {}  # id(scope node) -> _Scope
+        self.memo: dict[int, _Resolved] = {}
+        self.alias_memo: dict[tuple[object, str], frozenset[str]] = {}
+        self.resolving: set[tuple[object, str]] = set()
+        self.qual_bound: set[str] = set()
 
     # -- budget ----------------------------------------------------------------------------
-    def tick(self):
+    def tick(self) -> None:
         self.count += 1
         if self.count > MAX_NODES or (self.count & 4095 == 0 and time.monotonic() > self.deadline):
             raise Unreadable("the file is too large for the checker")
 
     # -- module level ------------------------------------------------------------------------
-    def collect_units(self):
-        todo = list(reversed(self.tree.body))
+    def collect_units(self) -> None:
+        todo: list[ast.stmt] = list(reversed(self.tree.body))
         while todo:
             stmt = todo.pop()
             self.tick()
@@ -260,7 +280,7 @@ class _Checker:
                         _bind(unit, w.optional_vars)
                 self.units.append(unit)
                 todo.extend(reversed(stmt.body))
-            elif isinstance(stmt, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+            elif isinstance(stmt, (ast.Try, ast.TryStar)):
                 for handler in stmt.handlers:
                     unit = _Unit([handler.type] if handler.type else [])
                     if handler.name:
@@ -283,7 +303,7 @@ class _Checker:
                 for name in unit.names:
                     self.module_sources.setdefault(name, [])
 
-    def simple_unit(self, stmt):
+    def simple_unit(self, stmt: ast.stmt) -> _Unit:
         unit = _Unit([stmt], is_import=isinstance(stmt, (ast.Import, ast.ImportFrom)))
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             unit.names.add(stmt.name)
@@ -322,14 +342,16 @@ class _Checker:
         return unit
 
     # -- scopes ------------------------------------------------------------------------------
-    def scope(self, node, kind):
+    def scope(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef, kind: str) -> _Scope:
         """The :class:`_Scope` of a function/lambda/class node (computed once)."""
         found = self.scope_of.get(id(node))
         if found is not None:
             return found
         scope = _Scope(node, kind)
+        body: list[ast.AST]
         if kind == "function":
-            args = node.args
+            fn = cast("ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda", node)  # a class is scoped as "class"
+            args = fn.args
             every = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
             scope.locals |= {a.arg for a in every}
             positional = args.posonlyargs + args.args
@@ -339,9 +361,9 @@ class _Checker:
             defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
             for arg, default in defaults:
                 scope.sources.setdefault(arg.arg, []).append(("expr", default, "outer"))
-            body = [node.body] if isinstance(node, ast.Lambda) else list(node.body)
+            body = [fn.body] if isinstance(fn, ast.Lambda) else list(fn.body)
         else:
-            body = list(node.body)
+            body = list(cast(ast.ClassDef, node).body)
         todo = body
         while todo:
             item = todo.pop()
@@ -388,7 +410,7 @@ class _Checker:
         return scope
 
     # -- name resolution ---------------------------------------------------------------------
-    def lookup(self, name, chain):
+    def lookup(self, name: str, chain: _Chain) -> _Resolved:
         """Qualified names a ``Name`` may stand for, seen from the scopes ``chain``
         (innermost first); ``None`` when it is a module-level (or local) name of the file."""
         for i, scope in enumerate(chain):
@@ -407,13 +429,13 @@ class _Checker:
             found.add(f"builtins.{name}")
         return frozenset(found)
 
-    def sources(self, sources, chain, key):
+    def sources(self, sources: Iterable[_Source], chain: _Chain, key: tuple[object, str]) -> frozenset[str]:
         if key in self.alias_memo:
             return self.alias_memo[key]
         if key in self.resolving:
             return frozenset()
         self.resolving.add(key)
-        found = set()
+        found: set[str] = set()
         for source in sources:
             if source[0] == "qual":
                 found.add(source[1])
@@ -428,21 +450,22 @@ class _Checker:
         self.alias_memo[key] = result
         return result
 
-    def resolve(self, node, chain):
+    def resolve(self, node: ast.expr, chain: _Chain) -> _Resolved:
         """Qualified names an expression may evaluate to (a module, function or class of a
         library): ``frozenset()`` when unknown, ``None`` for a name of the file itself."""
         key = id(node)
         if key in self.memo:
             return self.memo[key]
-        attrs = []
+        attrs: list[str] = []
         root = node
+        result: _Resolved
         while True:
             self.tick()
             if isinstance(root, ast.Attribute):
                 attrs.append(root.attr)
                 root = root.value
             elif isinstance(root, ast.Call) and _const_getattr(root):
-                attrs.append(root.args[1].value)
+                attrs.append(cast(str, cast(ast.Constant, root.args[1]).value))  # _const_getattr: a str constant
                 root = root.args[0]
             elif isinstance(root, ast.NamedExpr):
                 root = root.value
@@ -461,15 +484,19 @@ class _Checker:
         return result
 
     # -- the walk ----------------------------------------------------------------------------
-    def walk_unit(self, unit):
+    def walk_unit(self, unit: _Unit) -> None:
         """Record the findings of ``unit`` and the module-level names it uses."""
-        todo = [(node, (), True, None) for node in reversed(unit.nodes)]
+        chain: _Chain = ()
+        todo: list[tuple[ast.AST, _Chain, bool, ast.AST | None]] = [
+            (node, chain, True, None) for node in reversed(unit.nodes)
+        ]
         while todo:
             node, chain, at_import, parent = todo.pop()
             self.tick()
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 inner = (self.scope(node, "function"),) + chain
-                outer = [d for d in node.args.defaults + node.args.kw_defaults if d is not None]
+                outer: list[ast.expr] = [d for d in node.args.defaults + node.args.kw_defaults if d is not None]
+                body: Sequence[ast.AST]
                 if not isinstance(node, ast.Lambda):
                     outer += node.decorator_list
                     outer += [a.annotation for a in _all_args(node.args) if a.annotation is not None]
@@ -491,7 +518,7 @@ class _Checker:
             for child in reversed(list(ast.iter_child_nodes(node))):
                 todo.append((child, chain, at_import, node))
 
-    def visit(self, node, chain, at_import, parent, unit):
+    def visit(self, node: ast.AST, chain: _Chain, at_import: bool, parent: ast.AST | None, unit: _Unit) -> None:
         line = getattr(node, "lineno", 0)
         if isinstance(node, ast.Attribute):
             if node.attr in INTROSPECTION and not self.resolve(node.value, chain):
@@ -517,7 +544,7 @@ class _Checker:
             self.module_sources.setdefault(node.target.id, []).append(("expr", node.value, ()))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
-                if alias.name == "*" or getattr(node, "level", 0):
+                if alias.name == "*" or (isinstance(node, ast.ImportFrom) and node.level):
                     continue
                 qual = alias.name if isinstance(node, ast.Import) else f"{node.module or ''}.{alias.name}"
                 verdict = classify(qual)
@@ -526,7 +553,7 @@ class _Checker:
         elif isinstance(node, ast.Global) and chain:
             unit.names |= set(node.names)
 
-    def use(self, name, chain, unit):
+    def use(self, name: str, chain: _Chain, unit: _Unit) -> None:
         """A name read in ``chain``: a module-level name of the file is a dependency."""
         for i, scope in enumerate(chain):
             if scope.kind == "class" and i > 0:
@@ -537,7 +564,7 @@ class _Checker:
                 return
         unit.uses.add(name)
 
-    def judge_chain(self, node, chain, unit, at_import, line):
+    def judge_chain(self, node: ast.expr, chain: _Chain, unit: _Unit, at_import: bool, line: int) -> None:
         found = self.resolve(node, chain)
         if found:
             for qual in found:
@@ -553,7 +580,7 @@ class _Checker:
                             unit.uses.add("qual:" + ".".join(parts[:n]))
             return
         if found is not None and isinstance(node, ast.Attribute):  # None: an object of the file itself
-            root = node
+            root: ast.expr = node
             while isinstance(root, ast.Attribute):
                 root = root.value
             if isinstance(root, ast.Name) and (root.id in ("self", "cls") or _is_self(root.id, chain)):
@@ -562,7 +589,7 @@ class _Checker:
             if kind:
                 self.add(unit, kind, _short(node), line, at_import)
 
-    def attr_call(self, call, chain, unit, at_import):
+    def attr_call(self, call: ast.Call, chain: _Chain, unit: _Unit, at_import: bool) -> bool:
         """``getattr(obj, name)`` and friends; True when the call was judged here."""
         found = self.resolve(call.func, chain)
         if not found or not any(q.startswith("builtins.") and q[9:] in ATTR_BUILTINS for q in found):
@@ -592,11 +619,11 @@ class _Checker:
             self.add(unit, DYNAMIC, f"{what} with a computed name", line, at_import)
         return True
 
-    def add(self, unit, kind, what, line, at_import):
+    def add(self, unit: _Unit, kind: str, what: str, line: int, at_import: bool) -> None:
         unit.findings.append((kind, what, line, at_import))
 
     # -- attribute targets of module-level code: torch.softmax = ..., MultiHeadAttention.forward = ...
-    def bind_targets(self):
+    def bind_targets(self) -> None:
         for unit in self.units:
             for node in unit.nodes:
                 if not isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)):
@@ -622,7 +649,7 @@ class _Checker:
                         self.qual_bound.add(f"qual:{qual}.{attr}")
 
     # -- everything ----------------------------------------------------------------------------
-    def run(self, names):
+    def run(self, names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         self.collect_units()
         for unit in self.units:
             if not unit.is_import:
@@ -632,7 +659,7 @@ class _Checker:
         self.bind_targets()
         for unit in self.units:
             self.walk_unit(unit)
-        by_name = {}
+        by_name: dict[str, list[int]] = {}
         for index, unit in enumerate(self.units):
             for name in unit.names:
                 by_name.setdefault(name, []).append(index)
@@ -648,18 +675,15 @@ class _Checker:
             for f, _ in self.closure_findings(import_time, by_name, "<module>")
             if f[0] in (DYNAMIC, GUARD, GRADER)
         ]
-        result = {}
+        result: dict[str, list[dict[str, Any]]] = {}
         for name in names:
             start = _Unit([])
             start.uses.add(name)
             found = self.closure_findings(start, by_name, None)
             for mod, line in self.star:  # from torch.nn.functional import * after the def
                 verdict = classify(f"{mod}.{name}")
-                defined = [
-                    self.units[i].nodes[0].lineno
-                    for i in by_name.get(name, ())
-                    if hasattr(self.units[i].nodes[0], "lineno")
-                ]
+                firsts = [self.units[i].nodes[0] for i in by_name.get(name, ())]
+                defined = [node.lineno for node in firsts if hasattr(node, "lineno")]
                 if verdict and defined and line > max(defined):
                     found.append(((verdict[0], verdict[1], line, True), ""))
             found += module_wide
@@ -667,11 +691,14 @@ class _Checker:
                 result[name] = _report(found, name)
         return result
 
-    def closure_findings(self, start, by_name, label):
+    def closure_findings(
+        self, start: _Unit, by_name: dict[str, list[int]], label: str | None
+    ) -> list[tuple[_Finding, str | None]]:
         """Findings of ``start`` and of every module-level binding it uses, transitively,
         each with the name of the binding it sits in."""
-        out = [(f, label) for f in start.findings] if label else []
-        seen, todo = set(), list(start.uses)
+        out: list[tuple[_Finding, str | None]] = [(f, label) for f in start.findings] if label else []
+        seen: set[str] = set()
+        todo = list(start.uses)
         while todo:
             name = todo.pop()
             if name in seen:
@@ -686,12 +713,12 @@ class _Checker:
         return out
 
 
-def _report(found, name):
+def _report(found: Sequence[tuple[_Finding, str | None]], name: str) -> list[dict[str, Any]]:
     """Up to :data:`MAX_FINDINGS` findings of public ``name`` as plain dicts, the most
     telling first (by kind, then those in ``name`` itself, then by line)."""
     order = {FORBIDDEN: 0, GUARD: 1, UNREADABLE: 2, DYNAMIC: 3, GRADER: 4, PRIVATE: 5}
     ranked = sorted(found, key=lambda item: (order[item[0][0]], item[1] not in ("", None, name), item[0][2]))
-    unique = {}
+    unique: dict[tuple[str, str], tuple[int, str | None]] = {}
     for (kind, what, line, _), via in ranked:  # one line per forbidden thing: where the function itself uses it
         unique.setdefault((kind, what), (line, via))
     return [
@@ -700,7 +727,7 @@ def _report(found, name):
     ]
 
 
-def _is_main_guard(test):
+def _is_main_guard(test: ast.expr) -> bool:
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
         return False
     sides = [test.left, test.comparators[0]]
@@ -709,8 +736,9 @@ def _is_main_guard(test):
     return len(names) == 1 and len(consts) == 1
 
 
-def _flat_targets(targets):
-    todo, out = list(targets), []
+def _flat_targets(targets: Iterable[ast.expr]) -> list[ast.expr]:
+    todo = list(targets)
+    out: list[ast.expr] = []
     while todo:
         target = todo.pop()
         if isinstance(target, (ast.Tuple, ast.List)):
@@ -722,7 +750,7 @@ def _flat_targets(targets):
     return out
 
 
-def _bind(unit, target):
+def _bind(unit: _Unit, target: ast.expr) -> None:
     """Record the names an assignment target binds (``X``) or mutates (``X.attr``, ``X[i]``)."""
     for t in _flat_targets([target]):
         if isinstance(t, ast.Name):
@@ -731,8 +759,8 @@ def _bind(unit, target):
             unit.mutates |= _roots([t])
 
 
-def _roots(nodes):
-    names = set()
+def _roots(nodes: Iterable[ast.expr]) -> set[str]:
+    names: set[str] = set()
     for t in nodes:
         while isinstance(t, (ast.Attribute, ast.Subscript)):
             t = t.value
@@ -741,7 +769,7 @@ def _roots(nodes):
     return names
 
 
-def _pairs(target, value):
+def _pairs(target: ast.expr, value: ast.expr) -> list[tuple[str, ast.expr]]:
     """``(name, value expression)`` for plain-name targets, unpacking matching tuples."""
     if isinstance(target, ast.Name):
         return [(target.id, value)]
@@ -754,7 +782,7 @@ def _pairs(target, value):
     return []
 
 
-def _const_getattr(call):
+def _const_getattr(call: ast.Call) -> bool:
     return (
         isinstance(call.func, ast.Name)
         and call.func.id == "getattr"
@@ -764,11 +792,11 @@ def _const_getattr(call):
     )
 
 
-def _all_args(args):
+def _all_args(args: ast.arguments) -> list[ast.arg]:
     return args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
 
 
-def _is_self(name, chain):
+def _is_self(name: str, chain: _Chain) -> bool:
     """``name`` is the first parameter of a method (``self`` by another name)."""
     for i, scope in enumerate(chain):
         if scope.kind == "function" and scope.self_name == name and i + 1 < len(chain) and chain[i + 1].kind == "class":
@@ -778,13 +806,13 @@ def _is_self(name, chain):
     return False
 
 
-def _rooted_at_self(node, chain):
+def _rooted_at_self(node: ast.expr, chain: _Chain) -> bool:
     while isinstance(node, (ast.Attribute, ast.Subscript)):
         node = node.value
     return isinstance(node, ast.Name) and (node.id in ("self", "cls") or _is_self(node.id, chain))
 
 
-def _short(node):
+def _short(node: ast.expr) -> str:
     try:
         text = ast.unparse(node)
     except Exception:
@@ -792,7 +820,9 @@ def _short(node):
     return text if len(text) <= 80 else "..." + text[-77:]
 
 
-def check_source(source, names, max_seconds=MAX_SECONDS):
+def check_source(
+    source: str, names: Iterable[object], max_seconds: float = MAX_SECONDS
+) -> dict[str, list[dict[str, Any]]]:
     """``{public name: [finding, ...]}`` for the names of ``names`` that reach something
     forbidden (names with nothing to report are left out).
 
@@ -801,18 +831,18 @@ def check_source(source, names, max_seconds=MAX_SECONDS):
     (``"<module>"`` for code that runs at import).  A file that does not parse gives ``{}``
     (the import reports the syntax error); one that cannot be checked flags every name.
     """
-    names = [n for n in names if isinstance(n, str)]
+    wanted = [n for n in names if isinstance(n, str)]
     deadline = time.monotonic() + max_seconds
     enabled = gc.isenabled()
     gc.disable()  # the syntax tree is millions of objects for a big file: collections would dominate
     try:
-        return _check(source, names, deadline)
+        return _check(source, wanted, deadline)
     finally:
         if enabled:
             gc.enable()
 
 
-def _check(source, names, deadline):
+def _check(source: str, names: Sequence[str], deadline: float) -> dict[str, list[dict[str, Any]]]:
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, TypeError):
@@ -829,17 +859,17 @@ def _check(source, names, deadline):
         return _unreadable(names, f"the checker failed ({type(exc).__name__}: {exc}); please tell the staff")
 
 
-def _unreadable(names, why):
+def _unreadable(names: Iterable[str], why: str) -> dict[str, list[dict[str, Any]]]:
     return {n: [{"kind": UNREADABLE, "what": why, "line": 0, "via": ""}] for n in names}
 
 
-def plain_findings(value, names):
+def plain_findings(value: object, names: Collection[str]) -> dict[str, list[dict[str, Any]]]:
     """A clean copy of a :func:`check_source` result that crossed a process boundary, or
     ``ValueError`` if it is anything but ``{public name: [finding, ...]}`` of the known shape."""
     if type(value) is not dict:
         raise ValueError("not a dict")
     kinds = (FORBIDDEN, GUARD, PRIVATE, DYNAMIC, GRADER, UNREADABLE)
-    out = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for name, found in value.items():
         if name not in names or type(found) is not list or not 0 < len(found) <= MAX_FINDINGS:
             raise ValueError(f"unexpected entry {str(name)[:40]!r}")
@@ -859,7 +889,7 @@ def plain_findings(value, names):
     return out
 
 
-def describe(name, finding):
+def describe(name: str, finding: Mapping[str, Any]) -> str:
     """The sentence for one finding of public ``name``:
     ``'MultiHeadAttention calls torch.nn.functional.multi_head_attention_forward (line 42),
     which this exercise asks you to write yourself'``."""

@@ -26,9 +26,12 @@ import socket
 import sys
 import time
 import traceback
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
-def zygote_main(ctl_fd):
+def zygote_main(ctl_fd: int) -> None:
     """Serve fork requests on the control socket ``ctl_fd`` until it closes."""
     import torch
 
@@ -63,7 +66,7 @@ def zygote_main(ctl_fd):
     os._exit(0)
 
 
-def _warm_up(torch):
+def _warm_up(torch: types.ModuleType) -> None:
     """Pay torch's lazy imports once, here, rather than in every worker's first call.
 
     Only meta-device work: CPU kernels could start thread pools, which do not survive fork.
@@ -75,7 +78,7 @@ def _warm_up(torch):
     import torch.nn.functional
 
 
-def _state(pid):
+def _state(pid: int) -> tuple[str, int] | None:
     """``(state, ppid)`` of ``pid`` from ``/proc``, or ``None`` when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -86,9 +89,9 @@ def _state(pid):
         return None
 
 
-def _children(pid):
+def _children(pid: int) -> list[int] | None:
     """The children of ``pid`` (every thread's), or ``None`` when the kernel does not list them."""
-    found = []
+    found: list[int] = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -105,9 +108,9 @@ def _children(pid):
     return found
 
 
-def _scan_children():
+def _scan_children() -> dict[int, list[int]]:
     """``{ppid: [pid, ...]}`` of every process visible in /proc (the slow way)."""
-    kids = {}
+    kids: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             found = _state(int(name))
@@ -116,10 +119,11 @@ def _scan_children():
     return kids
 
 
-def descendants(root):
+def descendants(root: int) -> list[int]:
     """Every live (not zombie) descendant of ``root`` (children, grandchildren, ...)."""
-    table = None
-    found, todo = [], [root]
+    table: dict[int, list[int]] | None = None
+    found: list[int] = []
+    todo = [root]
     while todo:
         pid = todo.pop()
         kids = _children(pid) if table is None else table.get(pid, [])
@@ -134,7 +138,7 @@ def descendants(root):
     return found
 
 
-def _signal_all(pids, sig):
+def _signal_all(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
         try:
             os.kill(pid, sig)
@@ -142,7 +146,7 @@ def _signal_all(pids, sig):
             pass
 
 
-def kill_descendants(spare=None):
+def kill_descendants(spare: int | None = None) -> int:
     """Kill every descendant of this (subreaper) process but ``spare``, and reap them all.
 
     A fork bomb forks faster than one can kill it, so the whole tree is first frozen
@@ -150,7 +154,7 @@ def kill_descendants(spare=None):
     then killed.  Returns how many were killed.
     """
 
-    def others():
+    def others() -> set[int]:
         return set(descendants(os.getpid())) - {spare}
 
     killed = 0
@@ -158,7 +162,7 @@ def kill_descendants(spare=None):
         tree = others()
         if not tree:
             break
-        frozen = set()
+        frozen: set[int] = set()
         while tree - frozen:
             _signal_all(tree - frozen, signal.SIGSTOP)
             frozen |= tree
@@ -179,7 +183,7 @@ def kill_descendants(spare=None):
     return killed
 
 
-def _stop(pid):
+def _stop(pid: int) -> bool:
     """SIGSTOP ``pid`` and wait until it is stopped (or gone); whether it still lives."""
     try:
         os.kill(pid, signal.SIGSTOP)
@@ -196,7 +200,9 @@ def _stop(pid):
     return True
 
 
-def supervisor(request, fds, memory=(None, "")):
+def supervisor(
+    request: dict[str, Any], fds: Sequence[int], memory: tuple[int, str] | tuple[None, str] = (None, "")
+) -> None:
     """Fork the worker, keep it to one call at a time, clean up after it, report its end.
 
     The trusted side speaks to the supervisor on its own socket (``ctl``), which the
@@ -214,7 +220,10 @@ def supervisor(request, fds, memory=(None, "")):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock_fd, out_fd, ctl_fd = fds
     root = os.geteuid() == 0
-    measures, uid, uid_fd, group = [], None, None, None
+    measures: list[str] = []
+    uid: int | None = None
+    uid_fd: int | None = None
+    group: cgroup.Cgroup | None = None
     if root:
         try:
             uid, uid_fd = confine.allocate_uid()
@@ -276,7 +285,7 @@ def supervisor(request, fds, memory=(None, "")):
     os._exit(0)
 
 
-def _supervise(pid, ctl):
+def _supervise(pid: int, ctl: socket.socket) -> int:
     """Serve the trusted side's ``r`` and ``c`` until the worker ends; its wait status."""
     import select
 
@@ -284,10 +293,10 @@ def _supervise(pid, ctl):
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
-    status = None
+    status: int | None = None
     client_gone = False
     while status is None:
-        watch = [pidfd] if pidfd is not None else []
+        watch: list[int | socket.socket] = [pidfd] if pidfd is not None else []
         if not client_gone:
             watch.append(ctl)
         try:
@@ -324,7 +333,17 @@ def _supervise(pid, ctl):
     return status
 
 
-def worker(module, limits, exclude, uid, own_pid, gpu, measures, sock_fd, out_fd):
+def worker(
+    module: str,
+    limits: Mapping[str, float],
+    exclude: Sequence[str],
+    uid: int | None,
+    own_pid: bool,
+    gpu: bool,
+    measures: list[str],
+    sock_fd: int,
+    out_fd: int,
+) -> None:
     """Confine this process, say hello, then serve the trusted side's requests until EOF."""
     from grader.execution import confine, protocol
 
@@ -353,15 +372,16 @@ def worker(module, limits, exclude, uid, own_pid, gpu, measures, sock_fd, out_fd
 class Server:
     """The worker's request loop; holds the loaded module and constructed objects."""
 
-    def __init__(self, sock, module):
+    def __init__(self, sock: socket.socket, module: str) -> None:
         self.sock = sock
         self.module = module
-        self.mod = None
+        self.mod: types.ModuleType | None = None
         self.loading = False
-        self.objects = {}
+        self.objects: dict[int, Any] = {}
         self.next_id = 1
 
-    def serve(self):
+    def serve(self) -> None:
+        """Answer requests, one at a time, until the trusted side closes the socket."""
         from grader.execution import protocol
 
         while True:
@@ -378,7 +398,8 @@ class Server:
             except protocol.ProtocolError as exc:
                 protocol.send(self.sock, self.error(exc), [])
 
-    def error(self, exc):
+    def error(self, exc: BaseException) -> dict[str, Any]:
+        """The reply header reporting ``exc`` (the trusted side rebuilds the outcome from ``kind``)."""
         from grader.outcomes import StudentCodeError, SubmissionProblem
 
         if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
@@ -412,9 +433,11 @@ class Server:
             "where": traceback.format_exc(limit=-1)[-1000:],
         }
 
-    def handle(self, header, buffers):
+    def handle(self, header: dict[str, Any], buffers: Sequence[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        """Serve one request (``check``, ``load``, ``call``, ``construct``, ``method``): ``(reply, buffers)``."""
         from grader.execution import calls, protocol
 
+        value: Any  # what the reply carries: findings, call results, an object id or a method's outputs
         op = header.get("op")
         if op == "check":
             if self.loading:

@@ -5,5 +5,6 @@
   rule and the Gradescope ``results.json``.
 * :mod:`~grader.grading.report` - the terminal table and feedback.
 * :mod:`~grader.grading.batch` - the resumable batch: discover, stage, grade, gradebook.
+* :mod:`~grader.grading.staging` - the safe copy of a submission's files out of a folder or a zip.
 * :mod:`~grader.grading.gpu` - GPU count and which processes hold GPU memory.
 """

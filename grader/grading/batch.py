@@ -1,12 +1,13 @@
 """``python -m grader batch``: grade every submission of a folder, safely and resumably.
 
-Each sub-folder or ``.zip`` of ``SUBMISSIONS_DIR`` is one submission.  Only the module
-files (``attention.py``, ...) are copied out of it, into a fresh staging folder: links,
-special files, oversized files and unsafe zip entries (absolute paths, ``..``, links,
-zip bombs) are never followed or extracted.  Each result is written atomically to
-``OUT_DIR/<id>/results.json`` as its submission finishes, and the gradebook
-``OUT_DIR/grades.csv`` is rebuilt atomically from all results after each one: a batch
-killed halfway and started again skips what is done and loses nothing.
+Each sub-folder or ``.zip`` of ``SUBMISSIONS_DIR`` is one submission.  Only its module
+files (``attention.py``, ...) are copied out of it, into a fresh staging folder, by
+:mod:`grader.grading.staging`: links, special files, oversized files and unsafe zip
+entries (absolute paths, ``..``, links, zip bombs) are never followed or extracted.
+Each result is written atomically to ``OUT_DIR/<id>/results.json`` as its submission
+finishes, and the gradebook ``OUT_DIR/grades.csv`` is rebuilt atomically from all results
+after each one: a batch killed halfway and started again skips what is done and loses
+nothing.
 
 A submission's id depends only on its name and no two names share one
 (:func:`submission_id`); the entries that do share one (``alice`` and ``alice.zip``) are
@@ -24,37 +25,26 @@ import os
 import queue
 import re
 import signal
-import stat
 import sys
 import tempfile
 import threading
 import time
 import unicodedata
-import zipfile
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import Any, TextIO
 
 from grader import rubric, staffkey
 from grader.execution.worker import descendants
-from grader.grading import gpu, runner
-
-MAX_FILE_BYTES = 1 << 20
-MAX_ZIP_MEMBERS = 2000
-MAX_ZIP_TOTAL = 64 << 20
-MAX_RATIO = 200
-MODULE_FILES = {f"{m}.py" for m in rubric.MODULES}
-
-
-class Rejected(Exception):
-    """A submission that cannot be staged (a corrupt zip, nothing to grade)."""
-
+from grader.grading import gpu, runner, staging
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED = {"grades.csv", "notes.txt"}  # files of OUT_DIR: never a submission's folder there
 DIGEST_CHARS = 10
 
 
-def submission_id(name, zipped=False):
+def submission_id(name: str, zipped: bool = False) -> str:
     """The id of the entry ``name`` of the submissions folder (``zipped``: a ``.zip`` file).
 
     A zip's id is that of a folder named as its stem, so ``alice.zip`` and ``alice`` share
@@ -74,14 +64,14 @@ def submission_id(name, zipped=False):
     return f"{slug}~{digest}"
 
 
-def discover(folder):
+def discover(folder: str | os.PathLike[str]) -> tuple[list[tuple[str, Path]], dict[str, list[Path]]]:
     """The sub-folders and ``.zip`` files of ``folder``: ``(entries, conflicts)``.
 
     ``entries`` is ``[(id, path)]``, sorted, one per id; ``conflicts`` is
     ``{id: [path, ...]}`` for the ids that several entries share: none of those is graded
     (no entry is ever renamed to make room for another).
     """
-    by_id = {}
+    by_id: dict[str, list[Path]] = {}
     for path in sorted(Path(folder).iterdir()):
         if path.is_symlink() or path.name.startswith("."):
             continue
@@ -93,11 +83,11 @@ def discover(folder):
     return entries, conflicts
 
 
-def _describe(path):
+def _describe(path: Path) -> str:
     return f"{path.name!r} ({'zip' if path.is_file() else 'folder'})"  # repr: no newline or escape reaches a terminal
 
 
-def conflict_message(ident, paths):
+def conflict_message(ident: str, paths: Iterable[Path]) -> str:
     """What the notes and the gradebook say about the entries ``paths`` sharing ``ident``."""
     return (
         f"conflict: {', '.join(_describe(p) for p in paths)} all have the id {ident!r}; "
@@ -105,7 +95,7 @@ def conflict_message(ident, paths):
     )
 
 
-def write_notes(out_dir, conflicts):
+def write_notes(out_dir: str | os.PathLike[str], conflicts: dict[str, list[Path]]) -> list[str]:
     """Rewrite ``OUT_DIR/notes.txt``, the batch's notes: one line per id conflict."""
     lines = [conflict_message(ident, paths) for ident, paths in sorted(conflicts.items())]
     text = "".join(f"{line}\n" for line in lines) or "no conflicts: every submission has its own id\n"
@@ -113,110 +103,7 @@ def write_notes(out_dir, conflicts):
     return lines
 
 
-def _depth_order(names):
-    """Module files found at the shallowest depth that has any: ``{basename: member}``."""
-    chosen = {}
-    for name in sorted(names, key=lambda n: (len(PurePosixPath(n).parts), n)):
-        base = PurePosixPath(name).name
-        if base in MODULE_FILES and base not in chosen and len(PurePosixPath(name).parts) <= 3:
-            chosen[base] = name
-    return chosen
-
-
-def stage_folder(src, dst):
-    """Copy the module files of folder ``src`` (regular files only, no links) into ``dst``."""
-    notes, found = [], []
-    for root, dirs, files in os.walk(src, followlinks=False):
-        depth = len(Path(root).relative_to(src).parts)
-        dirs[:] = [d for d in dirs if depth < 2 and not d.startswith(".")]
-        found += [str(Path(root, f).relative_to(src)) for f in files if f in MODULE_FILES]
-    for base, rel in _depth_order(found).items():
-        path = Path(src, rel)
-        info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode):
-            notes.append(f"{rel}: not a regular file (links are not followed)")
-            continue
-        if info.st_size > MAX_FILE_BYTES:
-            notes.append(f"{rel}: larger than {MAX_FILE_BYTES} bytes")
-            continue
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as fh:
-            (dst / base).write_bytes(fh.read(MAX_FILE_BYTES))
-    return notes
-
-
-def stage_zip(src, dst):
-    """Extract the module files of zip ``src`` into ``dst``, refusing unsafe entries."""
-    notes = []
-    try:
-        with zipfile.ZipFile(src) as zf:
-            infos = zf.infolist()
-            if len(infos) > MAX_ZIP_MEMBERS:
-                raise Rejected(f"{len(infos)} entries (more than {MAX_ZIP_MEMBERS})")
-            if sum(i.file_size for i in infos) > MAX_ZIP_TOTAL:
-                raise Rejected(f"unpacks to more than {MAX_ZIP_TOTAL} bytes")
-            safe = {}
-            for info in infos:
-                name = info.filename
-                parts = PurePosixPath(name.replace("\\", "/")).parts
-                mode = info.external_attr >> 16
-                if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                    notes.append(f"{name}: unsafe path, skipped")
-                elif stat.S_ISLNK(mode):
-                    notes.append(f"{name}: a link, skipped")
-                elif not info.is_dir():
-                    safe["/".join(parts)] = info
-            for base, name in _depth_order(list(safe)).items():
-                info = safe[name]
-                if info.file_size > MAX_FILE_BYTES or (
-                    info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 16
-                ):
-                    notes.append(f"{name}: too large or too compressed, skipped")
-                    continue
-                with zf.open(info) as fh:
-                    data = fh.read(MAX_FILE_BYTES + 1)
-                if len(data) > MAX_FILE_BYTES:
-                    notes.append(f"{name}: larger than {MAX_FILE_BYTES} bytes, skipped")
-                    continue
-                (dst / base).write_bytes(data)
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        OSError,
-        EOFError,
-        ValueError,
-        RuntimeError,
-        NotImplementedError,
-    ) as exc:  # RuntimeError: encrypted; NotImplementedError: unknown compression
-        raise Rejected(f"not a readable zip file ({exc})") from None
-    return notes
-
-
-def stage(src, dst):
-    """Stage submission ``src`` (a folder or a zip) into ``dst``; the staging notes."""
-    return stage_zip(src, dst) if src.is_file() else stage_folder(src, dst)
-
-
-def files_sha256(folder):
-    """A SHA-256 over the files of ``folder``, sorted by name: each one's name and content."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).iterdir(), key=lambda p: p.name):
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def staged_sha256(src):
-    """The ``files_sha256`` that grading ``src`` now would record (``None``: it is rejected)."""
-    with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
-        try:
-            stage(Path(src), Path(tmp))
-        except Rejected:
-            return None
-        return files_sha256(tmp)
-
-
-def _atomic_write(path, text):
+def _atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader (or a kill) sees the old or the new file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -236,12 +123,12 @@ def _atomic_write(path, text):
         os.close(dir_fd)
 
 
-def result_path(out_dir, ident):
+def result_path(out_dir: str | os.PathLike[str], ident: str) -> Path:
     """Where the results of submission ``ident`` go."""
     return Path(out_dir) / ident / "results.json"
 
 
-def _load_result(out_dir, ident):
+def _load_result(out_dir: str | os.PathLike[str], ident: str) -> dict[str, Any] | None:
     """The results.json of ``ident`` as a dict, or ``None`` (missing, unreadable, not an object)."""
     try:
         result = json.loads(result_path(out_dir, ident).read_text())
@@ -250,7 +137,7 @@ def _load_result(out_dir, ident):
     return result if isinstance(result, dict) else None
 
 
-def is_done(out_dir, ident, path):
+def is_done(out_dir: str | os.PathLike[str], ident: str, path: str | os.PathLike[str]) -> bool:
     """Whether ``ident`` has a complete result of the entry ``path`` as it is now.
 
     The result must come from an entry of the same name and record the hash of the same
@@ -258,23 +145,28 @@ def is_done(out_dir, ident, path):
     error is retried.
     """
     result = _load_result(out_dir, ident)
-    extra = result.get("extra_data") if result else None
+    if not result:
+        return False
+    extra = result.get("extra_data")
     if not isinstance(extra, dict) or "score" not in result or str(extra.get("status", "")).startswith("error"):
         return False
     source = extra.get("source")
     if not isinstance(source, dict) or source.get("name") != Path(path).name or "files_sha256" not in extra:
         return False
     try:
-        return extra["files_sha256"] == staged_sha256(path)
+        return extra["files_sha256"] == staging.staged_sha256(path)
     except OSError:  # the entry cannot be read now: grade it, and let grade_one record why
         return False
 
 
-def grade_one(ident, path, out_dir, **grade_args):
+def grade_one(
+    ident: str, path: str | os.PathLike[str], out_dir: str | os.PathLike[str], **grade_args: Any
+) -> dict[str, Any]:
     """Stage and grade one submission; write its results.json; return that dict.
 
     Its ``extra_data`` records the ``source`` entry (path as given, name, kind) and the
-    ``files_sha256`` of the files graded (:func:`files_sha256`; ``None``: a zip refused as a whole).
+    ``files_sha256`` of the files graded (:func:`grader.grading.staging.files_sha256`;
+    ``None``: a zip refused as a whole).
     """
     path = Path(path)
     source = {"path": str(path), "name": path.name, "kind": "zip" if path.is_file() else "folder"}
@@ -282,16 +174,16 @@ def grade_one(ident, path, out_dir, **grade_args):
         staged = Path(tmp)
         status, notes, digest = "graded", [], None
         try:
-            notes = stage(path, staged)
-            digest = files_sha256(staged)
+            notes = staging.stage(path, staged)
+            digest = staging.files_sha256(staged)
             if not any(staged.iterdir()):
-                raise Rejected("no attention.py, lstm.py, param_count.py or elbo.py found")
+                raise staging.Rejected("no attention.py, lstm.py, param_count.py or elbo.py found")
             report = runner.grade(staged, (), staff=True, **grade_args)
             result = report.to_gradescope()
             missing = [m for m in rubric.MODULES if not (staged / f"{m}.py").exists()]
             if missing:
                 status = "incomplete: missing " + ", ".join(f"{m}.py" for m in missing)
-        except Rejected as exc:
+        except staging.Rejected as exc:
             status = f"rejected: {exc}"
             result = {"score": 0.0, "max_score": 100, "tests": []}
         except Exception as exc:  # the grader itself failed on this one: record it, keep going
@@ -304,7 +196,12 @@ def grade_one(ident, path, out_dir, **grade_args):
     return result
 
 
-def write_gradebook(out_dir, entries, conflicts=None, pending=()):
+def write_gradebook(
+    out_dir: str | os.PathLike[str],
+    entries: Iterable[tuple[str, Path]],
+    conflicts: dict[str, list[Path]] | None = None,
+    pending: Collection[str] = (),
+) -> None:
     """Rebuild ``grades.csv`` from the results files of ``entries`` (``[(id, path)]``), atomically.
 
     One row per id, sorted, with the entry it came from (``source``); an id of
@@ -341,7 +238,14 @@ def write_gradebook(out_dir, entries, conflicts=None, pending=()):
     _atomic_write(Path(out_dir) / "grades.csv", buf.getvalue())
 
 
-def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, **grade_args):
+def run(
+    submissions_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    workers: int | None = None,
+    out: TextIO = sys.stderr,
+    staff_key: str | bytes | None = None,
+    **grade_args: Any,
+) -> tuple[int, int]:
     """Grade every submission not yet graded, or changed since; returns ``(graded_now, skipped)``.
 
     Entries that share an id (:func:`discover`) are not graded: each is listed in
@@ -358,7 +262,7 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
     """
     gpus = gpu.count()
     workers = workers or gpus or 2
-    slots = queue.Queue()
+    slots: queue.Queue[int] = queue.Queue()
     for slot in range(workers):
         slots.put(slot)
     baseline = set(gpu.compute_processes()) if gpus else set()
@@ -378,7 +282,7 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
     start, done = time.monotonic(), 0
     _progress(out, done, len(todo), start, skipped)
 
-    def task(ident, path):
+    def task(ident: str, path: Path) -> dict[str, Any]:
         slot = slots.get()
         try:
             # Nothing here reaches the worker but the GPU it may use: it cannot tell a batch
@@ -407,7 +311,9 @@ def run(submissions_dir, out_dir, workers=None, out=sys.stderr, staff_key=None, 
     return len(todo), skipped
 
 
-def _check_gpu_released(out_dir, ident, result, baseline):
+def _check_gpu_released(
+    out_dir: str | os.PathLike[str], ident: str, result: dict[str, Any], baseline: Collection[int]
+) -> None:
     """After a submission, no process that escaped the grading tree (a worker's child
     reparented away) may hold GPU memory: kill and note leftovers.  Processes of other
     slots still grading are descendants of this one and are left alone."""
@@ -426,7 +332,7 @@ def _check_gpu_released(out_dir, ident, result, baseline):
     _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
 
 
-def _progress(out, done, total, start, skipped, last=""):
+def _progress(out: TextIO, done: int, total: int, start: float, skipped: int, last: str = "") -> None:
     width = 30
     filled = width * done // max(total, 1)
     elapsed = time.monotonic() - start

@@ -6,12 +6,12 @@ import subprocess
 import torch
 
 
-def count():
+def count() -> int:
     """Number of CUDA devices visible to this process (0 without a GPU)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def compute_processes():
+def compute_processes() -> dict[int, int]:
     """``{pid: MiB}`` of the processes holding GPU memory, from ``nvidia-smi`` ({} if unknown)."""
     if shutil.which("nvidia-smi") is None:
         return {}
@@ -24,7 +24,7 @@ def compute_processes():
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    held = {}
+    held: dict[int, int] = {}
     for line in out.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 2 and parts[0].isdigit():

@@ -1,13 +1,15 @@
 """The terminal report: a table of exercises, then the feedback for each failure."""
 
+from grader.grading.scoring import Report
 from grader.outcomes import HIDDEN, PASSED
 
 _MARK = {PASSED: "ok"}
 
 
-def render(report, max_messages=3):
+def render(report: Report, max_messages: int = 3) -> str:
     """The report as text: table, per-module totals, then feedback for each exercise lost."""
-    width = max(len(r.exercise.id) for r in report.results) if report.results else 10
+    labels = [r.exercise.id for r in report.results] + [f"{m} total" for m in report.module_scores()]
+    width = max(len(label) for label in ["exercise", "TOTAL", *labels]) if report.results else 10
     lines = [
         f"Submission: {report.submission}",
         "",
@@ -45,9 +47,9 @@ def render(report, max_messages=3):
     return "\n".join(lines)
 
 
-def _pts(got, possible):
+def _pts(got: float, possible: float) -> str:
     return f"{_num(got)} / {_num(possible)}"
 
 
-def _num(x):
+def _num(x: float) -> str:
     return f"{x:g}" if float(x).is_integer() else f"{x:.2f}"

@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from grader import ROOT, rubric, staffkey
 from grader.grading.scoring import Report, TestRecord, score_exercise
@@ -23,7 +25,7 @@ TESTS_DIR = ROOT / "tests" / "exercises"
 MODULE_TIMEOUT = 900
 
 
-def grade(submission, targets=(), **options):
+def grade(submission: str | os.PathLike[str], targets: Sequence[str] = (), **options: Any) -> Report:
     """Grade the ``submission`` folder on the exercises ``targets`` select; a :class:`Report`.
 
     Options are :func:`grade_many`'s.
@@ -32,16 +34,16 @@ def grade(submission, targets=(), **options):
 
 
 def grade_many(
-    entries,
-    adapter="sandbox",
-    staff=False,
-    progress=False,
-    timeout=None,
-    shrink=True,
-    env=None,
-    devices=(),
-    staff_key=None,
-):
+    entries: Iterable[tuple[str, str | os.PathLike[str], Sequence[str]]],
+    adapter: str = "sandbox",
+    staff: bool = False,
+    progress: bool = False,
+    timeout: float | None = None,
+    shrink: bool = True,
+    env: dict[str, str] | None = None,
+    devices: Sequence[str] = (),
+    staff_key: str | bytes | None = None,
+) -> dict[str, Report]:
     """Grade several submissions in one child pytest process; ``{id: Report}``.
 
     ``entries`` are ``(id, folder, targets)``: the exercises ``targets`` select (modules
@@ -58,8 +60,8 @@ def grade_many(
     public ones of a local run.
     """
     plan = []
-    for ident, folder, targets in entries:
-        folder = Path(folder)
+    for ident, where, targets in entries:
+        folder = Path(where)
         exercises = rubric.select(targets)
         present = {
             ex.module
@@ -68,7 +70,10 @@ def grade_many(
         }
         plan.append((ident, folder, exercises, present))
     modules = [m for m in rubric.MODULES if any(m in present for *_, present in plan)]
-    records, note, status, measures = [], "", None, {}
+    records: list[TestRecord] = []
+    note: str = ""
+    status: str | None = None
+    measures: dict[str, list[str]] = {}
     if modules:
         submissions = [
             {
@@ -91,7 +96,14 @@ def grade_many(
     return reports
 
 
-def _report(folder, exercises, present, records, note, status):
+def _report(
+    folder: Path,
+    exercises: Sequence[rubric.Exercise],
+    present: set[str],
+    records: list[TestRecord],
+    note: str,
+    status: str | None,
+) -> Report:
     results = []
     for ex in exercises:
         if ex.module not in present:
@@ -116,7 +128,18 @@ def _report(folder, exercises, present, records, note, status):
     return Report(str(folder), results)
 
 
-def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, extra_env, devices, staff_key=None):
+def _run_tests(
+    submissions: list[dict[str, Any]],
+    modules: list[str],
+    adapter: str,
+    staff: bool,
+    progress: bool,
+    timeout: float | None,
+    shrink: bool,
+    extra_env: dict[str, str] | None,
+    devices: Sequence[str],
+    staff_key: str | bytes | None = None,
+) -> tuple[list[TestRecord], dict[str, list[str]], str, str | None]:
     """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
     ``(records, measures, note, status)`` where ``status`` is set when the child did not finish normally."""
     timeout = timeout or MODULE_TIMEOUT * len(modules) * len(submissions)
@@ -199,20 +222,21 @@ def _run_tests(submissions, modules, adapter, staff, progress, timeout, shrink, 
     return records, measures, "", None
 
 
-def _kill_group(pgid):
+def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _read(path):
+def _read(path: Path) -> tuple[list[TestRecord], dict[str, list[str]]]:
     """The records of the results file, the last line of each test winning (a test is
     first written as pending, then with its outcome), and ``{submission: [measure, ...]}``
     the isolation measures its workers reported."""
     if not path.exists():
         return [], {}
-    records, measures = {}, {}
+    records: dict[tuple[str, str], TestRecord] = {}
+    measures: dict[str, list[str]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             data = json.loads(line)
@@ -231,6 +255,6 @@ def _read(path):
 FALLBACKS = ("memory: resource limits only", "no PID namespace", "uid: nobody", "no /proc", "no namespaces")
 
 
-def sandbox_notes(measures):
+def sandbox_notes(measures: Iterable[str]) -> list[str]:
     """The fallbacks among a submission's isolation ``measures``, as report notes."""
     return [f"sandbox: {m}" for m in measures if m.startswith(FALLBACKS)]

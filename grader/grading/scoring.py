@@ -9,7 +9,9 @@ scores ``points * (V + s * P) / (V_all + P_all)``: ``V`` the weight of value tes
 value weight.  Zeros, ones or noise pass no value test, so ``s = 0`` and they score 0.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from grader import rubric
 from grader.outcomes import FAILED, HIDDEN, MISSING, PASSED, PROPERTY, VALUE, worst
@@ -32,7 +34,7 @@ class TestRecord:
     submission: str = ""
     kind: str = VALUE
 
-    def redacted(self):
+    def redacted(self) -> "TestRecord":
         """The record as a student may see it: a hidden test keeps its name and
         passed/failed (or hidden, when not run), never its message or inputs."""
         if not self.hidden:
@@ -50,18 +52,19 @@ class ExerciseResult:
     exercise: rubric.Exercise
     score: float
     status: str
-    records: list = field(default_factory=list)
+    records: list[TestRecord] = field(default_factory=list)
     note: str = ""
 
     @property
-    def max_score(self):
+    def max_score(self) -> float:
         """Points the exercise is worth."""
         return self.exercise.points
 
-    def feedback(self):
+    def feedback(self) -> list[str]:
         """Distinct failure messages of the public tests, most useful first (a hidden
         test's message is never shown)."""
-        seen, out = set(), []
+        seen: set[str] = set()
+        out: list[str] = []
         for rec in self.records:
             if rec.hidden or rec.status in (PASSED, HIDDEN) or not rec.message or rec.message in seen:
                 continue
@@ -72,14 +75,14 @@ class ExerciseResult:
         return out
 
 
-def value_share(records):
+def value_share(records: Iterable[TestRecord]) -> float:
     """The passed share of value-test weight among ``records`` (0 when there is none)."""
     values = [r for r in records if r.kind != PROPERTY]
     total = sum(r.weight for r in values)
     return sum(r.weight for r in values if r.status == PASSED) / total if total else 0.0
 
 
-def contributions(exercise, records):
+def contributions(exercise: rubric.Exercise, records: Iterable[TestRecord]) -> list[tuple[TestRecord, float]]:
     """Points each graded record earns (see the module doc); hidden tests not run count
     neither way.  The values add up to the exercise's score."""
     graded = [r for r in records if r.status != HIDDEN]
@@ -94,7 +97,9 @@ def contributions(exercise, records):
     return out
 
 
-def score_exercise(exercise, records, note="", status=None):
+def score_exercise(
+    exercise: rubric.Exercise, records: list[TestRecord], note: str = "", status: str | None = None
+) -> ExerciseResult:
     """Score ``exercise`` from its test ``records`` (see the module doc)."""
     graded = [r for r in records if r.status != HIDDEN]
     score = round(sum(points for _, points in contributions(exercise, records)), 2)
@@ -108,28 +113,28 @@ class Report:
     """Every selected exercise of one submission."""
 
     submission: str
-    results: list
-    notes: list = field(default_factory=list)
+    results: list[ExerciseResult]
+    notes: list[str] = field(default_factory=list)
 
     @property
-    def score(self):
+    def score(self) -> float:
         """Total points earned."""
         return round(sum(r.score for r in self.results), 2)
 
     @property
-    def max_score(self):
+    def max_score(self) -> float:
         """Total points possible for the selected exercises."""
         return round(sum(r.max_score for r in self.results), 2)
 
-    def module_scores(self):
+    def module_scores(self) -> dict[str, tuple[float, float]]:
         """``{module: (score, max_score)}`` in course order."""
-        out = {}
+        out: dict[str, tuple[float, float]] = {}
         for r in self.results:
             got, possible = out.get(r.exercise.module, (0.0, 0.0))
             out[r.exercise.module] = (round(got + r.score, 2), round(possible + r.max_score, 2))
         return out
 
-    def to_gradescope(self):
+    def to_gradescope(self) -> dict[str, Any]:
         """The report in Gradescope's ``results.json`` schema: per exercise one visible
         test for its public tests and, when it has hidden tests, one ``after_published``
         test for them (name and passed/failed only).  The parts add up to the score."""
@@ -138,8 +143,10 @@ class Report:
             earned = contributions(r.exercise, r.records)
             public = [(rec, pts) for rec, pts in earned if not rec.hidden]
             hidden = [rec.redacted() for rec in r.records if rec.hidden and rec.status != HIDDEN]  # those that ran
-            hidden_pts = sum(pts for rec, pts in earned if rec.hidden)
-            hidden_max = _share_of_points(r, hidden)
+            # The hidden part is rounded first and the public part is the rest of the (rounded)
+            # score, so the two add up and a public part whose tests all failed shows 0.
+            hidden_pts = round(sum(pts for rec, pts in earned if rec.hidden), 2)
+            hidden_max = round(_share_of_points(r, hidden), 2)
             status = worst([rec.status for rec in r.records if not rec.hidden]) if public else r.status
             output = f"status: {status}"
             feedback = r.feedback()
@@ -175,13 +182,13 @@ class Report:
                         },
                     }
                 )
-        extra = {"submission": self.submission, "modules": self.module_scores()}
+        extra: dict[str, Any] = {"submission": self.submission, "modules": self.module_scores()}
         if self.notes:
             extra["notes"] = list(self.notes)
         return {"score": self.score, "max_score": self.max_score, "tests": tests, "extra_data": extra}
 
 
-def _share_of_points(result, records):
+def _share_of_points(result: ExerciseResult, records: Sequence[TestRecord]) -> float:
     """The points the graded ``records`` are worth when every test passes."""
     total = sum(r.weight for r in result.records if r.status != HIDDEN)
     return result.max_score * sum(r.weight for r in records) / total if total else 0.0

@@ -14,7 +14,8 @@ one-line description::
 must occur exactly once in the reference.  ``correct = true`` marks a correct
 alternative, which must keep full marks.  The catalog serves twice: ``python -m grader
 mutants`` proves the tests catch every mistake, and failing tests name the mistake
-whose output matches the student's (:func:`matching_mistakes`).
+whose calls give what the student's code gave (:mod:`grader.testing.diagnose`, which
+picks the one to name with :func:`precise`).
 
 Besides the file's entries, every exercise gets **trivial** entries (:func:`trivial`):
 the reference with the exercise's outputs replaced by zeros, ones, seeded noise or an
@@ -26,7 +27,9 @@ import contextlib
 import functools
 import tomllib
 import types
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -47,12 +50,12 @@ class Mutant:
     module: str
     exercise: str
     mistake: str
-    patches: tuple
+    patches: tuple[tuple[str, str], ...]
     correct: bool = False
     #: ``""`` for a catalogued mistake, else the trivial output kind (zeros, ones, noise, echo)
     trivial: str = ""
 
-    def source(self):
+    def source(self) -> str:
         """The patched reference source."""
         text = (ROOT / "solutions" / f"{self.module}.py").read_text(encoding="utf-8")
         for find, replace in self.patches:
@@ -75,7 +78,7 @@ TRIVIAL_KINDS = {
 
 _TRIVIAL_HELPERS = """
 
-# ---- trivial catalog entry (grader/catalog.py): {kind} of the right shape, never raising
+# ---- trivial catalog entry (grader/mistakes): {kind} of the right shape, never raising
 import torch as _torch
 
 
@@ -155,7 +158,7 @@ class {name}({name}):
 """
 
 
-def _trivial_suffix(source, exercises, kind):
+def _trivial_suffix(source: str, exercises: Sequence[rubric.Exercise], kind: str) -> str:
     """Code appended to the reference that makes the names of ``exercises`` trivial."""
     text = _TRIVIAL_HELPERS.format(kind=kind)
     for exercise in exercises:
@@ -166,13 +169,13 @@ def _trivial_suffix(source, exercises, kind):
     return text
 
 
-def trivial_submission(module, kind):
+def trivial_submission(module: str, kind: str) -> str:
     """The source of a whole ``module`` whose every exercise returns ``kind`` outputs."""
     source = (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8")
     return source + _trivial_suffix(source, rubric.exercises_of(module), kind)
 
 
-def trivial(module=None):
+def trivial(module: str | None = None) -> tuple[Mutant, ...]:
     """The trivial entries of ``module`` (all modules when ``None``): per exercise, one per
     kind of :data:`TRIVIAL_KINDS`."""
     modules = [module] if module else rubric.MODULES
@@ -185,7 +188,7 @@ def trivial(module=None):
 
 
 @functools.cache
-def load(module=None):
+def load(module: str | None = None) -> tuple[Mutant, ...]:
     """Catalog entries of ``module`` (all modules when ``None``), in file order."""
     modules = [module] if module else rubric.MODULES
     out = []
@@ -194,6 +197,10 @@ def load(module=None):
         if not path.exists():
             continue
         for entry in tomllib.loads(path.read_text(encoding="utf-8")).get("mutant", []):
+            absent = [key for key in ("id", "exercise", "mistake") if key not in entry]
+            absent += [] if "patches" in entry else [key for key in ("find", "replace") if key not in entry]
+            if absent:
+                raise CatalogError(f"{path.name}: entry {entry.get('id', '?')!r} lacks {', '.join(absent)}")
             patches = entry.get("patches") or [{"find": entry["find"], "replace": entry["replace"]}]
             if entry["exercise"] not in rubric.BY_ID:
                 raise CatalogError(f"{mod}:{entry['id']}: unknown exercise {entry['exercise']!r}")
@@ -211,14 +218,14 @@ def load(module=None):
 
 
 @functools.cache
-def namespace(mutant):
+def namespace(mutant: Mutant) -> types.ModuleType:
     """The patched reference executed as a module (staff code: trusted)."""
     mod = types.ModuleType(f"mutant_{mutant.module}_{mutant.id}")
     exec(compile(mutant.source(), f"<mutant {mutant.id}>", "exec"), mod.__dict__)
     return mod
 
 
-def same(a, b):
+def same(a: Any, b: Any) -> bool:
     """Whether two outputs agree: tensors of one shape and dtype within tolerance, else ``==``."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
@@ -237,11 +244,11 @@ def same(a, b):
 
 
 #: The exercise whose test is running (set by the pytest plugin): hints prefer its mistakes.
-_focus = {"exercise": None}
+_focus: dict[str, str | None] = {"exercise": None}
 
 
 @contextlib.contextmanager
-def focus(exercise):
+def focus(exercise: str | None) -> Iterator[None]:
     """Hints computed inside the block prefer mistakes of ``exercise``."""
     old = _focus["exercise"]
     _focus["exercise"] = exercise
@@ -251,52 +258,18 @@ def focus(exercise):
         _focus["exercise"] = old
 
 
-def current_exercise():
+def current_exercise() -> str | None:
     """The exercise whose test is running, if any."""
     return _focus["exercise"]
 
 
-def fresh_copy(value):
-    """A private copy of a replay's captured inputs (tensors cloned, containers rebuilt)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, tuple):
-        return tuple(fresh_copy(v) for v in value)
-    if isinstance(value, list):
-        return [fresh_copy(v) for v in value]
-    if isinstance(value, dict):
-        return {k: fresh_copy(v) for k, v in value.items()}
-    if isinstance(value, types.FunctionType):
-        return fresh_replay(value)
-    return value
-
-
-def fresh_replay(replay):
-    """``replay`` rebuilt over private copies of everything its closure captured, so that
-    an entry that changes its inputs in place cannot change them for the next entry."""
-    if not isinstance(replay, types.FunctionType) or not replay.__closure__:
-        return replay
-    cells = tuple(types.CellType(fresh_copy(c.cell_contents)) if _filled(c) else c for c in replay.__closure__)
-    return types.FunctionType(
-        replay.__code__, replay.__globals__, replay.__name__, fresh_copy(replay.__defaults__), cells
-    )
-
-
-def _filled(cell):
-    try:
-        _ = cell.cell_contents  # an empty cell raises on read
-    except ValueError:
-        return False
-    return True
-
-
-def hint_candidates(module):
+def hint_candidates(module: str) -> tuple[Mutant, ...]:
     """The wrong entries of ``module`` that hints may name: the catalogued mistakes and the
     trivial outputs."""
     return tuple(m for m in load(module) if not m.correct) + trivial(module)
 
 
-def precise(matched, exercise=None):
+def precise(matched: Sequence[Mutant], exercise: str | None = None) -> list[str]:
     """The one mistake to name among the entries whose output matched, or none.
 
     Entries of ``exercise`` (the test's) come first; a hint is given only when exactly one
@@ -307,18 +280,3 @@ def precise(matched, exercise=None):
         if own:
             mistakes = own
     return mistakes if len(mistakes) == 1 else []
-
-
-def matching_mistakes(module, replay, got, expected):
-    """The mistake of ``module`` whose output ``replay(namespace)`` equals ``got`` but not
-    ``expected``: the likely bug behind a wrong answer (a list of at most one, see
-    :func:`precise`).  Every entry replays on its own copy of the inputs."""
-    matched = []
-    for mutant in hint_candidates(module):
-        try:
-            theirs = fresh_replay(replay)(namespace(mutant))
-        except Exception:  # a mutant that cannot run this input explains nothing
-            continue
-        if same(theirs, got) and not same(theirs, expected):
-            matched.append(mutant)
-    return precise(matched, _focus["exercise"])

@@ -1,8 +1,10 @@
 """What the exercise tests import (the trusted test side).
 
-* :mod:`~grader.testing.plugin` - the pytest plugin: options, markers, selection, records.
+* :mod:`~grader.testing.plugin` - the pytest plugin: options, markers, the ``impl`` fixture, records.
+* :mod:`~grader.testing.selection` - which collected tests run: exercise, hidden, device, submission.
 * :mod:`~grader.testing.checks` - self-explaining assertions (yours vs expected, max |diff|).
 * :mod:`~grader.testing.diagnose` - hints: which catalogued mistake a failing output matches.
+* :mod:`~grader.testing.replay` - recorded calls run again on private copies; cotangents.
 * :mod:`~grader.testing.strategies` - hypothesis strategies and the staff-keyed draws.
 * :mod:`~grader.testing.devices` - table-driven device tests (``DeviceCase``, ``device_tests``).
 * :mod:`~grader.testing.skips` - a stated reason when a device is unavailable.

@@ -2,17 +2,24 @@
 
 Every failure raises :class:`grader.outcomes.PropertyFailure` whose message says which
 property failed, shows yours vs expected and max |diff|, describes the (shrunk) input
-that fails, and names the likely bug when the output matches a known mistake from the
-catalog (:mod:`grader.mistakes`).
+that fails, and gives hints.  The hint that names a known mistake from the catalog comes
+later, from :mod:`grader.testing.diagnose`.
+
+Besides the comparisons (:func:`assert_close`, :func:`assert_equal`, :func:`assert_grad`)
+the checks that every module needs live here once: :func:`expect_inputs_unchanged`,
+:func:`expect_raises`, :func:`expect_per_example` and :func:`expect_int` /
+:func:`expect_int_list`.
 """
 
 import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
 
 import torch
 
-from grader import mistakes
-from grader.execution.calls import tensor_leaves
-from grader.outcomes import PropertyFailure
+from grader.adapters import ModuleHandle
+from grader.execution.calls import CallResult, tensor_leaves
+from grader.outcomes import PropertyFailure, StudentCodeError
 
 #: (atol, rtol) per dtype for comparisons against a reference.
 TOLERANCES = {
@@ -22,13 +29,25 @@ TOLERANCES = {
     torch.bfloat16: (2e-2, 2e-2),
 }
 
+#: The hint of :func:`assert_close` when float64 results agree only to float32 precision.
+FLOAT32_HINT = (
+    "your float64 results are only float32-accurate: is part of the computation done in "
+    "float32 (.float(), torch.float32, torch.zeros(...) without dtype=)?"
+)
 
-def tolerance(dtype):
+#: The hint of :func:`expect_int` and :func:`expect_int_list` for a float count.
+INT_HINT = "counts must be exact Python ints: multiply ints (math.prod, **), never floats, '/' or np.prod"
+
+#: The default hint of :func:`expect_inputs_unchanged`.
+IN_PLACE_HINT = "use out-of-place ops (y = x * s, not x *= s or x.mul_(s))"
+
+
+def tolerance(dtype: torch.dtype) -> tuple[float, float]:
     """``(atol, rtol)`` for values of ``dtype``."""
     return TOLERANCES.get(dtype, (2e-5, 1e-4))
 
 
-def describe(**inputs):
+def describe(**inputs: Any) -> str:
     """A one-line description of a test input: dtype and shape of tensors, values of the rest."""
     parts = []
     for name, value in inputs.items():
@@ -47,36 +66,24 @@ def describe(**inputs):
     return ", ".join(parts)
 
 
-def fail(prop, details=(), inputs="", hints=(), lazy_hints=None):
-    """Raise a :class:`PropertyFailure` with the project's message layout.
-
-    ``lazy_hints()`` returns more hints; it runs only when the message is shown.
-    """
+def fail(prop: str, details: Iterable[str] = (), inputs: str = "", hints: Iterable[str] = ()) -> NoReturn:
+    """Raise a :class:`PropertyFailure` with the project's message layout: the property,
+    the details (empty ones left out), the smallest failing input, the hints."""
     lines = [prop]
     lines += [f"  {d}" for d in details if d]
     if inputs:
         lines.append(f"  smallest failing input: {inputs}")
     lines += [f"  hint: {h}" for h in hints]
-    more = None
-    if lazy_hints is not None:
-        more = lambda: [f"  hint: {h}" for h in lazy_hints() if h not in hints]  # noqa: E731
-    raise PropertyFailure("\n".join(lines), more)
+    raise PropertyFailure("\n".join(lines))
 
 
-def catalog_hints(name, module, replay, got, expected):
-    """A ``lazy_hints`` callable naming the catalog mistakes whose output equals ``got``."""
-    if module is None or replay is None:
-        return None
-    return lambda: [f"your {name} match {m}" for m in mistakes.matching_mistakes(module, replay, got, expected)]
-
-
-def _kind(value):
+def _kind(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"{str(value.dtype).replace('torch.', '')} tensor of shape {tuple(value.shape)} on {value.device}"
     return type(value).__name__
 
 
-def unpack(got, names, label, inputs=""):
+def unpack(got: Any, names: Sequence[str], label: str, inputs: str = "") -> tuple:
     """Check that a call returned a tuple of ``len(names)`` items; return it."""
     if len(names) == 1:
         return (got,)
@@ -86,9 +93,19 @@ def unpack(got, names, label, inputs=""):
     return tuple(got)
 
 
-def expect_tensor(got, name, *, shape, dtype, device=None, inputs="", prop=None, finite=True):
+def expect_tensor(
+    got: Any,
+    name: str,
+    *,
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    device: torch.device | str | None = None,
+    inputs: str = "",
+    prop: str | None = None,
+    finite: bool = True,
+) -> torch.Tensor:
     """Check that output ``name`` is a tensor of ``shape``, ``dtype`` and ``device``
-    (and, with ``finite``, holds no NaN or inf)."""
+    (and, with ``finite``, holds no NaN or inf); return it."""
     device = torch.device(device) if device is not None else None
     expected = f"{str(dtype).replace('torch.', '')} tensor of shape {tuple(shape)}"
     if device is not None:
@@ -130,18 +147,27 @@ def expect_tensor(got, name, *, shape, dtype, device=None, inputs="", prop=None,
     return got
 
 
-def _fmt_row(t, limit=6):
+def _fmt_row(t: torch.Tensor, limit: int = 6) -> str:
     values = t.detach().flatten().double().tolist()
     shown = ", ".join(f"{v:.4g}" for v in values[:limit])
     return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
-def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=None, atol=None, rtol=None, hints=()):
+def assert_close(
+    got: Any,
+    expected: torch.Tensor,
+    name: str,
+    *,
+    prop: str,
+    inputs: str = "",
+    atol: float | None = None,
+    rtol: float | None = None,
+    hints: Sequence[str] = (),
+) -> None:
     """Check that tensor output ``name`` equals ``expected`` within the dtype's tolerance.
 
-    ``replay(namespace)`` recomputes the expected output with another implementation of
-    ``module``; on failure every catalog mistake whose ``replay`` matches ``got`` becomes
-    a hint.  Shapes, dtypes and devices are checked first.
+    Shapes, dtypes and devices are checked first.  When float64 results miss by about
+    float32's precision, a hint says that part of the computation ran in float32.
     """
     finite = expected.device.type == "meta" or bool(torch.isfinite(expected).all())
     expect_tensor(
@@ -153,7 +179,8 @@ def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=No
     atol, rtol = d_atol if atol is None else atol, d_rtol if rtol is None else rtol
     g, e = got.detach().to("cpu", torch.float64), expected.detach().to("cpu", torch.float64)
     bad_nan = torch.isnan(g) & ~torch.isnan(e)
-    diff = (g - e).abs().nan_to_num(nan=math.inf)
+    # 0 where both are the same infinity (inf - inf is NaN); a NaN or infinite gap stays inf
+    diff = torch.where(g == e, 0.0, (g - e).abs()).nan_to_num(nan=math.inf, posinf=math.inf)
     inf = torch.isinf(e)
     ok = torch.where(inf, g == e, diff <= atol + rtol * e.abs().nan_to_num(posinf=0.0)) | (
         torch.isnan(g) & torch.isnan(e)
@@ -171,10 +198,12 @@ def assert_close(got, expected, name, *, prop, inputs="", module=None, replay=No
     ]
     if bool(bad_nan.any()):
         details.insert(0, f"yours has {int(bad_nan.sum())} NaN value(s) where the expected values are finite")
-    fail(prop, details, inputs, hints, catalog_hints(name, module, replay, got, expected))
+    if expected.dtype == torch.float64 and 1e-9 < max_diff < 1e-5 * max(1.0, float(e.abs().max())):
+        hints = [*hints, FLOAT32_HINT]
+    fail(prop, details, inputs, hints)
 
 
-def assert_equal(got, expected, name, *, prop, inputs="", module=None, replay=None, hints=()):
+def assert_equal(got: Any, expected: Any, name: str, *, prop: str, inputs: str = "", hints: Sequence[str] = ()) -> None:
     """Exact equality for bool/int tensors and Python values (ints must be ``int``)."""
     if isinstance(expected, torch.Tensor):
         expect_tensor(got, name, shape=expected.shape, dtype=expected.dtype, device=expected.device, inputs=inputs)
@@ -192,10 +221,15 @@ def assert_equal(got, expected, name, *, prop, inputs="", module=None, replay=No
             f"yours:    {_short(got)} ({type(got).__name__})",
             f"expected: {_short(expected)} ({type(expected).__name__})",
         ]
-    fail(prop, details, inputs, hints, catalog_hints(name, module, replay, got, expected))
+    fail(prop, details, inputs, hints)
 
 
-def reference_grads(fn, inputs, cotangents, params=()):
+def reference_grads(
+    fn: Callable[..., Any],
+    inputs: Sequence[torch.Tensor],
+    cotangents: Sequence[torch.Tensor | None],
+    params: Sequence[torch.Tensor] = (),
+) -> list[torch.Tensor]:
     """Gradients of ``sum(output * cotangent)`` of the trusted ``fn`` with respect to
     ``inputs`` then ``params`` (zeros where unused); a ``None`` cotangent skips an output."""
     leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
@@ -205,9 +239,9 @@ def reference_grads(fn, inputs, cotangents, params=()):
     return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(wrt, grads)]
 
 
-def assert_grad(got, expected, name, *, inputs="", module=None, replay=None, close=None):
+def assert_grad(got: torch.Tensor | None, expected: torch.Tensor, name: str, *, inputs: str = "") -> None:
     """Check gradient ``name`` (``"d/dq"``): it must exist (the graph is not cut) and equal
-    ``expected``, compared with ``close`` (default :func:`assert_close`)."""
+    ``expected`` (:func:`assert_close`)."""
     if got is None:
         fail(
             f"no gradient reaches {name.split('/d', 1)[-1]}",
@@ -215,18 +249,99 @@ def assert_grad(got, expected, name, *, inputs="", module=None, replay=None, clo
             inputs,
             ["no .detach(), .numpy(), .item() or torch.tensor(...) re-wrapping in the data path"],
         )
-    (close or assert_close)(
-        got,
-        expected,
-        name,
-        prop=f"gradient {name} differs from the reference",
-        inputs=inputs,
-        module=module if replay else None,
-        replay=replay,
+    assert_close(got, expected, name, prop=f"gradient {name} differs from the reference", inputs=inputs)
+
+
+def expect_inputs_unchanged(
+    result: CallResult,
+    names: Sequence[str],
+    args: Sequence[Any],
+    label: str,
+    *,
+    inputs: str = "",
+    hints: Sequence[str] = (IN_PLACE_HINT,),
+) -> None:
+    """Check that the call behind ``result`` (made with ``want_inputs_after=True``) left
+    every argument of ``args`` (named ``names``; ``None`` ones skipped) as it was."""
+    for name, before, after in zip(names, args, result.inputs_after[0]):
+        if before is not None and not torch.equal(before, after):
+            fail(f"{label} modified its input {name} in place", ["inputs must never be changed"], inputs, hints)
+
+
+def expect_raises(
+    run: Callable[..., Any],
+    *args: Any,
+    exc_type: str = "ValueError",
+    prop: str,
+    inputs: str = "",
+    hints: Sequence[str] = (),
+) -> None:
+    """Check that ``run(*args)`` (``impl.call`` or ``impl.construct`` and its arguments)
+    raises the student's ``exc_type``; ``hints`` explain what to check when it raises nothing."""
+    try:
+        got = run(*args)
+    except StudentCodeError as err:
+        if err.exc_type != exc_type:
+            fail(
+                prop,
+                [f"yours raised {err.exc_type}: {err.message}"[:300]],
+                inputs,
+                [f"raise {exc_type} yourself (with a message naming the argument) before the input is used"],
+            )
+        return
+    returned = "" if isinstance(got, ModuleHandle) else f" and returned {got!r}"
+    fail(prop, [f"yours raised nothing{returned}"[:300]], inputs, hints)
+
+
+def expect_per_example(got: Any, shape: Sequence[int], name: str, *, inputs: str = "") -> None:
+    """Check that a reduction over the last axis kept one value per example, shape
+    ``shape`` (the batch axes); the hint names the axis reduced instead.  Anything other
+    than a tensor is left to the value checks."""
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) == tuple(shape):
+        return
+    hints = []
+    if got.dim() == 0 and len(shape) > 0:
+        hints.append(
+            "reduce only the last axis (.sum(dim=-1)): a .mean() or .sum() without dim, or "
+            "reduction='sum' / 'mean', also reduces the batch"
+        )
+    elif got.dim() == len(shape) + 1 and tuple(got.shape[:-1]) == tuple(shape):
+        hints.append("the last axis is not reduced: sum over it (.sum(dim=-1))")
+    elif got.dim() == len(shape):
+        hints.append("sum over the last axis (dim=-1), not dim=1 or dim=0")
+    fail(
+        f"{name} must hold one value per example, shape {tuple(shape)} (the last axis summed)",
+        [f"yours has shape {tuple(got.shape)}"],
+        inputs,
+        hints,
     )
 
 
-def _typed_equal(a, b):
+def expect_int(got: Any, expected: int, name: str, *, prop: str, inputs: str = "", hints: Sequence[str] = ()) -> None:
+    """Check that count ``name`` is the exact Python int ``expected`` (a float gets a hint)."""
+    if isinstance(got, float):
+        hints = [INT_HINT, *hints]
+    assert_equal(got, expected, name, prop=prop, inputs=inputs, hints=hints)
+
+
+def expect_int_list(
+    got: Any, expected: list[int], name: str, *, prop: str, inputs: str = "", hints: Sequence[str] = ()
+) -> None:
+    """Check that ``name`` is a list of exact Python ints equal to ``expected``."""
+    if not isinstance(got, list):
+        fail(f"{name} must be a list of ints", [f"yours is a {type(got).__name__}: {got!r}"[:200]], inputs)
+    wrong = [type(v).__name__ for v in got if type(v) is not int]
+    if wrong:
+        fail(
+            f"{name} must hold exact Python ints",
+            [f"yours holds {sorted(set(wrong))}: {got!r}"[:200]],
+            inputs,
+            [INT_HINT],
+        )
+    assert_equal(got, expected, name, prop=prop, inputs=inputs, hints=hints)
+
+
+def _typed_equal(a: Any, b: Any) -> bool:
     """``a == b`` with the same types all the way down (``1.0`` is not ``1``, ``True`` not ``1``)."""
     if type(a) is not type(b):
         return False
@@ -237,6 +352,6 @@ def _typed_equal(a, b):
     return a == b
 
 
-def _short(value, limit=80):
+def _short(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit // 2] + " ... " + text[-limit // 4 :]

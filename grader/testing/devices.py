@@ -17,13 +17,15 @@ there; every output must come back on that device with the input's dtype.
   is a property test, credited only with the values (see :mod:`grader.grading.scoring`).
 """
 
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import torch
 
+from grader.adapters.base import Implementation
 from grader.execution.calls import tensor_leaves
 from grader.outcomes import PROPERTY, VALUE, StudentCodeError
 from grader.testing import strategies as S
@@ -49,16 +51,16 @@ class DeviceCase:
 
     exercise: str
     name: str
-    build: Callable
-    outputs: tuple
+    build: Callable[[torch.Generator], tuple[Sequence[Any], dict[str, Any]]]
+    outputs: tuple[str, ...]
     half: bool = False
-    device_kwarg: str = None
-    construct: Any = None
-    state: Callable = None
-    float_output: tuple = field(default=None)
+    device_kwarg: str | None = None
+    construct: tuple[Sequence[Any], dict[str, Any]] | None = None
+    state: Callable[[torch.Generator], dict[str, torch.Tensor]] | None = None
+    float_output: tuple[str, ...] | None = field(default=None)
 
 
-def _move(value, device, dtype):
+def _move(value: Any, device: str, dtype: torch.dtype) -> Any:
     if isinstance(value, torch.Tensor):
         if value.is_floating_point():
             return value.to(device=device, dtype=dtype)
@@ -70,7 +72,7 @@ def _move(value, device, dtype):
     return value
 
 
-def _flat(value, case):
+def _flat(value: Any, case: DeviceCase) -> Any:
     """Nested outputs (``(outputs, (h_T, c_T))``) as one flat tuple of tensors."""
     if len(case.outputs) > 1 and isinstance(value, (tuple, list)):
         leaves = tensor_leaves(value)
@@ -78,7 +80,15 @@ def _flat(value, case):
     return value
 
 
-def _run(impl, case, args, kwargs, device, dtype, gen_state):
+def _run(
+    impl: Implementation,
+    case: DeviceCase,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    device: str,
+    dtype: torch.dtype,
+    gen_state: dict[str, torch.Tensor] | None,
+) -> Any:
     if case.construct is None:
         return impl.call(case.name, *args, **kwargs)
     ctor_args, ctor_kwargs = case.construct
@@ -88,7 +98,13 @@ def _run(impl, case, args, kwargs, device, dtype, gen_state):
     return handle(*args, **kwargs)
 
 
-def _reference(ref, case, args, kwargs, state):
+def _reference(
+    ref: types.ModuleType,
+    case: DeviceCase,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    state: dict[str, torch.Tensor] | None,
+) -> Any:
     if case.construct is None:
         return getattr(ref, case.name)(*args, **kwargs)
     ctor_args, ctor_kwargs = case.construct
@@ -98,7 +114,7 @@ def _reference(ref, case, args, kwargs, state):
         return module(*args, **kwargs)
 
 
-def _device_error(err, device, label):
+def _device_error(err: StudentCodeError, device: str, label: str) -> NoReturn:
     """Turn the student's exception on ``device`` into a failure naming it (never a skip)."""
     text = f"{err.exc_type}: {err.message}"
     lowered = text.lower()
@@ -122,7 +138,9 @@ def _device_error(err, device, label):
     fail(f"{label} raised an exception when its inputs are on {device}", [text[:300], where], "", hints)
 
 
-def device_tests(module, ref, cases):
+def device_tests(
+    module: str, ref: types.ModuleType, cases: Sequence[DeviceCase]
+) -> Callable[[Implementation, str, torch.dtype, DeviceCase], None]:
     """A pytest test running every case of ``module`` on every device (see module doc)."""
     params = []
     for case in cases:
@@ -144,7 +162,7 @@ def device_tests(module, ref, cases):
                 )
 
     @pytest.mark.parametrize("device, dtype, case", params)
-    def test_devices(impl, device, dtype, case):
+    def test_devices(impl: Implementation, device: str, dtype: torch.dtype, case: DeviceCase) -> None:
         """every output comes back on the input's device with the input's dtype (values checked on cpu and cuda)"""
         if device == "cuda" and not torch.cuda.is_available():
             unavailable(NO_CUDA)
@@ -188,7 +206,17 @@ def device_tests(module, ref, cases):
     return test_devices
 
 
-def _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io):
+def _compare_cuda(
+    impl: Implementation,
+    case: DeviceCase,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    state: dict[str, torch.Tensor] | None,
+    got: Sequence[torch.Tensor],
+    expected: Sequence[torch.Tensor],
+    dtype: torch.dtype,
+    io: str,
+) -> None:
     cpu_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     cpu_kwargs = dict(_move(kwargs, "cpu", cpu_dtype))
     if case.device_kwarg:
@@ -204,8 +232,8 @@ def _compare_cuda(impl, case, args, kwargs, state, got, expected, dtype, io):
             if not torch.equal(gpu.cpu(), cpu):
                 fail(f"CPU/GPU disagreement: {out_name} differs between cpu and cuda", [], io)
             continue
-        atol, rtol = HALF_TOLERANCE.get(dtype, (None, None))
         if dtype in HALF_TOLERANCE:
+            atol, rtol = HALF_TOLERANCE[dtype]
             scale = max(1.0, float(want.abs().max()))
             atol = atol * scale
         else:

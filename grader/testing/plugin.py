@@ -10,7 +10,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,8 +20,8 @@ from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
 
 from grader import ROOT, mistakes, rubric, staffkey
 from grader.adapters import open_implementation
-from grader.outcomes import FAILED, HIDDEN, PASSED, PROPERTY, VALUE, PropertyFailure, SubmissionProblem
-from grader.testing import diagnose
+from grader.outcomes import FAILED, HIDDEN, PASSED, VALUE, PropertyFailure, SubmissionProblem
+from grader.testing import diagnose, selection
 from grader.testing.skips import Unavailable
 
 settings.register_profile(
@@ -36,8 +38,12 @@ settings.register_profile(
 )
 settings.load_profile("grading")
 
+#: Where the run keeps its recorder and the parsed ``--submissions`` file.
+_RECORDER = pytest.StashKey["_Recorder"]()
+_SUBMISSIONS = pytest.StashKey[list]()
 
-def pytest_addoption(parser):
+
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("grader", "DL Basic autograder")
     group.addoption(
         "--submission", default=None, help="folder with attention.py, lstm.py, ... to test (default: solutions/)"
@@ -74,7 +80,7 @@ def pytest_addoption(parser):
     )
 
 
-def pytest_configure(config):
+def pytest_configure(config: pytest.Config) -> None:
     # The tensors are tiny: one intra-op thread is several times faster than a pool (thread
     # hand-offs dominate), and grading processes run side by side on a busy machine.
     torch.set_num_threads(1)
@@ -87,11 +93,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
     config.addinivalue_line("markers", "hidden: a test run only in staff grading; students see 'hidden, graded later'")
     config.addinivalue_line("markers", "device(name): a device test (cpu, meta, cuda)")
-    config._grader = _Recorder(config)
-    config.pluginmanager.register(config._grader, "grader-recorder")
+    config.stash[_RECORDER] = _Recorder(config)
+    config.pluginmanager.register(config.stash[_RECORDER], "grader-recorder")
 
 
-def _use_staff_key(config):
+def _use_staff_key(config: pytest.Config) -> None:
     """Staff grading with a secret key (:mod:`grader.staffkey`): with ``--staff`` and a key
     from the runner's pipe (``GRADER_STAFF_KEY_FD``) or ``GRADER_STAFF_KEY``, tensor values
     and hypothesis draws depend on the key; without one they are the public, local ones."""
@@ -103,13 +109,13 @@ def _use_staff_key(config):
     staffkey.install(key)
 
 
-def pytest_itemcollected(item):
+def pytest_itemcollected(item: pytest.Item) -> None:
     """Under a staff key, each hypothesis test runs from ``HMAC(key, its path::name)``
     (what ``@seed`` sets) instead of its derandomized seed; every other setting of the
     profile stays as it is."""
     test = getattr(item, "obj", None)
     test = getattr(test, "__func__", test)
-    if staffkey.installed() is None or not is_hypothesis_test(test):
+    if test is None or staffkey.installed() is None or not is_hypothesis_test(test):
         return
     try:
         where = Path(item.path).resolve().relative_to(ROOT).as_posix()
@@ -118,14 +124,14 @@ def pytest_itemcollected(item):
     test._hypothesis_internal_use_seed = staffkey.hypothesis_seed(f"{where}::{test.__qualname__}")
 
 
-def implementation_fixture(module):
+def implementation_fixture(module: str) -> Any:
     """A module-scoped ``impl`` fixture: the submission's ``module`` behind the adapter.
 
     With ``--submissions`` it is parametrized over those submissions (one worker each).
     """
 
     @pytest.fixture(scope="module")
-    def impl(request):
+    def impl(request: pytest.FixtureRequest) -> Iterator[diagnose.Recording]:
         entry = getattr(request, "param", None)
         folder = entry["path"] if entry else request.config.getoption("--submission")
         adapter = request.config.getoption("--adapter") or ("sandbox" if folder else "inprocess")
@@ -138,14 +144,14 @@ def implementation_fixture(module):
     return impl
 
 
-def _note_measures(config, entry, measures):
+def _note_measures(config: pytest.Config, entry: dict | None, measures: Any) -> None:
     """Append the sandbox's isolation measures for this worker to the results file (the
     runner turns the fallbacks among them into the report's notes)."""
     if measures is not None:
         _append(config.getoption("--results"), {"sandbox": measures, "submission": entry["id"] if entry else ""})
 
 
-def _append(path, record):
+def _append(path: str | None, record: dict) -> None:
     """Append ``record`` as one JSON line to the results file ``path`` (if any), on disk at once."""
     if path:
         with open(path, "a", encoding="utf-8") as fh:
@@ -154,37 +160,37 @@ def _append(path, record):
             os.fsync(fh.fileno())
 
 
-def _submissions(config):
+def _submissions(config: pytest.Config) -> list[dict] | None:
     path = config.getoption("--submissions")
     if not path:
         return None
-    if not hasattr(config, "_grader_submissions"):
+    if _SUBMISSIONS not in config.stash:
         with open(path, encoding="utf-8") as fh:
-            config._grader_submissions = json.load(fh)
-    return config._grader_submissions
+            config.stash[_SUBMISSIONS] = json.load(fh)
+    return config.stash[_SUBMISSIONS]
 
 
-def pytest_generate_tests(metafunc):
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     entries = _submissions(metafunc.config)
     if entries and "impl" in metafunc.fixturenames:
         metafunc.parametrize("impl", entries, indirect=True, scope="module", ids=[e["id"] for e in entries])
 
 
-def submission_of(item):
+def submission_of(item: pytest.Item) -> dict | None:
     """The ``--submissions`` entry a test item grades (``None`` in a single-submission run)."""
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("impl") if callspec is not None else None
 
 
 @pytest.fixture(autouse=True)
-def _seeded():
+def _seeded() -> Iterator[None]:
     """Every test starts from the same torch seed and default dtype."""
     torch.manual_seed(0)
     torch.set_default_dtype(torch.float32)
     yield
 
 
-def exercise_of(item):
+def exercise_of(item: pytest.Item) -> tuple[str, float] | None:
     """``(exercise ID, weight)`` of a graded test item, or ``None``."""
     marker = item.get_closest_marker("exercise")
     if marker is None:
@@ -192,18 +198,22 @@ def exercise_of(item):
     return marker.args[0], marker.kwargs.get("weight", 1)
 
 
-def kind_of(item):
+def kind_of(item: pytest.Item) -> str:
     """``"value"`` (compares values with an oracle) or ``"property"`` (a property a constant
-    output could satisfy; it earns credit only with the values, see grader/results.py)."""
-    kind = item.get_closest_marker("exercise").kwargs.get("kind", VALUE)
-    if kind not in (VALUE, PROPERTY):
-        raise pytest.UsageError(f"{item.nodeid}: kind must be {VALUE!r} or {PROPERTY!r}, not {kind!r}")
-    return kind
+    output could satisfy; it earns credit only with the values, see grader/grading/scoring.py)."""
+    marker = item.get_closest_marker("exercise")
+    kind = marker.kwargs.get("kind", VALUE) if marker is not None else VALUE
+    try:
+        return selection.check_kind(item.nodeid, kind)
+    except selection.SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
-def _record(item, status, message):
+def _record(item: pytest.Item, status: str, message: str) -> dict:
     """The JSON record of one test; a hidden test's message is dropped here, at the source."""
-    ex_id, weight = exercise_of(item)
+    found = exercise_of(item)
+    assert found is not None, "only graded tests are recorded"
+    ex_id, weight = found
     hidden = bool(item.get_closest_marker("hidden"))
     if hidden:
         message = ""
@@ -222,66 +232,70 @@ def _record(item, status, message):
     }
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests this run grades (the rules are :func:`grader.testing.selection.decide`);
+    hidden tests a student's run drops are kept aside, to be listed as "hidden, graded later"."""
     wanted = set(config.getoption("--exercise"))
     # hidden tests run in staff grading and when the suite tests the reference itself
-    staff = config.getoption("--staff") or not (config.getoption("--submission") or config.getoption("--submissions"))
+    staff = selection.is_staff_run(
+        config.getoption("--staff"), config.getoption("--submission"), config.getoption("--submissions")
+    )
     devices = selected_devices(config.getoption("--device"))
-    keep, dropped = [], []
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
-        found = exercise_of(item)
-        if found is None:
-            if "impl" in getattr(item, "fixturenames", ()):
-                raise pytest.UsageError(f"{item.nodeid} uses impl but has no @pytest.mark.exercise")
-            (dropped if wanted else keep).append(item)
-            continue
-        ex_id = found[0]
-        if ex_id not in rubric.BY_ID:
-            raise pytest.UsageError(f"{item.nodeid}: unknown exercise {ex_id!r} (see grader/rubric.py)")
-        kind_of(item)
-        if wanted and ex_id not in wanted and ex_id.split(".")[0] not in wanted:
-            dropped.append(item)
-            continue
-        entry = submission_of(item)
-        if entry is not None and ex_id not in entry["exercises"]:
-            dropped.append(item)
-            continue
-        device = item.get_closest_marker("device")
-        if device is not None and device.args[0] not in devices:
-            dropped.append(item)
-            continue
-        if item.get_closest_marker("hidden") and not staff:
-            config._grader.hidden.append(item)
-            dropped.append(item)
-            continue
-        keep.append(item)
+        decision = _decide(item, wanted, devices, staff)
+        if decision.hidden:
+            config.stash[_RECORDER].hidden.append(item)
+        (keep if decision.keep else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    config._grader.total = len(items)
+    config.stash[_RECORDER].total = len(items)
 
 
-def selected_devices(requested):
+def _decide(item: pytest.Item, wanted: set[str], devices: set[str], staff: bool) -> selection.Decision:
+    """The selection rules applied to ``item``'s markers; a broken marker is a usage error."""
+    found = exercise_of(item)
+    marker = item.get_closest_marker("exercise")
+    device = item.get_closest_marker("device")
+    entry = submission_of(item) if found is not None else None
+    try:
+        return selection.decide(
+            item.nodeid,
+            found[0] if found else None,
+            known=rubric.BY_ID,
+            kind=marker.kwargs.get("kind", VALUE) if marker is not None else VALUE,
+            uses_impl="impl" in getattr(item, "fixturenames", ()),
+            device=device.args[0] if device is not None else None,
+            hidden=bool(item.get_closest_marker("hidden")),
+            entry_exercises=entry["exercises"] if entry is not None else None,
+            wanted=wanted,
+            devices=devices,
+            staff=staff,
+        )
+    except selection.SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def selected_devices(requested: list[str]) -> set[str]:
     """The devices named by ``--device`` values (``all``, comma lists).  Default: all of them;
     without a GPU the cuda tests are then skipped with the reason stated, never silently."""
-    names = {d.strip() for value in requested for d in value.split(",") if d.strip()}
-    if not names:
-        names = {"cpu", "meta", "cuda"}
-    if "all" in names:
-        names = {"cpu", "meta", "cuda"}
-    unknown = names - {"cpu", "meta", "cuda"}
-    if unknown:
-        raise pytest.UsageError(f"unknown device(s) {sorted(unknown)}: use cpu, meta, cuda or all")
-    return names
+    try:
+        return selection.selected_devices(requested)
+    except selection.SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
-def _root_cause(exc):
+def _root_cause(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
 
 
-def describe_failure(item, exc, pending=None):
+def describe_failure(
+    item: pytest.Item, exc: BaseException, pending: list[diagnose.Pending] | None = None
+) -> tuple[str, str]:
     """``(status, message)`` for a test that raised ``exc``.  A catalog mistake that the
     failing calls match is named in a hint; when several tie, the :class:`diagnose.Pending`
     is appended to ``pending`` for the end of the run."""
@@ -306,19 +320,19 @@ def describe_failure(item, exc, pending=None):
 
 
 class _Recorder:
-    def __init__(self, config):
+    def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.path = config.getoption("--results")
         self.progress = config.getoption("--progress")
-        self.hidden = []
+        self.hidden: list[pytest.Item] = []
         self.total = 0
         self.done = 0
         self.started = time.monotonic()
-        self.outcome = {}
-        self.undecided = []
-        self._items = {}
+        self.outcome: dict[str, tuple[str, str]] = {}
+        self.undecided: list[tuple[pytest.Item, diagnose.Pending]] = []
+        self._items: dict[str, pytest.Item] = {}
 
-    def pytest_sessionfinish(self, session):
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Failures whose matching mistakes tied: decide with every example of the exercise
         # and re-record them with the hint (a record's last line wins).
         for item, pending in self.undecided:
@@ -327,39 +341,42 @@ class _Recorder:
             if named and not item.get_closest_marker("hidden"):
                 self._write(_record(item, status, "\n".join([message, *named])))
 
-    def _write(self, record):
+    def _write(self, record: dict) -> None:
         _append(self.path, record)
 
     @pytest.hookimpl(trylast=True)
-    def pytest_collection_finish(self, session):
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Every selected test is recorded as pending first: if the run dies, the runner
         # knows which tests never finished and scores them as lost.
         for item in session.items:
             if exercise_of(item) is not None:
                 self._write(_record(item, "pending", ""))
         for item in self.hidden:
-            ex_id, _ = exercise_of(item)
+            found = exercise_of(item)
             entry = submission_of(item)
-            if entry is not None and ex_id not in entry["exercises"]:
+            exercises = entry["exercises"] if entry is not None else None
+            if found is None or not selection.in_submission(found[0], exercises):
                 continue
             self._write(_record(item, HIDDEN, ""))
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_call(self, item):
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
         found = exercise_of(item)
         diagnose.reset()
         with mistakes.focus(found[0] if found else None):  # hints prefer the mistakes of this exercise
             yield
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, None]:
         outcome = yield
         report = outcome.get_result()
-        if exercise_of(item) is None:
+        found = exercise_of(item)
+        if found is None:
             return
         if report.failed and item.nodeid not in self.outcome:
-            pending = []
-            with mistakes.focus(exercise_of(item)[0]):
+            assert call.excinfo is not None, "a failed test has an exception"
+            pending: list[diagnose.Pending] = []
+            with mistakes.focus(found[0]):
                 self.outcome[item.nodeid] = describe_failure(item, call.excinfo.value, pending)
             if pending:
                 self.undecided.append((item, pending[0]))
@@ -375,7 +392,7 @@ class _Recorder:
                 else (FAILED, f"{_property(item)}\n  the test was skipped without a reason the grader trusts: {reason}")
             )
 
-    def pytest_runtest_logfinish(self, nodeid, location):
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple) -> None:
         item_outcome = self.outcome.get(nodeid)
         item = self._items.get(nodeid)
         self.done += 1
@@ -386,12 +403,13 @@ class _Recorder:
             with capman.global_and_fixture_disabled():
                 self._show(item)
 
-    def _show(self, item):
+    def _show(self, item: pytest.Item | None) -> None:
         width = 24
         filled = width * self.done // max(self.total, 1)
         elapsed = time.monotonic() - self.started
         eta = elapsed / max(self.done, 1) * (self.total - self.done)
-        name = exercise_of(item)[0] if item is not None and exercise_of(item) else ""
+        found = exercise_of(item) if item is not None else None
+        name = found[0] if found else ""
         sys.stderr.write(
             f"\r  grading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
             f"  ETA {eta:4.0f}s  {name:<32}"
@@ -401,11 +419,11 @@ class _Recorder:
         sys.stderr.flush()
 
 
-def _property(item):
+def _property(item: pytest.Item) -> str:
     doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
     return doc[0] if doc else item.name
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session):
-    session.config._grader._items = {item.nodeid: item for item in session.items}
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_RECORDER]._items = {item.nodeid: item for item in session.items}

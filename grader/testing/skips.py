@@ -5,6 +5,8 @@ Any other skip, whatever raised it, is recorded as a failure, so nothing a submi
 says or does can move a test out of the denominator.
 """
 
+from typing import NoReturn
+
 from _pytest.outcomes import Skipped  # pytest.skip.Exception, under its importable name
 
 
@@ -12,6 +14,6 @@ class Unavailable(Skipped):
     """A skip decided by the grader: what the test needs is not on this machine."""
 
 
-def unavailable(reason):
+def unavailable(reason: str) -> NoReturn:
     """Skip the current test because ``reason`` (a trusted fact) holds."""
     raise Unavailable(reason)

@@ -9,6 +9,9 @@ shrinks the sizes and the seed, and the failing example it reports is the smalle
 found.
 """
 
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
 import torch
 from hypothesis import example
 from hypothesis import strategies as st
@@ -17,15 +20,16 @@ FLOAT_DTYPES = (torch.float32, torch.float64)
 
 dtypes = st.sampled_from(FLOAT_DTYPES)
 seeds = st.integers(min_value=0, max_value=2**31 - 1)
+_Test = TypeVar("_Test", bound=Callable[..., Any])
 
 
 @st.composite
-def distinct_sizes(draw, n, lo=2, hi=9):
+def distinct_sizes(draw: st.DrawFn, n: int, lo: int = 2, hi: int = 9) -> list[int]:
     """``n`` distinct ints in ``[lo, hi]``."""
     return draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n, unique=True))
 
 
-def generator(seed):
+def generator(seed: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed``.
 
     In staff grading with a secret key (:mod:`grader.staffkey`) the torch seed is
@@ -37,13 +41,21 @@ def generator(seed):
     return torch.Generator().manual_seed(staffkey.tensor_seed(seed))
 
 
-def uniform(gen, *shape, dtype=torch.float64, scale=1.0, device="cpu"):
+def uniform(
+    gen: torch.Generator,
+    *shape: int,
+    dtype: torch.dtype = torch.float64,
+    scale: float = 1.0,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """Values uniform in ``[-scale, scale]`` drawn from ``gen``."""
     values = (torch.rand(*shape, generator=gen, dtype=torch.float64) * 2 - 1) * scale
     return values.to(device=device, dtype=dtype)
 
 
-def random_mask(gen, *shape, p=0.6, keep_one=True, device="cpu"):
+def random_mask(
+    gen: torch.Generator, *shape: int, p: float = 0.6, keep_one: bool = True, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """A random bool mask (True = may attend); ``keep_one`` keeps one True per last-axis row."""
     mask = torch.rand(*shape, generator=gen) < p
     if keep_one:
@@ -55,7 +67,7 @@ def random_mask(gen, *shape, p=0.6, keep_one=True, device="cpu"):
 # ----------------------------------------------------------------------------- sizes of one
 
 
-def with_one(base, *names):
+def with_one(base: Mapping[str, int], *names: str) -> list[dict[str, int]]:
     """For each of ``names``, a copy of the sizes ``base`` with that one size set to 1.
 
     ``base`` maps size names to distinct sizes >= 2, so that in every copy the other
@@ -71,7 +83,7 @@ def with_one(base, *names):
     return [dict(base, **{name: 1}) for name in names]
 
 
-def edge_examples(arg_name, cases):
+def edge_examples(arg_name: str | Iterable[str], cases: Iterable[Any]) -> Callable[[_Test], _Test]:
     """A decorator that adds every case of ``cases`` as an explicit hypothesis example
     (``@example(**{arg_name: case})``): explicit examples run in ``Phase.explicit``,
     before any generated one, whatever hypothesis draws.
@@ -87,7 +99,7 @@ def edge_examples(arg_name, cases):
     """
     names = (arg_name,) if isinstance(arg_name, str) else tuple(arg_name)
 
-    def decorate(test):
+    def decorate(test: _Test) -> _Test:
         for case in reversed(list(cases)):
             values = (case,) if isinstance(arg_name, str) else tuple(case)
             test = example(**dict(zip(names, values, strict=True)))(test)

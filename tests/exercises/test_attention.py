@@ -21,8 +21,9 @@ from grader.testing.checks import (
     assert_close,
     assert_equal,
     assert_grad,
-    catalog_hints,
     describe,
+    expect_inputs_unchanged,
+    expect_raises,
     expect_tensor,
     fail,
     reference_grads,
@@ -30,6 +31,7 @@ from grader.testing.checks import (
 )
 from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
+from grader.testing.replay import cotangents
 
 MODULE = "attention"
 impl = implementation_fixture(MODULE)
@@ -101,10 +103,6 @@ def _sdpa_io(q, k, v, mask):
     return describe(q=q, k=k, v=v, mask=mask)
 
 
-def _replay_sdpa(q, k, v, mask, index):
-    return lambda ns: ns.scaled_dot_product_attention(q, k, v, mask)[index]
-
-
 def _call_sdpa(impl, q, k, v, mask):
     inputs = _sdpa_io(q, k, v, mask)
     got = unpack(impl.call(SDPA, q, k, v, mask), ("out", "weights"), SDPA, inputs)
@@ -131,8 +129,6 @@ def test_sdpa_weights_match_formula(impl, inputs):
         "weights",
         prop="weights differ from softmax(q k^T / sqrt(d_k)) over the keys",
         inputs=io,
-        module=MODULE,
-        replay=_replay_sdpa(q, k, v, mask, 1),
     )
 
 
@@ -150,8 +146,6 @@ def test_sdpa_output_matches_torch(impl, inputs):
         "out",
         prop="out differs from F.scaled_dot_product_attention (weights @ v)",
         inputs=io,
-        module=MODULE,
-        replay=_replay_sdpa(q, k, v, mask, 0),
     )
 
 
@@ -196,13 +190,6 @@ def test_sdpa_masked_keys_get_zero_weight(impl, inputs):
             [f"{int((leaked != 0).sum())} masked weight(s) are non-zero, the largest {float(leaked.abs().max()):.3g}"],
             io,
             hints,
-            catalog_hints(
-                "weights",
-                MODULE,
-                _replay_sdpa(q, k, v, mask, 1),
-                weights,
-                ref.scaled_dot_product_attention(q, k, v, mask)[1],
-            ),
         )
 
 
@@ -235,8 +222,6 @@ def test_sdpa_fully_masked_rows_are_zero(impl, inputs):
             name,
             prop=f"{name} of a fully masked query must be all zeros (other rows unchanged)",
             inputs=io,
-            module=MODULE,
-            replay=_replay_sdpa(q, k, v, mask, 1 if name == "weights" else 0),
         )
 
 
@@ -285,14 +270,14 @@ def test_sdpa_keeps_dtype_and_inputs(impl, inputs):
     out, weights = unpack(result.outputs, ("out", "weights"), SDPA, io)
     expect_tensor(out, "out", shape=(*q.shape[:-1], v.shape[-1]), dtype=q.dtype, inputs=io)
     expect_tensor(weights, "weights", shape=(*q.shape[:-1], k.shape[-2]), dtype=q.dtype, inputs=io)
-    for name, before, after in zip(("q", "k", "v", "mask"), (q, k, v, mask), result.inputs_after[0]):
-        if before is not None and not torch.equal(before, after):
-            fail(
-                f"{SDPA} modified its input {name} in place",
-                ["inputs must never be changed"],
-                io,
-                ["use out-of-place ops (x = x / s, not x /= s or x.div_(s); masked_fill, not masked_fill_)"],
-            )
+    expect_inputs_unchanged(
+        result,
+        ("q", "k", "v", "mask"),
+        (q, k, v, mask),
+        SDPA,
+        inputs=io,
+        hints=["use out-of-place ops (x = x / s, not x /= s or x.div_(s); masked_fill, not masked_fill_)"],
+    )
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
@@ -302,8 +287,7 @@ def test_sdpa_gradients(impl, inputs):
     """gradients with respect to q, k and v match the reference (autograd is not broken)"""
     q, k, v, mask = inputs
     io = _sdpa_io(q, k, v, mask)
-    g = S.generator(7)
-    cot = (S.uniform(g, *q.shape[:-1], v.shape[-1]), S.uniform(g, *q.shape[:-1], k.shape[-2]))
+    cot = cotangents(7, (*q.shape[:-1], v.shape[-1]), (*q.shape[:-1], k.shape[-2]))
     result = impl.invoke(Call(SDPA, (q, k, v, mask), grad_wrt=(0, 1, 2), cotangents=cot))
     expected = reference_grads(lambda a, b, c: ref.scaled_dot_product_attention(a, b, c, mask), (q, k, v), cot)
     for i, name in enumerate(("q", "k", "v")):
@@ -362,8 +346,6 @@ def test_causal_mask_is_lower_triangular(impl, length):
         "mask",
         prop="causal_mask must be True where key position <= query position",
         inputs=f"length={length}",
-        module=MODULE,
-        replay=lambda ns: ns.causal_mask(length),
         hints=["True means 'may attend': query t sees keys 0..t"],
     )
 
@@ -396,8 +378,6 @@ def test_padding_mask_marks_real_tokens(impl, drawn):
         "mask",
         prop="padding_mask must be True for real tokens (position < length)",
         inputs=describe(lengths=lengths, max_len=max_len),
-        module=MODULE,
-        replay=lambda ns: ns.padding_mask(lengths, max_len),
     )
 
 
@@ -441,8 +421,6 @@ def test_split_heads_layout(impl, drawn):
         "split",
         prop="split_heads: head h must hold features h*d:(h+1)*d, shape (B, H, L, d)",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.split_heads(x, heads),
     )
 
 
@@ -462,8 +440,6 @@ def test_merge_heads_layout(impl, drawn):
         "merged",
         prop="merge_heads: features h*d:(h+1)*d must come from head h",
         inputs=describe(x=y),
-        module=MODULE,
-        replay=lambda ns: ns.merge_heads(y),
     )
 
 
@@ -599,15 +575,6 @@ def _mha_io(case):
     )
 
 
-def _replay_mha(case, index):
-    def replay(ns):
-        m = ns.MultiHeadAttention(case["embed"], case["heads"], bias=case["bias"]).to(case["query"].dtype)
-        m.load_state_dict(case["state"])
-        return m(case["query"], case["key"], case["value"], case["mask"])[index].detach()
-
-    return replay
-
-
 @pytest.mark.exercise("attention.mha", weight=3)
 @S.edge_examples("case", mha_edges("b", "heads", "lq", "lk", "d"))
 @given(mha_inputs())
@@ -637,8 +604,6 @@ def test_mha_matches_torch(impl, case):
             "weights",
             prop="weights differ from nn.MultiheadAttention's (per head)",
             inputs=io,
-            module=MODULE,
-            replay=_replay_mha(case, 1),
         )
     else:
         expect_tensor(weights, "weights", shape=exp_w.shape, dtype=exp_w.dtype, inputs=io) if not hints else fail(
@@ -650,14 +615,15 @@ def test_mha_matches_torch(impl, case):
         "out",
         prop="out differs from nn.MultiheadAttention's",
         inputs=io,
-        module=MODULE,
-        replay=_replay_mha(case, 0),
     )
-    for name, arg, after in zip(
-        ("query", "key", "value"), (case["query"], case["key"], case["value"]), result.inputs_after[0]
-    ):
-        if not torch.equal(arg, after):
-            fail(f"MultiHeadAttention.forward modified {name} in place", [], io)
+    expect_inputs_unchanged(
+        result,
+        ("query", "key", "value"),
+        (case["query"], case["key"], case["value"]),
+        "MultiHeadAttention.forward",
+        inputs=io,
+        hints=["use out-of-place ops: project into new tensors (q = self.q_proj(query)), never write into an input"],
+    )
 
 
 @pytest.mark.exercise("attention.mha", weight=2)
@@ -668,8 +634,7 @@ def test_mha_gradients_match_torch(impl, case):
     io = _mha_io(case)
     handle = make_mha(impl, case)
     b, lq, lk, e, h = case["query"].shape[0], case["query"].shape[1], case["key"].shape[1], case["embed"], case["heads"]
-    g = S.generator(11)
-    cot = (S.uniform(g, b, lq, e), S.uniform(g, b, h, lq, lk))
+    cot = cotangents(11, (b, lq, e), (b, h, lq, lk))
     result = handle.invoke(
         Call("forward", (case["query"], case["key"], case["value"], case["mask"]), grad_wrt=(0, 1, 2), cotangents=cot)
     )
@@ -721,24 +686,15 @@ def test_mha_has_four_linear_projections(impl, heads, d, bias):
 @given(st.sampled_from([(10, 4), (9, 2), (7, 3), (12, 5), (6, 4)]))
 def test_mha_rejects_indivisible_embed_dim(impl, sizes):
     """MultiHeadAttention raises ValueError when embed_dim % num_heads != 0"""
-    from grader.outcomes import StudentCodeError
-
     embed, heads = sizes
-    try:
-        impl.construct("MultiHeadAttention", embed, heads)
-    except StudentCodeError as err:
-        if err.exc_type != "ValueError":
-            fail(
-                "embed_dim not divisible by num_heads must raise ValueError",
-                [f"yours raised {err.exc_type}: {err.message}"],
-                describe(embed_dim=embed, num_heads=heads),
-            )
-        return
-    fail(
-        "embed_dim not divisible by num_heads must raise ValueError",
-        ["yours raised nothing"],
-        describe(embed_dim=embed, num_heads=heads),
-        ["check embed_dim % num_heads in __init__"],
+    expect_raises(
+        impl.construct,
+        "MultiHeadAttention",
+        embed,
+        heads,
+        prop="embed_dim not divisible by num_heads must raise ValueError",
+        inputs=describe(embed_dim=embed, num_heads=heads),
+        hints=["check embed_dim % num_heads in __init__"],
     )
 
 
@@ -785,9 +741,8 @@ def test_mha_gradients_reach_all_projections(impl, case):
     io = _mha_io(case)
     handle = make_mha(impl, case)
     x = case["query"]
-    g = S.generator(3)
     b, length, e = x.shape[0], x.shape[1], case["embed"]
-    cot = (S.uniform(g, b, length, e, dtype=x.dtype), None)
+    cot = cotangents(3, (b, length, e), None, dtype=x.dtype)
     result = handle.invoke(Call("forward", (x, x, x, None), cotangents=cot))
     for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
         grad = result.param_grads.get(f"{name}.weight")
@@ -821,8 +776,6 @@ def test_positional_encoding_formula(impl, sizes):
         atol=1e-4,
         rtol=1e-4,
         inputs=describe(max_len=max_len, d_model=d_model),
-        module=MODULE,
-        replay=lambda ns: ns.sinusoidal_positional_encoding(max_len, d_model),
     )
 
 

@@ -18,9 +18,19 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from grader.execution.calls import Call
 from grader.testing import reference
 from grader.testing import strategies as S
-from grader.testing.checks import assert_close, assert_grad, catalog_hints, describe, expect_tensor, fail, tolerance
+from grader.testing.checks import (
+    assert_close,
+    assert_grad,
+    describe,
+    expect_inputs_unchanged,
+    expect_per_example,
+    expect_tensor,
+    fail,
+    tolerance,
+)
 from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
+from grader.testing.replay import cotangents
 
 MODULE = "elbo"
 impl = implementation_fixture(MODULE)
@@ -127,48 +137,8 @@ def gaussian_oracle(x, mean, logvar):
     return _normal(mean, logvar).log_prob(x.double()).sum(-1)
 
 
-def _expect_per_example(got, shape, name, io):
-    """``got`` must hold one value per example: the last axis summed, the batch axes kept."""
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) == tuple(shape):
-        return
-    hints = []
-    if got.dim() == 0 and len(shape) > 0:
-        hints.append(
-            "reduce only the last axis (.sum(dim=-1)): a .mean() or .sum() without dim, or "
-            "reduction='sum' / 'mean', also reduces the batch"
-        )
-    elif got.dim() == len(shape) + 1 and tuple(got.shape[:-1]) == tuple(shape):
-        hints.append("the last axis is not reduced: sum over it (.sum(dim=-1))")
-    elif got.dim() == len(shape):
-        hints.append("sum over the last axis (dim=-1), not dim=1 or dim=0")
-    fail(
-        f"{name} must hold one value per example, shape {tuple(shape)} (the last axis summed)",
-        [f"yours has shape {tuple(got.shape)}"],
-        io,
-        hints,
-    )
-
-
-def _check_inputs_kept(result, names, args, label, io):
-    for name, before, after in zip(names, args, result.inputs_after[0]):
-        if not torch.equal(before, after):
-            fail(
-                f"{label} modified its input {name} in place",
-                ["inputs must never be changed"],
-                io,
-                ["use out-of-place ops (z = mu + std * eps, not eps.mul_(std) or mu += ...)"],
-            )
-
-
-def cotangent(seed, shape, dtype=torch.float64):
-    """A fixed random cotangent of ``shape`` (``()`` included) for a backward pass."""
-    return S.uniform(S.generator(seed), *shape, 1, dtype=dtype).reshape(shape)
-
-
-def _fresh(*inputs):
-    """Copies of ``inputs`` for a catalog replay: a known mistake may write into its inputs
-    (``eps.mul_``), and the test's tensors must survive every replay."""
-    return [t.clone() for t in inputs]
+#: How to keep the inputs as they are, for :func:`expect_inputs_unchanged`.
+IN_PLACE = ["use out-of-place ops (z = mu + std * eps, not eps.mul_(std) or mu += ...)"]
 
 
 def _invoke(impl, name, args, grad=False, seed=5):
@@ -176,9 +146,8 @@ def _invoke(impl, name, args, grad=False, seed=5):
     back-propagate a random cotangent of the output's shape (the reference's)."""
     if not grad:
         return impl.invoke(Call(name, tuple(args), want_inputs_after=True)), None
-    out_shape = getattr(ref, name)(*args).shape
-    cot = cotangent(seed, out_shape, args[0].dtype)
-    return impl.invoke(Call(name, tuple(args), grad_wrt=tuple(range(len(args))), cotangents=(cot,))), cot
+    cot = cotangents(seed, getattr(ref, name)(*args).shape, dtype=args[0].dtype)
+    return impl.invoke(Call(name, tuple(args), grad_wrt=tuple(range(len(args))), cotangents=cot)), cot[0]
 
 
 # ----------------------------------------------------------------------------- elbo.kl_standard_normal
@@ -195,17 +164,15 @@ def test_kl_standard_normal_matches_torch(impl, drawn):
     io = describe(mu=mu, logvar=logvar)
     result, _ = _invoke(impl, KL_STD, (mu, logvar))
     expected = kl_oracle(mu, logvar).to(mu.dtype)
-    _expect_per_example(result.outputs, expected.shape, "KL", io)
+    expect_per_example(result.outputs, expected.shape, "KL", inputs=io)
     assert_close(
         result.outputs,
         expected,
         "KL",
         prop="KL differs from torch.distributions.kl_divergence(q, N(0, I)) summed over the latent axis",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.gaussian_kl_standard_normal(mu, logvar),
     )
-    _check_inputs_kept(result, ("mu", "logvar"), (mu, logvar), KL_STD, io)
+    expect_inputs_unchanged(result, ("mu", "logvar"), (mu, logvar), KL_STD, inputs=io, hints=IN_PLACE)
 
 
 def prior_case(b, k, *, dtype=torch.float32, seed=0, on_mu=True):
@@ -245,8 +212,8 @@ def prior_edges():
     ]
 
 
-def _check_zero_only_at(got, at_zero, name, io, replay, expected):
-    expect_tensor(got, "KL", shape=at_zero.shape, dtype=expected.dtype, inputs=io)
+def _check_zero_only_at(got, at_zero, name, io, dtype):
+    expect_tensor(got, "KL", shape=at_zero.shape, dtype=dtype, inputs=io)
     atol, _ = tolerance(got.dtype)
     where_zero = got[at_zero].abs().max()
     if bool(where_zero > atol):
@@ -256,7 +223,6 @@ def _check_zero_only_at(got, at_zero, name, io, replay, expected):
             [f"yours is up to {float(where_zero):.4g} for q = p (rows {rows})"],
             io,
             ["KL(q || q) = 1/2 * sum(1 + 0 - 1 - 0) = 0: check the constant -1 and the log term"],
-            catalog_hints("KL", MODULE, replay, got, expected),
         )
     others = got[~at_zero]
     if bool((others <= 0).any()):
@@ -268,7 +234,6 @@ def _check_zero_only_at(got, at_zero, name, io, replay, expected):
             ],
             io,
             ["is the sign of the log-variance term flipped? the term is exp(logvar) - 1 - logvar >= 0"],
-            catalog_hints("KL", MODULE, replay, got, expected),
         )
 
 
@@ -281,14 +246,7 @@ def test_kl_standard_normal_is_zero_only_at_the_prior(impl, drawn):
     mu, logvar, at_prior = drawn
     io = describe(mu=mu, logvar=logvar)
     got = impl.call(KL_STD, mu, logvar)
-    _check_zero_only_at(
-        got,
-        at_prior,
-        "KL(q || N(0, I))",
-        io,
-        lambda ns: ns.gaussian_kl_standard_normal(mu, logvar),
-        kl_oracle(mu, logvar).to(mu.dtype),
-    )
+    _check_zero_only_at(got, at_prior, "KL(q || N(0, I))", io, mu.dtype)
 
 
 @pytest.mark.exercise("elbo.kl_standard_normal")
@@ -319,7 +277,7 @@ def test_kl_matches_torch(impl, drawn):
     expected = kl_oracle(*drawn).to(mu_q.dtype)
     hints = []
     got = result.outputs
-    _expect_per_example(got, expected.shape, "KL", io)
+    expect_per_example(got, expected.shape, "KL", inputs=io)
     if isinstance(got, torch.Tensor) and got.shape == expected.shape:
         swapped = kl_oracle(mu_p, logvar_p, mu_q, logvar_q).to(mu_q.dtype)
         if torch.allclose(got.double(), swapped.double(), rtol=1e-4, atol=1e-4):
@@ -330,11 +288,9 @@ def test_kl_matches_torch(impl, drawn):
         "KL",
         prop="KL(q || p) differs from torch.distributions.kl_divergence summed over the latent axis",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.gaussian_kl(*drawn),
         hints=hints,
     )
-    _check_inputs_kept(result, ("mu_q", "logvar_q", "mu_p", "logvar_p"), drawn, KL, io)
+    expect_inputs_unchanged(result, ("mu_q", "logvar_q", "mu_p", "logvar_p"), drawn, KL, inputs=io, hints=IN_PLACE)
 
 
 @pytest.mark.exercise("elbo.kl", kind="property")
@@ -351,7 +307,7 @@ def test_kl_is_zero_only_when_q_equals_p(impl, drawn, seed):
     args = (mu_q, logvar_q, mu_p, logvar_p)
     io = describe(mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
     got = impl.call(KL, *args)
-    _check_zero_only_at(got, same, "KL(q || p)", io, lambda ns: ns.gaussian_kl(*args), kl_oracle(*args).to(mu_q.dtype))
+    _check_zero_only_at(got, same, "KL(q || p)", io, mu_q.dtype)
 
 
 @pytest.mark.exercise("elbo.kl")
@@ -389,11 +345,9 @@ def test_reparameterize_formula(impl, drawn):
         "z",
         prop="z differs from mu + exp(logvar / 2) * eps",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.reparameterize(*_fresh(mu, logvar, eps)),
         hints=["the standard deviation is exp(logvar / 2) = sqrt(exp(logvar))"],
     )
-    _check_inputs_kept(result, ("mu", "logvar", "eps"), drawn, REPARAM, io)
+    expect_inputs_unchanged(result, ("mu", "logvar", "eps"), drawn, REPARAM, inputs=io, hints=IN_PLACE)
 
 
 def samples_case(b, k, *, dtype=torch.float32, seed=0, samples=1000):
@@ -436,8 +390,6 @@ def test_reparameterize_sample_moments(impl, drawn):
         inputs=io,
         atol=6 * float(std.max()) / math.sqrt(n),
         rtol=0.0,
-        module=MODULE,
-        replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().mean(0),
     )
     assert_close(
         z.double().var(0),
@@ -447,8 +399,6 @@ def test_reparameterize_sample_moments(impl, drawn):
         inputs=io,
         atol=0.0,
         rtol=6 * math.sqrt(2 / n),
-        module=MODULE,
-        replay=lambda ns: ns.reparameterize(*_fresh(mu_n, logvar_n, eps)).double().var(0),
         hints=["variance exp(logvar) means standard deviation exp(logvar / 2)"],
     )
 
@@ -460,7 +410,7 @@ def test_reparameterize_gradients(impl, drawn):
     """dz/dmu = 1 and dz/dlogvar = eps * exp(logvar / 2) / 2: gradients reach mu and logvar"""
     mu, logvar, eps = drawn
     io = describe(mu=mu, logvar=logvar, eps=eps)
-    cot = cotangent(3, mu.shape)
+    (cot,) = cotangents(3, mu.shape)
     result = impl.invoke(Call(REPARAM, (mu, logvar, eps), grad_wrt=(0, 1), cotangents=(cot,)))
     assert_grad(result.grads.get(0), cot, "dz/dmu", inputs=io)
     assert_grad(result.grads.get(1), cot * eps * 0.5 * (0.5 * logvar).exp(), "dz/dlogvar", inputs=io)
@@ -480,17 +430,15 @@ def test_bernoulli_matches_torch(impl, drawn):
     io = describe(x=x, logits=logits)
     result, _ = _invoke(impl, BERN, drawn)
     expected = Bernoulli(logits=logits.double()).log_prob(x.double()).sum(-1).to(x.dtype)
-    _expect_per_example(result.outputs, expected.shape, "log-likelihood", io)
+    expect_per_example(result.outputs, expected.shape, "log-likelihood", inputs=io)
     assert_close(
         result.outputs,
         expected,
         "log-likelihood",
         prop="log-likelihood differs from Bernoulli(logits=logits).log_prob(x).sum(-1)",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.bernoulli_log_likelihood(x, logits),
     )
-    _check_inputs_kept(result, ("x", "logits"), drawn, BERN, io)
+    expect_inputs_unchanged(result, ("x", "logits"), drawn, BERN, inputs=io, hints=IN_PLACE)
 
 
 def huge_logits_of(x, logits, seed):
@@ -535,7 +483,6 @@ def test_bernoulli_is_stable_for_huge_logits(impl, drawn):
             [f"yours has {int((~torch.isfinite(got)).sum())} non-finite value(s): {got.flatten()[:6].tolist()}"],
             io,
             stable,
-            catalog_hints("log-likelihood", MODULE, lambda ns: ns.bernoulli_log_likelihood(x, logits), got, expected),
         )
     assert_close(
         got,
@@ -543,8 +490,6 @@ def test_bernoulli_is_stable_for_huge_logits(impl, drawn):
         "log-likelihood",
         prop="the log-likelihood is wrong for large logits",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.bernoulli_log_likelihood(x, logits),
         hints=_large_logit_hints(impl, x, logits, got, expected),
     )
 
@@ -578,7 +523,7 @@ def test_bernoulli_gradient(impl, drawn):
     """d/dlogits of the log-likelihood is x - sigmoid(logits): autograd reaches the logits"""
     x, logits = drawn
     io = describe(x=x, logits=logits)
-    cot = cotangent(4, x.shape[:-1])
+    (cot,) = cotangents(4, x.shape[:-1])
     result = impl.invoke(Call(BERN, (x, logits), grad_wrt=(1,), cotangents=(cot,)))
     assert_grad(result.grads.get(1), cot[..., None] * (x - torch.sigmoid(logits)), "dLL/dlogits", inputs=io)
 
@@ -596,18 +541,16 @@ def test_gaussian_ll_matches_torch(impl, drawn):
     x, mean, logvar = drawn
     io = describe(x=x, mean=mean, logvar=logvar)
     result, _ = _invoke(impl, GAUSS, drawn)
-    _expect_per_example(result.outputs, x.shape[:-1], "log-likelihood", io)
+    expect_per_example(result.outputs, x.shape[:-1], "log-likelihood", inputs=io)
     assert_close(
         result.outputs,
         gaussian_oracle(x, mean, logvar).to(x.dtype),
         "log-likelihood",
         prop="log-likelihood differs from Normal(mean, exp(logvar / 2)).log_prob(x).sum(-1)",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.gaussian_log_likelihood(x, mean, logvar),
         hints=["-1/2 * (log(2 pi) + logvar + (x - mean)^2 / exp(logvar)) per dimension, summed over the last axis"],
     )
-    _check_inputs_kept(result, ("x", "mean", "logvar"), drawn, GAUSS, io)
+    expect_inputs_unchanged(result, ("x", "mean", "logvar"), drawn, GAUSS, inputs=io, hints=IN_PLACE)
 
 
 @pytest.mark.exercise("elbo.gaussian_ll")
@@ -713,7 +656,6 @@ def test_gaussian_ll_gives_the_elbo_identity(impl, model):
     expect_tensor(ll, "log p(x|z)", shape=(n, b), dtype=dt, inputs=io)
     elbo_mc = ll.mean(0) - prior_kl
     log_px, kl_post = (t.to(dt) for t in linear_gaussian_truth(model))
-    replay = lambda ns: ns.gaussian_log_likelihood(x, dec_mean, dec_logvar).mean(0) - prior_kl  # noqa: E731
     atol, rtol = (1e-6, 1e-7) if dt == torch.float64 else (2e-3, 1e-4)
     excess = elbo_mc - log_px
     if bool((excess > atol + rtol * log_px.abs()).any()):
@@ -726,7 +668,6 @@ def test_gaussian_ll_gives_the_elbo_identity(impl, model):
             ],
             io,
             ["is the -1/2 log(2 pi) constant of every dimension missing?"],
-            catalog_hints("ELBO", MODULE, replay, elbo_mc, log_px - kl_post),
         )
     assert_close(
         elbo_mc,
@@ -736,8 +677,6 @@ def test_gaussian_ll_gives_the_elbo_identity(impl, model):
         inputs=io,
         atol=atol,
         rtol=rtol,
-        module=MODULE,
-        replay=replay,
     )
 
 
@@ -779,7 +718,7 @@ def test_elbo_is_reconstruction_minus_kl(impl, drawn):
     io = describe(x=x, recon_logits=logits, mu=mu, logvar=logvar)
     result, _ = _invoke(impl, ELBO, drawn)
     got, expected = result.outputs, elbo_oracle(*drawn).to(x.dtype)
-    _expect_per_example(got, expected.shape, "ELBO", io)
+    expect_per_example(got, expected.shape, "ELBO", inputs=io)
     hints = ["ELBO = reconstruction - KL (subtract the KL), one value per example (no mean over the batch)"]
     assert_close(
         got,
@@ -787,11 +726,9 @@ def test_elbo_is_reconstruction_minus_kl(impl, drawn):
         "ELBO",
         prop="elbo differs from Bernoulli log-likelihood - KL(q || N(0, I))",
         inputs=io,
-        module=MODULE,
-        replay=lambda ns: ns.elbo(*drawn),
         hints=_own_pieces_hint(impl, drawn, got, expected) + hints,
     )
-    _check_inputs_kept(result, ("x", "recon_logits", "mu", "logvar"), drawn, ELBO, io)
+    expect_inputs_unchanged(result, ("x", "recon_logits", "mu", "logvar"), drawn, ELBO, inputs=io, hints=IN_PLACE)
 
 
 @pytest.mark.exercise("elbo.elbo")
@@ -805,7 +742,7 @@ def test_elbo_subtracts_the_kl(impl, drawn):
     got = impl.call(ELBO, x, logits, mu, logvar)
     at_prior = impl.call(ELBO, x, logits, zeros, zeros)
     for name, value in (("elbo(x, l, mu, logvar)", got), ("elbo(x, l, 0, 0)", at_prior)):
-        _expect_per_example(value, x.shape[:-1], name, io)
+        expect_per_example(value, x.shape[:-1], name, inputs=io)
         expect_tensor(
             value,
             name,
@@ -815,7 +752,6 @@ def test_elbo_subtracts_the_kl(impl, drawn):
             prop=f"{name} must hold one ELBO per example, shape x.shape[:-1], in the input's dtype",
         )
     kl = kl_oracle(mu, logvar).to(x.dtype)
-    replay = lambda ns: ns.elbo(x, logits, zeros, zeros) - ns.elbo(x, logits, mu, logvar)  # noqa: E731
     atol, rtol = tolerance(x.dtype)
     if bool((got > at_prior + atol + rtol * at_prior.abs()).any()):
         fail(
@@ -823,7 +759,6 @@ def test_elbo_subtracts_the_kl(impl, drawn):
             [f"yours exceeds elbo(x, l, 0, 0) by up to {float((got - at_prior).max()):.4g}"],
             io,
             ["subtract the KL from the reconstruction term, do not add it"],
-            catalog_hints("elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)", MODULE, replay, at_prior - got, kl),
         )
     assert_close(
         at_prior - got,
@@ -831,8 +766,6 @@ def test_elbo_subtracts_the_kl(impl, drawn):
         "elbo(x, l, 0, 0) - elbo(x, l, mu, logvar)",
         prop="moving q away from the prior must lower the ELBO by exactly KL(q || N(0, I))",
         inputs=io,
-        module=MODULE,
-        replay=replay,
     )
 
 
@@ -843,7 +776,7 @@ def test_elbo_gradients(impl, drawn):
     """dELBO/dlogits = x - sigmoid(logits), dELBO/dmu = -mu, dELBO/dlogvar = (1 - exp(logvar)) / 2: autograd works"""
     x, logits, mu, logvar = drawn
     io = describe(x=x, recon_logits=logits, mu=mu, logvar=logvar)
-    cot = cotangent(6, x.shape[:-1])
+    (cot,) = cotangents(6, x.shape[:-1])
     result = impl.invoke(Call(ELBO, drawn, grad_wrt=(1, 2, 3), cotangents=(cot,)))
     cot = cot[..., None]
     expected = (cot * (x - torch.sigmoid(logits)), -cot * mu, cot * 0.5 * (1 - logvar.exp()))

@@ -20,11 +20,12 @@ from grader.execution.calls import Call, tensor_leaves
 from grader.testing import reference
 from grader.testing import strategies as S
 from grader.testing.checks import (
+    INT_HINT,
     assert_close,
-    assert_equal,
     assert_grad,
-    catalog_hints,
     describe,
+    expect_inputs_unchanged,
+    expect_int,
     expect_tensor,
     fail,
     reference_grads,
@@ -32,6 +33,7 @@ from grader.testing.checks import (
 )
 from grader.testing.devices import DeviceCase, device_tests
 from grader.testing.plugin import implementation_fixture
+from grader.testing.replay import cotangents
 
 MODULE = "lstm"
 impl = implementation_fixture(MODULE)
@@ -123,22 +125,6 @@ def _pinned(case, block, value, blocks=4):
     return out
 
 
-def _clone(args):
-    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-
-
-def _replay(name, args, *index):
-    """Recompute output ``index`` of ``name`` with another implementation (a catalog entry)."""
-
-    def replay(ns):
-        out = getattr(ns, name)(*_clone(args))
-        for k in index:
-            out = out[k]
-        return out
-
-    return replay
-
-
 # ----------------------------------------------------------------------------- oracles
 
 
@@ -181,32 +167,6 @@ def _in_dtype(grads, case):
     return [gr.to(case["x"].dtype) for gr in grads]
 
 
-def _close(got, expected, name, *, hints=(), **kwargs):
-    """``assert_close``, with a hint when float64 results agree only to float32 precision."""
-    if (
-        isinstance(got, torch.Tensor)
-        and got.dtype == expected.dtype == torch.float64
-        and got.shape == expected.shape
-        and expected.device.type != "meta"
-    ):
-        diff = float((got - expected).abs().max())
-        if 1e-9 < diff < 1e-5 * max(1.0, float(expected.abs().max())):
-            hints = [
-                *hints,
-                "your float64 results are only float32-accurate: is part of the computation done in "
-                "float32 (.float(), torch.float32, torch.zeros(...) without dtype=)?",
-            ]
-    assert_close(got, expected, name, hints=hints, **kwargs)
-
-
-def _check_grad(got, expected, name, io, replay=None):
-    assert_grad(got, expected, name, inputs=io, module=MODULE, replay=replay, close=_close)
-
-
-def _replay_grad(name, args, cotangents, index):
-    return lambda ns: reference_grads(getattr(ns, name), args, cotangents)[index]
-
-
 def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
     """Call ``name``; check every output (``outputs``: name -> shape) has the input's dtype
     and that no argument changed."""
@@ -218,14 +178,14 @@ def _keeps_dtype_and_inputs(impl, name, args, names, outputs):
         fail(f"{name} must return {', '.join(outputs)}", [f"yours returned {len(flat)} tensor(s)"], io)
     for (out_name, shape), tensor in zip(outputs.items(), flat):
         expect_tensor(tensor, out_name, shape=shape, dtype=args[0].dtype, inputs=io)
-    for arg_name, before, after in zip(names, args, result.inputs_after[0]):
-        if not torch.equal(before, after):
-            fail(
-                f"{name} modified its input {arg_name} in place",
-                ["inputs must never be changed"],
-                io,
-                ["use out-of-place ops (c = f * c_prev + i * g, not c_prev.mul_(f) or c_prev *= f)"],
-            )
+    expect_inputs_unchanged(
+        result,
+        names,
+        args,
+        name,
+        inputs=io,
+        hints=["use out-of-place ops (c = f * c_prev + i * g, not c_prev.mul_(f) or c_prev *= f)"],
+    )
 
 
 # ----------------------------------------------------------------------------- lstm.gates
@@ -247,14 +207,12 @@ def test_gates_match_formula(impl, case):
     expected = gates_formula(*args)
     for k, (name, mine, want) in enumerate(zip(GATES, got, expected)):
         func = "tanh" if name == "g" else "sigmoid"
-        _close(
+        assert_close(
             mine,
             want,
             name,
             prop=f"gate {name} differs from {func}(block {k} of W_ih x + b_ih + W_hh h + b_hh) (gate order i, f, g, o)",
             inputs=io,
-            module=MODULE,
-            replay=_replay("lstm_gates", args, k),
         )
 
 
@@ -270,20 +228,18 @@ def _compose(gates, c_prev):
 @given(rnn_case())
 def test_gates_reproduce_lstm_cell(impl, case):
     """c = f*c_prev + i*g and h = o*tanh(c) built from your gates agree with nn.LSTMCell"""
-    gates, args, io = _call_gates(impl, case)
+    gates, _, io = _call_gates(impl, case)
     for name, gate in zip(GATES, gates):
         expect_tensor(gate, name, shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
     h, c = _compose(gates, case["c"])
     h_exp, c_exp = torch_lstm_cell(case)(case["x"], (case["h"], case["c"]))
     for k, (name, mine, want) in enumerate((("f*c_prev + i*g", c, c_exp), ("o*tanh(c)", h, h_exp))):
-        _close(
+        assert_close(
             mine,
             want.detach(),
             name,
             prop=f"{name} from your gates differs from nn.LSTMCell's {'c' if k == 0 else 'h'}",
             inputs=io,
-            module=MODULE,
-            replay=lambda ns, k=k: _compose(ns.lstm_gates(*_clone(args)), case["c"])[1 - k],
         )
 
 
@@ -292,9 +248,8 @@ def test_gates_reproduce_lstm_cell(impl, case):
 @given(rnn_case())
 def test_gates_lie_in_their_ranges(impl, case):
     """gates i, f and o lie in (0, 1) (sigmoids) and g in (-1, 1) (tanh), each (B, H)"""
-    got, args, io = _call_gates(impl, case)
-    expected = ref.lstm_gates(*args)
-    for k, (name, mine) in enumerate(zip(GATES, got)):
+    got, _, io = _call_gates(impl, case)
+    for name, mine in zip(GATES, got):
         expect_tensor(mine, name, shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
         low, func = (-1, "tanh") if name == "g" else (0, "sigmoid")
         if bool((mine <= low).any() | (mine >= 1).any()):
@@ -302,8 +257,6 @@ def test_gates_lie_in_their_ranges(impl, case):
                 f"gate {name} must lie in ({low}, 1): it goes through a {func}",
                 [f"yours ranges over [{float(mine.min()):.4g}, {float(mine.max()):.4g}]"],
                 io,
-                [],
-                catalog_hints(name, MODULE, _replay("lstm_gates", args, k), mine, expected[k]),
             )
 
 
@@ -314,12 +267,11 @@ def test_gates_gradients(impl, case):
     """gradients of i, f, g, o with respect to x, h_prev and all four weights match the formula's"""
     args = gates_args(case)
     io = _io(GATES_NAMES, args)
-    g = S.generator(5)
-    cot = tuple(S.uniform(g, *case["h"].shape) for _ in GATES)
+    cot = cotangents(5, *[case["h"].shape] * len(GATES))
     result = impl.invoke(Call("lstm_gates", args, grad_wrt=tuple(range(6)), cotangents=cot))
     expected = _in_dtype(reference_grads(gates_formula, gates_args(_float64(case)), cot), case)
     for k, name in enumerate(GATES_NAMES):
-        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_gates", args, cot, k))
+        assert_grad(result.grads.get(k), expected[k], f"d/d{name}", inputs=io)
 
 
 @pytest.mark.exercise("lstm.gates", kind="property")
@@ -346,25 +298,21 @@ def _call_cell(impl, case):
 @given(rnn_case())
 def test_cell_matches_lstm_cell(impl, case):
     """(h, c) agree with torch.nn.LSTMCell given the same weights"""
-    (h, c), args, io = _call_cell(impl, case)
+    (h, c), _, io = _call_cell(impl, case)
     h_exp, c_exp = torch_lstm_cell(case)(case["x"], (case["h"], case["c"]))
-    _close(
+    assert_close(
         h,
         h_exp.detach(),
         "h",
         prop="h differs from nn.LSTMCell's (h = o*tanh(c))",
         inputs=io,
-        module=MODULE,
-        replay=_replay("lstm_cell", args, 0),
     )
-    _close(
+    assert_close(
         c,
         c_exp.detach(),
         "c",
         prop="c differs from nn.LSTMCell's (c = f*c_prev + i*g)",
         inputs=io,
-        module=MODULE,
-        replay=_replay("lstm_cell", args, 1),
     )
 
 
@@ -374,16 +322,14 @@ def test_cell_matches_lstm_cell(impl, case):
 def test_cell_open_forget_gate_keeps_cell_state(impl, case):
     """with the forget gate pinned to 1 and the input gate to 0 (through the biases), c = c_prev unchanged"""
     case = _pinned(_pinned(case, 1, PIN), 0, -PIN)
-    (h, c), args, io = _call_cell(impl, case)
+    (h, c), _, io = _call_cell(impl, case)
     io += " (biases pin f = 1, i = 0)"
-    _close(
+    assert_close(
         c,
         case["c"],
         "c",
         prop="with f = 1 and i = 0 the cell state must pass through: c = c_prev",
         inputs=io,
-        module=MODULE,
-        replay=_replay("lstm_cell", args, 1),
         hints=["c = f*c_prev + i*g: f scales the old cell, i the candidate"],
     )
 
@@ -394,21 +340,19 @@ def test_cell_open_forget_gate_keeps_cell_state(impl, case):
 def test_cell_closed_forget_gate_forgets(impl, case):
     """with the forget gate pinned to 0, c = i*g whatever c_prev was: the old cell is forgotten"""
     case = _pinned(case, 1, -PIN)
-    (h, c), args, io = _call_cell(impl, case)
+    (h, c), _, io = _call_cell(impl, case)
     io += " (biases pin f = 0)"
     i, _, g, _ = gates_formula(*gates_args(case))
-    _close(
+    assert_close(
         c,
         i * g,
         "c",
         prop="with f = 0 the old cell must be forgotten: c = i*g",
         inputs=io,
-        module=MODULE,
-        replay=_replay("lstm_cell", args, 1),
         hints=["c = f*c_prev + i*g: f scales the old cell"],
     )
     (h2, c2), _, _ = _call_cell(impl, dict(case, c=-case["c"]))
-    _close(c2, c, "c", prop="with f = 0, c must not depend on c_prev (c_prev negated here)", inputs=io)
+    assert_close(c2, c, "c", prop="with f = 0, c must not depend on c_prev (c_prev negated here)", inputs=io)
 
 
 @pytest.mark.exercise("lstm.cell", kind="property")
@@ -416,16 +360,13 @@ def test_cell_closed_forget_gate_forgets(impl, case):
 @given(rnn_case(c_scale=3.0))
 def test_cell_hidden_state_bounded(impl, case):
     """|h| < 1: h = o*tanh(c) with o in (0, 1), even where |c| > 1"""
-    (h, c), args, io = _call_cell(impl, case)
+    (h, c), _, io = _call_cell(impl, case)
     expect_tensor(h, "h", shape=case["h"].shape, dtype=case["h"].dtype, inputs=io)
     if bool((h.abs() >= 1).any()):
-        expected = ref.lstm_cell(*args)[0]
         fail(
             "|h| must be < 1: h = o*tanh(c) with a gate o in (0, 1)",
             [f"yours reaches |h| = {float(h.abs().max()):.4g}"],
             io,
-            [],
-            catalog_hints("h", MODULE, _replay("lstm_cell", args, 0), h, expected),
         )
 
 
@@ -436,8 +377,7 @@ def test_cell_gradients(impl, case):
     """gradients with respect to x, h_prev, c_prev and all four weights agree with nn.LSTMCell"""
     args = cell_args(case)
     io = _io(CELL_NAMES, args)
-    g = S.generator(7)
-    cot = (S.uniform(g, *case["h"].shape), S.uniform(g, *case["h"].shape))
+    cot = cotangents(7, case["h"].shape, case["h"].shape)
     result = impl.invoke(Call("lstm_cell", args, grad_wrt=tuple(range(7)), cotangents=cot))
     oracle = torch_lstm_cell(_float64(case))
     expected = reference_grads(
@@ -445,7 +385,7 @@ def test_cell_gradients(impl, case):
     )
     expected = _in_dtype(expected, case)
     for k, name in enumerate(CELL_NAMES):
-        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_cell", args, cot, k))
+        assert_grad(result.grads.get(k), expected[k], f"d/d{name}", inputs=io)
 
 
 @pytest.mark.exercise("lstm.cell", kind="property")
@@ -487,21 +427,15 @@ def _steps(case):
 @given(rnn_case(seq=True))
 def test_forward_matches_nn_lstm(impl, case):
     """outputs and (h_T, c_T) agree with torch.nn.LSTM(batch_first=True) started from (h0, c0)"""
-    (outputs, h_t, c_t), args, io, _ = _call_forward(impl, case)
+    (outputs, h_t, c_t), _, io, _ = _call_forward(impl, case)
     out_exp, (h_exp, c_exp) = torch_lstm(case)(case["x"], (case["h"][None], case["c"][None]))
-    for name, mine, want, k in (
-        ("h_T", h_t, h_exp[0], (1, 0)),
-        ("c_T", c_t, c_exp[0], (1, 1)),
-        ("outputs", outputs, out_exp, (0,)),
-    ):
-        _close(
+    for name, mine, want in (("h_T", h_t, h_exp[0]), ("c_T", c_t, c_exp[0]), ("outputs", outputs, out_exp)):
+        assert_close(
             mine,
             want.detach(),
             name,
             prop=f"{name} differs from nn.LSTM(batch_first=True)'s",
             inputs=io,
-            module=MODULE,
-            replay=_replay("lstm_forward", args, *k),
         )
 
 
@@ -510,7 +444,7 @@ def test_forward_matches_nn_lstm(impl, case):
 @given(rnn_case(seq=True))
 def test_forward_outputs_are_the_cell_step_by_step(impl, case):
     """outputs[:, t] is h after step t of lstm_cell, the state carried from one step to the next"""
-    (outputs, _, _), args, io, _ = _call_forward(impl, case)
+    (outputs, _, _), _, io, _ = _call_forward(impl, case)
     b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
     expect_tensor(outputs, "outputs", shape=(b, t_len, hidden), dtype=case["x"].dtype, inputs=io)
     for t, (h, _) in enumerate(_steps(case)):
@@ -522,15 +456,13 @@ def test_forward_outputs_are_the_cell_step_by_step(impl, case):
                 f"state of step {t}, and is step {t}'s input x[:, {t}]?"
             ]
         )
-        _close(
+        assert_close(
             outputs[:, t],
             h,
             f"outputs[:, {t}]",
             prop=f"outputs[:, {t}] is not the h of step {t}",
             inputs=io,
             hints=hints,
-            module=MODULE,
-            replay=_replay("lstm_forward", args, 0, (slice(None), t)),
         )
 
 
@@ -539,7 +471,7 @@ def test_forward_outputs_are_the_cell_step_by_step(impl, case):
 @given(rnn_case(seq=True))
 def test_forward_starts_from_initial_state(impl, case):
     """the first step starts from the given (h0, c0), not from zeros"""
-    (outputs, _, _), args, io, _ = _call_forward(impl, case)
+    (outputs, _, _), _, io, _ = _call_forward(impl, case)
     b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
     expect_tensor(outputs, "outputs", shape=(b, t_len, hidden), dtype=case["x"].dtype, inputs=io)
     h1, _ = ref.lstm_cell(case["x"][:, 0], case["h"], case["c"], *_weights(case))
@@ -550,15 +482,13 @@ def test_forward_starts_from_initial_state(impl, case):
         if torch.allclose(outputs[:, 0], from_zeros)
         else []
     )
-    _close(
+    assert_close(
         outputs[:, 0],
         h1,
         "outputs[:, 0]",
         prop="outputs[:, 0] must be lstm_cell(x[:, 0], h0, c0)'s h",
         inputs=io,
         hints=hints,
-        module=MODULE,
-        replay=_replay("lstm_forward", args, 0, (slice(None), 0)),
     )
 
 
@@ -567,28 +497,24 @@ def test_forward_starts_from_initial_state(impl, case):
 @given(rnn_case(seq=True))
 def test_forward_final_state_is_last_step(impl, case):
     """(h_T, c_T) is the state after the last step: h_T equals outputs[:, -1]"""
-    (outputs, h_t, c_t), args, io, _ = _call_forward(impl, case)
+    (outputs, h_t, c_t), _, io, _ = _call_forward(impl, case)
     h_last, c_last = _steps(case)[-1]
-    _close(
+    assert_close(
         h_t,
         h_last,
         "h_T",
         prop="h_T must be the hidden state after the last step",
         inputs=io,
-        module=MODULE,
-        replay=_replay("lstm_forward", args, 1, 0),
     )
-    _close(
+    assert_close(
         c_t,
         c_last,
         "c_T",
         prop="c_T must be the cell state after the last step",
         inputs=io,
-        module=MODULE,
-        replay=_replay("lstm_forward", args, 1, 1),
     )
     expect_tensor(outputs, "outputs", shape=(*case["x"].shape[:2], h_t.shape[-1]), dtype=h_t.dtype, inputs=io)
-    _close(outputs[:, -1], h_t, "outputs[:, -1]", prop="outputs[:, -1] must equal h_T", inputs=io)
+    assert_close(outputs[:, -1], h_t, "outputs[:, -1]", prop="outputs[:, -1] must equal h_T", inputs=io)
 
 
 @st.composite
@@ -605,12 +531,12 @@ def causal_case(draw):
 def test_forward_is_causal(impl, drawn):
     """outputs[:, :t+1] do not change when only inputs after step t change"""
     case, t = drawn
-    (out1, _, _), args, io, _ = _call_forward(impl, case)
+    (out1, _, _), _, io, _ = _call_forward(impl, case)
     x2 = case["x"].clone()
     x2[:, t + 1 :] = S.uniform(S.generator(t), *x2[:, t + 1 :].shape, dtype=x2.dtype)
     (out2, _, _), _, _, _ = _call_forward(impl, dict(case, x=x2))
     expect_tensor(out1, "outputs", shape=(*case["x"].shape[:2], case["h"].shape[-1]), dtype=x2.dtype, inputs=io)
-    _close(
+    assert_close(
         out2[:, : t + 1],
         out1[:, : t + 1],
         f"outputs[:, :{t + 1}]",
@@ -628,8 +554,7 @@ def test_forward_gradients(impl, case):
     args = forward_args(case)
     io = _io(FORWARD_NAMES, args)
     b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
-    g = S.generator(9)
-    cot = (S.uniform(g, b, t_len, hidden), S.uniform(g, b, hidden), S.uniform(g, b, hidden))
+    cot = cotangents(9, (b, t_len, hidden), (b, hidden), (b, hidden))
     result = impl.invoke(Call("lstm_forward", args, grad_wrt=tuple(range(7)), cotangents=cot))
     oracle = torch_lstm(_float64(case))
 
@@ -639,7 +564,7 @@ def test_forward_gradients(impl, case):
 
     expected = _in_dtype(reference_grads(run, forward_args(_float64(case))[:3], cot, list(oracle.parameters())), case)
     for k, name in enumerate(FORWARD_NAMES):
-        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("lstm_forward", args, cot, k))
+        assert_grad(result.grads.get(k), expected[k], f"d/d{name}", inputs=io)
 
 
 @pytest.mark.exercise("lstm.forward", kind="property")
@@ -677,16 +602,14 @@ def _gru_new_gate_without_hidden(case):
 @given(rnn_case(blocks=3))
 def test_gru_matches_gru_cell(impl, case):
     """h' agrees with torch.nn.GRUCell given the same weights (blocks r, z, n)"""
-    h, args, io = _call_gru(impl, case)
+    h, _, io = _call_gru(impl, case)
     expected = torch_gru_cell(case)(case["x"], case["h"]).detach()
-    _close(
+    assert_close(
         h,
         expected,
         "h",
         prop="h' differs from nn.GRUCell's ((1-z)*n + z*h_prev)",
         inputs=io,
-        module=MODULE,
-        replay=_replay("gru_cell", args),
     )
 
 
@@ -696,16 +619,14 @@ def test_gru_matches_gru_cell(impl, case):
 def test_gru_update_gate_one_keeps_state(impl, case):
     """with the update gate z pinned to 1 (through the biases), h' = h_prev: the state passes through"""
     case = _pinned(case, 1, PIN, blocks=3)
-    h, args, io = _call_gru(impl, case)
+    h, _, io = _call_gru(impl, case)
     io += " (biases pin z = 1)"
-    _close(
+    assert_close(
         h,
         case["h"],
         "h",
         prop="with z = 1 the GRU must keep its state: h' = h_prev",
         inputs=io,
-        module=MODULE,
-        replay=_replay("gru_cell", args),
         hints=["h' = (1-z)*n + z*h_prev"],
     )
 
@@ -716,16 +637,14 @@ def test_gru_update_gate_one_keeps_state(impl, case):
 def test_gru_reset_gate_zero_drops_hidden_term(impl, case):
     """with r pinned to 0 and z to 0, h' = n = tanh(W_in x + b_in): r scales the whole W_hn h + b_hn"""
     case = _pinned(_pinned(case, 0, -PIN, blocks=3), 1, -PIN, blocks=3)
-    h, args, io = _call_gru(impl, case)
+    h, _, io = _call_gru(impl, case)
     io += " (biases pin r = 0, z = 0)"
-    _close(
+    assert_close(
         h,
         _gru_new_gate_without_hidden(case),
         "h",
         prop="with r = 0 and z = 0, h' must be tanh(W_in x + b_in): r multiplies (W_hn h_prev + b_hn)",
         inputs=io,
-        module=MODULE,
-        replay=_replay("gru_cell", args),
         hints=["n = tanh(W_in x + b_in + r*(W_hn h_prev + b_hn)), as in nn.GRUCell"],
     )
 
@@ -737,12 +656,12 @@ def test_gru_gradients(impl, case):
     """gradients with respect to x, h_prev and all four weights agree with nn.GRUCell"""
     args = gru_args(case)
     io = _io(GATES_NAMES, args)
-    cot = (S.uniform(S.generator(3), *case["h"].shape),)
+    cot = cotangents(3, case["h"].shape)
     result = impl.invoke(Call("gru_cell", args, grad_wrt=tuple(range(6)), cotangents=cot))
     oracle = torch_gru_cell(_float64(case))
     expected = _in_dtype(reference_grads(oracle, gru_args(_float64(case))[:2], cot, list(oracle.parameters())), case)
     for k, name in enumerate(GATES_NAMES):
-        _check_grad(result.grads.get(k), expected[k], f"d/d{name}", io, _replay_grad("gru_cell", args, cot, k))
+        assert_grad(result.grads.get(k), expected[k], f"d/d{name}", inputs=io)
 
 
 @pytest.mark.exercise("lstm.gru", kind="property")
@@ -772,14 +691,12 @@ def test_param_count_matches_nn_module(impl, name, oracle, drawn):
     """the count is the int sum(p.numel()) of nn.LSTM / nn.GRU(I, H, bias=bias)"""
     input_size, hidden_size, bias = drawn
     got = impl.call(name, input_size, hidden_size, bias=bias)
-    assert_equal(
+    expect_int(
         got,
         _torch_count(oracle, *drawn),
         "count",
         prop=f"{name} differs from the parameters of nn.{oracle.__name__} (an exact int)",
         inputs=describe(input_size=input_size, hidden_size=hidden_size, bias=bias),
-        module=MODULE,
-        replay=lambda ns: getattr(ns, name)(input_size, hidden_size, bias=bias),
     )
 
 
@@ -794,7 +711,7 @@ def test_gru_needs_fewer_params_than_lstm(impl, drawn):
     gru = impl.call("gru_param_count", input_size, hidden_size, bias=bias)
     for name, value in (("lstm_param_count", lstm), ("gru_param_count", gru)):
         if type(value) is not int:
-            fail(f"{name} must return an exact int", [f"yours: {value!r} ({type(value).__name__})"], io)
+            fail(f"{name} must return an exact int", [f"yours: {value!r} ({type(value).__name__})"], io, [INT_HINT])
     if not gru < lstm:
         fail(
             "gru_param_count must be smaller than lstm_param_count for the same sizes",

@@ -15,16 +15,13 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from grader.outcomes import StudentCodeError
 from grader.testing import reference
-from grader.testing.checks import assert_equal, catalog_hints, describe, fail
+from grader.testing.checks import INT_HINT, describe, expect_int, expect_int_list, expect_raises, fail
 from grader.testing.plugin import implementation_fixture
 
 MODULE = "param_count"
 impl = implementation_fixture(MODULE)
 ref = reference.load(MODULE)
-
-INT_HINT = "counts must be exact Python ints: multiply ints (math.prod, **), never floats, '/' or np.prod"
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -115,41 +112,9 @@ def markov_parents(n, order):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _expect_int(got, expected, name, prop, io, replay, hints=()):
-    """``got`` must be the exact int ``expected``."""
-    hints = list(hints)
-    if isinstance(got, float):
-        hints.insert(0, INT_HINT)
-    assert_equal(got, expected, name, prop=prop, inputs=io, module=MODULE, replay=replay, hints=hints)
-
-
-def _expect_int_list(got, expected, name, prop, io, replay, hints=()):
-    """``got`` must be a list of exact ints equal to ``expected``."""
-    if not isinstance(got, list):
-        fail(f"{name} must be a list of ints", [f"yours is a {type(got).__name__}: {got!r}"[:200]], io)
-    wrong = [type(v).__name__ for v in got if type(v) is not int]
-    if wrong:
-        fail(
-            f"{name} must hold exact Python ints", [f"yours holds {sorted(set(wrong))}: {got!r}"[:200]], io, [INT_HINT]
-        )
-    assert_equal(got, expected, name, prop=prop, inputs=io, module=MODULE, replay=replay, hints=hints)
-
-
 def _expect_value_error(impl, name, args, why, io, hints=()):
     """Calling ``name(*args)`` must raise ``ValueError``."""
-    prop = f"{name} must raise ValueError for {why}"
-    try:
-        got = impl.call(name, *args)
-    except StudentCodeError as err:
-        if err.exc_type != "ValueError":
-            fail(
-                prop,
-                [f"yours raised {err.exc_type}: {err.message}"[:300]],
-                io,
-                ["raise ValueError yourself (with a message naming the argument) before the input is used"],
-            )
-        return
-    fail(prop, [f"yours raised nothing and returned {got!r}"[:300]], io, hints)
+    expect_raises(impl.call, name, *args, prop=f"{name} must raise ValueError for {why}", inputs=io, hints=hints)
 
 
 CARD_HINTS = [
@@ -166,13 +131,12 @@ CARD_HINTS = [
 def test_categorical_is_m_minus_one(impl, m):
     """a categorical over m outcomes has m - 1 free parameters, an exact int"""
     got = impl.call("categorical_params", m)
-    _expect_int(
+    expect_int(
         got,
         m - 1,
         "count",
-        "categorical_params(m) must be m - 1 (the probabilities sum to 1)",
-        describe(num_outcomes=m),
-        lambda ns: ns.categorical_params(m),
+        prop="categorical_params(m) must be m - 1 (the probabilities sum to 1)",
+        inputs=describe(num_outcomes=m),
     )
 
 
@@ -192,13 +156,12 @@ def test_categorical_rejects_invalid(impl, case):
 def test_full_joint_is_product_minus_one(impl, cards):
     """the full joint needs prod(m_i) - 1 parameters, an exact int"""
     got = impl.call("full_joint_params", cards)
-    _expect_int(
+    expect_int(
         got,
         math.prod(cards) - 1,
         "count",
-        "full_joint_params must be prod(m_i) - 1 (one categorical over all joint outcomes)",
-        describe(cardinalities=cards),
-        lambda ns: ns.full_joint_params(cards),
+        prop="full_joint_params must be prod(m_i) - 1 (one categorical over all joint outcomes)",
+        inputs=describe(cardinalities=cards),
     )
 
 
@@ -218,14 +181,13 @@ def test_full_joint_lecture_examples(impl, case):
     """the lecture's examples: 2**784 - 1 for 28x28 binary pixels, 256**3 - 1 for one RGB pixel"""
     cards, what = case
     got = impl.call("full_joint_params", cards)
-    _expect_int(
+    expect_int(
         got,
         math.prod(cards) - 1,
         "count",
-        f"full_joint_params for {what} must be exactly prod(m_i) - 1",
-        f"cardinalities = [{cards[0]}] * {len(cards)} ({what})",
-        lambda ns: ns.full_joint_params(cards),
-        ["np.prod overflows int64 silently and float loses digits past 2**53"],
+        prop=f"full_joint_params for {what} must be exactly prod(m_i) - 1",
+        inputs=f"cardinalities = [{cards[0]}] * {len(cards)} ({what})",
+        hints=["np.prod overflows int64 silently and float loses digits past 2**53"],
     )
 
 
@@ -245,13 +207,12 @@ def test_full_joint_rejects_invalid(impl, case):
 def test_independent_is_sum_of_categoricals(impl, cards):
     """independent variables need sum(m_i - 1) parameters, one categorical each"""
     got = impl.call("independent_params", cards)
-    _expect_int(
+    expect_int(
         got,
         sum(m - 1 for m in cards),
         "count",
-        "independent_params must be sum(m_i - 1) (one categorical per variable)",
-        describe(cardinalities=cards),
-        lambda ns: ns.independent_params(cards),
+        prop="independent_params must be sum(m_i - 1) (one categorical per variable)",
+        inputs=describe(cardinalities=cards),
     )
 
 
@@ -261,13 +222,12 @@ def test_independent_lecture_examples(impl, case):
     """n binary pixels need n parameters, an RGB pixel of independent channels 3 * 255"""
     cards, expected = case
     got = impl.call("independent_params", cards)
-    _expect_int(
+    expect_int(
         got,
         expected,
         "count",
-        "independent_params must be sum(m_i - 1)",
-        f"cardinalities = {cards if len(cards) < 10 else f'[{cards[0]}] * {len(cards)}'}",
-        lambda ns: ns.independent_params(cards),
+        prop="independent_params must be sum(m_i - 1)",
+        inputs=f"cardinalities = {cards if len(cards) < 10 else f'[{cards[0]}] * {len(cards)}'}",
     )
 
 
@@ -291,13 +251,12 @@ def test_chain_rule_factors_match_tables(impl, cards):
         expected = [table_free_entries(cards, i, range(i)) for i in range(len(cards))]
     else:
         expected = [(m - 1) * math.prod(cards[:i]) for i, m in enumerate(cards)]
-    _expect_int_list(
+    expect_int_list(
         got,
         expected,
         "factors",
-        "chain_rule_factor_params[i] must be (m_i - 1) * prod_{j<i} m_j",
-        describe(cardinalities=cards),
-        lambda ns: ns.chain_rule_factor_params(cards),
+        prop="chain_rule_factor_params[i] must be (m_i - 1) * prod_{j<i} m_j",
+        inputs=describe(cardinalities=cards),
     )
 
 
@@ -307,13 +266,12 @@ def test_chain_rule_binary_is_powers_of_two(impl, n):
     """for n binary variables the factors are [1, 2, 4, ..., 2**(n-1)]"""
     cards = [2] * n
     got = impl.call("chain_rule_factor_params", cards)
-    _expect_int_list(
+    expect_int_list(
         got,
         [2**i for i in range(n)],
         "factors",
-        "binary chain-rule factors must be [1, 2, 4, ..., 2**(n-1)]",
-        f"cardinalities = [2] * {n}",
-        lambda ns: ns.chain_rule_factor_params(cards),
+        prop="binary chain-rule factors must be [1, 2, 4, ..., 2**(n-1)]",
+        inputs=f"cardinalities = [2] * {n}",
     )
 
 
@@ -327,13 +285,12 @@ def test_chain_rule_sums_to_full_joint_in_every_order(impl, cards):
         got = impl.call("chain_rule_factor_params", perm)
         io = describe(cardinalities=perm)
         if not isinstance(got, list) or any(type(v) is not int for v in got):
-            _expect_int_list(
+            expect_int_list(
                 got,
                 [(m - 1) * math.prod(perm[:i]) for i, m in enumerate(perm)],
                 "factors",
-                "chain_rule_factor_params must return a list of ints",
-                io,
-                lambda ns, p=perm: ns.chain_rule_factor_params(p),
+                prop="chain_rule_factor_params must return a list of ints",
+                inputs=io,
             )
         if sum(got) != full:
             fail(
@@ -341,13 +298,6 @@ def test_chain_rule_sums_to_full_joint_in_every_order(impl, cards):
                 [f"sum of yours: {sum(got)} ({got})", f"expected:     {full}"],
                 io,
                 ["factor i conditions on all earlier variables: (m_i - 1) * prod_{j<i} m_j"],
-                catalog_hints(
-                    "factors",
-                    MODULE,
-                    lambda ns, p=perm: ns.chain_rule_factor_params(p),
-                    got,
-                    [(m - 1) * math.prod(perm[:i]) for i, m in enumerate(perm)],
-                ),
             )
 
 
@@ -369,14 +319,13 @@ def test_markov_matches_tables(impl, cards, data):
     order = data.draw(st.integers(0, len(cards)), label="order")
     got = impl.call("markov_params", cards, order)
     expected = cpt_free_parameters(cards, markov_parents(len(cards), order))
-    _expect_int(
+    expect_int(
         got,
         expected,
         "count",
-        f"markov_params(order={order}) must be sum_i (m_i - 1) * prod of the {order} previous m_j",
-        describe(cardinalities=cards, order=order),
-        lambda ns: ns.markov_params(cards, order),
-        [f"variable i conditions on variables max(0, i - {order}) .. i - 1"],
+        prop=f"markov_params(order={order}) must be sum_i (m_i - 1) * prod of the {order} previous m_j",
+        inputs=describe(cardinalities=cards, order=order),
+        hints=[f"variable i conditions on variables max(0, i - {order}) .. i - 1"],
     )
 
 
@@ -399,13 +348,12 @@ def test_markov_lies_between_independent_and_full_joint(impl, cards):
     io = describe(cardinalities=cards)
     independent, full = sum(m - 1 for m in cards), math.prod(cards) - 1
     if counts[0] != independent:
-        _expect_int(
+        expect_int(
             counts[0],
             independent,
             "count",
-            "markov_params(order=0) must equal the independent model",
-            describe(cardinalities=cards, order=0),
-            lambda ns: ns.markov_params(cards, 0),
+            prop="markov_params(order=0) must equal the independent model",
+            inputs=describe(cardinalities=cards, order=0),
         )
     for lo, hi in zip(orders, orders[1:]):
         if not counts[lo] <= counts[hi]:
@@ -416,14 +364,13 @@ def test_markov_lies_between_independent_and_full_joint(impl, cards):
             )
     for k in orders:
         if k >= n - 1 and counts[k] != full:
-            _expect_int(
+            expect_int(
                 counts[k],
                 full,
                 "count",
-                f"markov_params(order={k}) with order >= n - 1 = {n - 1} must equal the full joint",
-                describe(cardinalities=cards, order=k),
-                lambda ns, k=k: ns.markov_params(cards, k),
-                [
+                prop=f"markov_params(order={k}) with order >= n - 1 = {n - 1} must equal the full joint",
+                inputs=describe(cardinalities=cards, order=k),
+                hints=[
                     "is the order ignored, or is the window off by one? variable i conditions on "
                     "variables max(0, i - order) .. i - 1"
                 ],
@@ -436,13 +383,12 @@ def test_markov_binary_order_one_is_2n_minus_1(impl, n, explicit):
     """n binary variables under a first-order Markov assumption need 2n - 1 parameters (order defaults to 1)"""
     cards = [2] * n
     got = impl.call("markov_params", cards, 1) if explicit else impl.call("markov_params", cards)
-    _expect_int(
+    expect_int(
         got,
         2 * n - 1,
         "count",
-        "markov_params([2] * n" + (", 1)" if explicit else ") (order defaults to 1)") + " must be 2n - 1",
-        f"cardinalities = [2] * {n}" + (", order=1" if explicit else ""),
-        (lambda ns: ns.markov_params(cards, 1)) if explicit else (lambda ns: ns.markov_params(cards)),
+        prop="markov_params([2] * n" + (", 1)" if explicit else ") (order defaults to 1)") + " must be 2n - 1",
+        inputs=f"cardinalities = [2] * {n}" + (", order=1" if explicit else ""),
     )
 
 
@@ -471,14 +417,13 @@ def test_bayes_net_matches_tables(impl, net):
     """sum_i (m_i - 1) * prod_{p in parents(i)} m_p: the free entries of every table p(x_i | parents)"""
     cards, parents = net
     got = impl.call("bayes_net_params", cards, parents)
-    _expect_int(
+    expect_int(
         got,
         cpt_free_parameters(cards, parents),
         "count",
-        "bayes_net_params must be sum_i (m_i - 1) * prod of the parents' cardinalities m_p",
-        describe(cardinalities=cards, parents=parents),
-        lambda ns: ns.bayes_net_params(cards, parents),
-        ["variable i has one categorical (m_i - 1 parameters) per joint value of its parents"],
+        prop="bayes_net_params must be sum_i (m_i - 1) * prod of the parents' cardinalities m_p",
+        inputs=describe(cardinalities=cards, parents=parents),
+        hints=["variable i has one categorical (m_i - 1 parameters) per joint value of its parents"],
     )
 
 
@@ -504,14 +449,7 @@ def test_bayes_net_special_cases(impl, cards, data):
     ]
     for parents, expected, prop in cases:
         got = impl.call("bayes_net_params", cards, parents)
-        _expect_int(
-            got,
-            expected,
-            "count",
-            prop,
-            describe(cardinalities=cards, parents=parents),
-            lambda ns, p=parents: ns.bayes_net_params(cards, p),
-        )
+        expect_int(got, expected, "count", prop=prop, inputs=describe(cardinalities=cards, parents=parents))
 
 
 @st.composite

@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grader import ROOT, mistakes, staffkey
-from grader.grading import batch, runner
+from grader.grading import batch, runner, staging
 
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text()
 
@@ -54,16 +54,16 @@ def submissions(tmp_path):
 def test_staging_refuses_unsafe_entries(submissions, tmp_path):
     dst = tmp_path / "carol"
     dst.mkdir()
-    notes = batch.stage_zip(submissions / "carol.zip", dst)
+    notes = staging.stage_zip(submissions / "carol.zip", dst)
     assert sorted(p.name for p in dst.iterdir()) == ["attention.py"]
     assert any("unsafe path" in n for n in notes) and any("a link" in n for n in notes)
     assert not (tmp_path / "escape.py").exists() and not (ROOT / "escape.py").exists()
     dst2 = tmp_path / "dave"
     dst2.mkdir()
-    notes = batch.stage_folder(submissions / "dave", dst2)
+    notes = staging.stage_folder(submissions / "dave", dst2)
     assert not list(dst2.iterdir()) and "not a regular file" in notes[0]
-    with pytest.raises(batch.Rejected):
-        batch.stage_zip(submissions / "broken.zip", tmp_path)
+    with pytest.raises(staging.Rejected):
+        staging.stage_zip(submissions / "broken.zip", tmp_path)
 
 
 def _rows(out):
@@ -168,7 +168,7 @@ def test_is_done_only_for_the_same_entry_with_the_same_files(tmp_path):
     out = tmp_path / "out"
 
     def record(**extra):
-        extra = {"status": "graded", "source": {"name": "alice"}, "files_sha256": batch.staged_sha256(entry)} | extra
+        extra = {"status": "graded", "source": {"name": "alice"}, "files_sha256": staging.staged_sha256(entry)} | extra
         batch._atomic_write(batch.result_path(out, "alice"), json.dumps({"score": 20.0, "extra_data": extra}))
 
     assert not batch.is_done(out, "alice", entry)
@@ -261,7 +261,7 @@ def test_resume_regrades_a_changed_folder_and_keeps_the_rest(late):
     changed = json.loads(third["results"]["alice_smith"][1])
     assert third["results"]["alice_smith"][0] != second["results"]["alice_smith"][0]
     assert changed["score"] == 0.0 and float(third["rows"]["alice_smith"]["total"]) == 0
-    assert changed["extra_data"]["files_sha256"] == batch.staged_sha256(late["subs"] / "alice_smith")
+    assert changed["extra_data"]["files_sha256"] == staging.staged_sha256(late["subs"] / "alice_smith")
 
 
 def test_a_folder_and_a_zip_with_one_id_are_a_conflict_and_neither_is_graded(late):

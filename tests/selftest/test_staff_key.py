@@ -23,7 +23,7 @@ import torch
 
 from grader import ROOT, staffkey
 from grader.grading import runner
-from grader.grading.batch import MAX_FILE_BYTES
+from grader.grading.staging import MAX_FILE_BYTES
 from grader.testing import strategies as S
 
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text()

@@ -197,3 +197,12 @@ def test_a_module_outside_every_room_is_named():
     """A new folder must be given a room before it can import anything."""
     sources = {**grader_sources(), "grader.review.app": ("grader/review/app.py", "import os\n", False)}
     assert any("grader.review.app is in no room" in p for p in violations(sources))
+
+
+def test_every_module_is_on_the_map():
+    """CONTRIBUTING.md's map of grader/ has one line per module, and no line for a module that is gone."""
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    mapped = {line.split("`")[1] for line in text.splitlines() if line.startswith("- `grader/") and ".py`" in line}
+    modules = {rel for rel, _, _ in grader_sources().values()}
+    assert not modules - mapped, f"add to CONTRIBUTING.md's map of grader/: {sorted(modules - mapped)}"
+    assert not mapped - modules, f"remove from CONTRIBUTING.md's map of grader/: {sorted(mapped - modules)}"

@@ -1,0 +1,134 @@
+"""Staging: the safe copy of one submission's module files out of a folder or a ``.zip``.
+
+Only the module files (``attention.py``, ...) are copied, into a fresh folder, each from
+the shallowest depth where it is found (at most two folders deep): links, special files,
+oversized files and unsafe zip entries (absolute paths, ``..``, links, zip bombs) are never
+followed or extracted; each file skipped is a staging note.  A zip that cannot be read, or
+has too many entries or unpacks too large, is :class:`Rejected` as a whole.
+:func:`files_sha256` hashes what was staged, which is how a resumed batch
+(:mod:`grader.grading.batch`) tells a changed submission from one already graded.
+"""
+
+import hashlib
+import os
+import stat
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from grader import rubric
+
+MAX_FILE_BYTES = 1 << 20
+MAX_ZIP_MEMBERS = 2000
+MAX_ZIP_TOTAL = 64 << 20
+MAX_RATIO = 200
+MODULE_FILES = {f"{m}.py" for m in rubric.MODULES}
+
+
+class Rejected(Exception):
+    """A submission that cannot be staged (a corrupt zip, nothing to grade)."""
+
+
+def _depth_order(names: Iterable[str]) -> dict[str, str]:
+    """Module files found at the shallowest depth that has any: ``{basename: member}``."""
+    chosen: dict[str, str] = {}
+    for name in sorted(names, key=lambda n: (len(PurePosixPath(n).parts), n)):
+        base = PurePosixPath(name).name
+        if base in MODULE_FILES and base not in chosen and len(PurePosixPath(name).parts) <= 3:
+            chosen[base] = name
+    return chosen
+
+
+def stage_folder(src: Path, dst: Path) -> list[str]:
+    """Copy the module files of folder ``src`` (regular files only, no links) into ``dst``."""
+    notes: list[str] = []
+    found: list[str] = []
+    for root, dirs, files in os.walk(src, followlinks=False):
+        depth = len(Path(root).relative_to(src).parts)
+        dirs[:] = [d for d in dirs if depth < 2 and not d.startswith(".")]
+        found += [str(Path(root, f).relative_to(src)) for f in files if f in MODULE_FILES]
+    for base, rel in _depth_order(found).items():
+        path = Path(src, rel)
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            notes.append(f"{rel}: not a regular file (links are not followed)")
+            continue
+        if info.st_size > MAX_FILE_BYTES:
+            notes.append(f"{rel}: larger than {MAX_FILE_BYTES} bytes")
+            continue
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            (dst / base).write_bytes(fh.read(MAX_FILE_BYTES))
+    return notes
+
+
+def stage_zip(src: Path, dst: Path) -> list[str]:
+    """Extract the module files of zip ``src`` into ``dst``, refusing unsafe entries."""
+    notes: list[str] = []
+    try:
+        with zipfile.ZipFile(src) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_ZIP_MEMBERS:
+                raise Rejected(f"{len(infos)} entries (more than {MAX_ZIP_MEMBERS})")
+            if sum(i.file_size for i in infos) > MAX_ZIP_TOTAL:
+                raise Rejected(f"unpacks to more than {MAX_ZIP_TOTAL} bytes")
+            safe: dict[str, zipfile.ZipInfo] = {}
+            for info in infos:
+                name = info.filename
+                parts = PurePosixPath(name.replace("\\", "/")).parts
+                mode = info.external_attr >> 16
+                if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                    notes.append(f"{name}: unsafe path, skipped")
+                elif stat.S_ISLNK(mode):
+                    notes.append(f"{name}: a link, skipped")
+                elif not info.is_dir():
+                    safe["/".join(parts)] = info
+            for base, name in _depth_order(list(safe)).items():
+                info = safe[name]
+                if info.file_size > MAX_FILE_BYTES or (
+                    info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 16
+                ):
+                    notes.append(f"{name}: too large or too compressed, skipped")
+                    continue
+                with zf.open(info) as fh:
+                    data = fh.read(MAX_FILE_BYTES + 1)
+                if len(data) > MAX_FILE_BYTES:
+                    notes.append(f"{name}: larger than {MAX_FILE_BYTES} bytes, skipped")
+                    continue
+                (dst / base).write_bytes(data)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:  # RuntimeError: encrypted; NotImplementedError: unknown compression
+        raise Rejected(f"not a readable zip file ({exc})") from None
+    return notes
+
+
+def stage(src: Path, dst: Path) -> list[str]:
+    """Stage submission ``src`` (a folder or a zip) into ``dst``; the staging notes."""
+    return stage_zip(src, dst) if src.is_file() else stage_folder(src, dst)
+
+
+def files_sha256(folder: str | os.PathLike[str]) -> str:
+    """A SHA-256 over the files of ``folder``, sorted by name: each one's name and content."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir(), key=lambda p: p.name):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def staged_sha256(src: str | os.PathLike[str]) -> str | None:
+    """The ``files_sha256`` that grading ``src`` now would record (``None``: it is rejected)."""
+    with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
+        try:
+            stage(Path(src), Path(tmp))
+        except Rejected:
+            return None
+        return files_sha256(tmp)
