@@ -82,8 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     mut.add_argument("--workers", type=int, default=2, help="entries graded at once (default 2)")
     mut.add_argument("--json", metavar="PATH", help="also write every verdict, its killers and feedback here")
 
+    gs = sub.add_parser("gradescope", help="build a Gradescope autograder zip (hidden tests, reference, staff key)")
+    gs.add_argument("zip", metavar="OUT.zip", help="where to write the package (keep it as secret as the key)")
+
     args = parser.parse_args(argv)
-    commands = {"check": _check, "generate": _generate, "list": _list, "mutants": _mutants, "batch": _batch}
+    commands = {
+        "check": _check,
+        "generate": _generate,
+        "list": _list,
+        "mutants": _mutants,
+        "batch": _batch,
+        "gradescope": _gradescope,
+    }
     return commands[args.command](args)
 
 
@@ -167,3 +177,15 @@ def _mutants(args: argparse.Namespace) -> int:
     from grader.authoring import mutants
 
     return mutants.main(args.modules, workers=args.workers, json_path=args.json)
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from grader.release import gradescope
+
+    try:
+        fingerprint = gradescope.build(args.zip)
+    except staffkey.StaffKeyError as exc:
+        print(f"error: {staffkey.ENV}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.zip} (staff key {fingerprint}); upload it as the assignment's autograder")
+    return 0

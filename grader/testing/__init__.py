@@ -1,5 +1,8 @@
 """What the exercise tests import (the trusted test side).
 
+Every exercise test declares its oracle (``@pytest.mark.oracle("library" | "data" | "reference")``);
+reference tests run only in staff grading (see :mod:`~grader.testing.selection`).
+
 * :mod:`~grader.testing.plugin` - the pytest plugin: options, markers, the ``impl`` fixture, records.
 * :mod:`~grader.testing.selection` - which collected tests run: exercise, hidden, device, submission.
 * :mod:`~grader.testing.checks` - self-explaining assertions (yours vs expected, max |diff|).

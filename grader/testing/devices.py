@@ -7,9 +7,13 @@ there; every output must come back on that device with the input's dtype.
 * **meta** tensors carry shapes, dtypes and devices but no values, so a machine without
   a GPU still catches a tensor created on the wrong device (``torch.ones(n)`` without
   ``device=``): the call fails or returns a CPU tensor, and the message names the line.
-* **cuda** results are compared with the reference computed in float64 on the CPU, with
-  tolerances per dtype (float16/bfloat16 where the case allows), and with the student's
-  own CPU result: a CPU/GPU disagreement is its own failure.
+* **cpu** and **cuda** results are compared with the expected values computed in float64
+  on the CPU by the case's ``oracle`` (PyTorch's own functions and modules or a closed
+  form, from the same inputs and weights), with tolerances per dtype (float16/bfloat16
+  where the case allows); cuda results also with the student's own CPU result: a CPU/GPU
+  disagreement is its own failure.  A case without an ``oracle`` is computed by the
+  reference in ``solutions/``: its tests are marked ``oracle("reference")`` and so run
+  only in staff grading (:mod:`grader.testing.selection`).
 * Without a GPU the cuda tests are skipped with a stated reason.  That is the only skip:
   it is the grader's decision from a trusted fact (:mod:`grader.testing.skips`), never
   from anything the submission says.  A student exception on meta is a failure.
@@ -28,6 +32,7 @@ import torch
 from grader.adapters.base import Implementation
 from grader.execution.calls import tensor_leaves
 from grader.outcomes import PROPERTY, VALUE, StudentCodeError
+from grader.testing import selection
 from grader.testing import strategies as S
 from grader.testing.checks import assert_close, describe, expect_tensor, fail, unpack
 from grader.testing.skips import unavailable
@@ -47,6 +52,12 @@ class DeviceCase:
     floating tensors are cast to the tested dtype, every tensor is moved to the device.
     ``device_kwarg`` names an argument that receives the device (``causal_mask(device=)``).
     For a module, ``construct=(args, kwargs)`` and ``state(gen)`` give its weights.
+
+    ``oracle`` computes the expected outputs in float64 on the CPU from the same inputs
+    (the ones ``build`` returns, before any cast or move): ``oracle(*args, **kwargs)`` for a
+    function, ``oracle(state, *args, **kwargs)`` for a module; it returns what the exercise
+    returns (nested tuples are flattened like the outputs).  Without one, the reference
+    computes them and the case's tests are marked ``oracle("reference")``.
     """
 
     exercise: str
@@ -58,6 +69,7 @@ class DeviceCase:
     construct: tuple[Sequence[Any], dict[str, Any]] | None = None
     state: Callable[[torch.Generator], dict[str, torch.Tensor]] | None = None
     float_output: tuple[str, ...] | None = field(default=None)
+    oracle: Callable[..., Any] | None = None
 
 
 def _move(value: Any, device: str, dtype: torch.dtype) -> Any:
@@ -96,6 +108,20 @@ def _run(
     handle.to(dtype=dtype, device=device)
     handle.load_state_dict(_move(gen_state, device, dtype))
     return handle(*args, **kwargs)
+
+
+def _expected(
+    case: DeviceCase,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    state: dict[str, torch.Tensor] | None,
+    request: pytest.FixtureRequest,
+) -> Any:
+    """The expected outputs in float64 on the CPU: the case's library oracle, else the reference."""
+    if case.oracle is not None:
+        with torch.no_grad():
+            return case.oracle(*args, **kwargs) if case.construct is None else case.oracle(state, *args, **kwargs)
+    return _reference(request.getfixturevalue("reference"), case, args, kwargs, state)
 
 
 def _reference(
@@ -139,9 +165,13 @@ def _device_error(err: StudentCodeError, device: str, label: str) -> NoReturn:
 
 
 def device_tests(
-    module: str, ref: types.ModuleType, cases: Sequence[DeviceCase]
-) -> Callable[[Implementation, str, torch.dtype, DeviceCase], None]:
-    """A pytest test running every case of ``module`` on every device (see module doc)."""
+    module: str, cases: Sequence[DeviceCase]
+) -> Callable[[Implementation, pytest.FixtureRequest, str, torch.dtype, DeviceCase], None]:
+    """A pytest test running every case of ``module`` on every device (see module doc).
+
+    Each parameter is marked with its exercise, its kind (value on cpu and cuda, property
+    on meta), its device and its oracle: ``"library"`` for a case with an ``oracle``,
+    ``"reference"`` for one without (that case's tests then run only in staff grading)."""
     params = []
     for case in cases:
         for device in DEVICES:
@@ -151,18 +181,25 @@ def device_tests(
             for dtype in dtypes:
                 name = str(dtype).replace("torch.", "")
                 kind = PROPERTY if device == "meta" else VALUE
+                oracle = selection.LIBRARY if case.oracle is not None else selection.REFERENCE
                 params.append(
                     pytest.param(
                         device,
                         dtype,
                         case,
                         id=f"{case.name}-{device}-{name}",
-                        marks=[pytest.mark.exercise(case.exercise, kind=kind), pytest.mark.device(device)],
+                        marks=[
+                            pytest.mark.exercise(case.exercise, kind=kind),
+                            pytest.mark.device(device),
+                            pytest.mark.oracle(oracle),
+                        ],
                     )
                 )
 
     @pytest.mark.parametrize("device, dtype, case", params)
-    def test_devices(impl: Implementation, device: str, dtype: torch.dtype, case: DeviceCase) -> None:
+    def test_devices(
+        impl: Implementation, request: pytest.FixtureRequest, device: str, dtype: torch.dtype, case: DeviceCase
+    ) -> None:
         """every output comes back on the input's device with the input's dtype (values checked on cpu and cuda)"""
         if device == "cuda" and not torch.cuda.is_available():
             unavailable(NO_CUDA)
@@ -179,7 +216,7 @@ def device_tests(
         except StudentCodeError as err:
             _device_error(err, device, label)
         got = unpack(_flat(got, case), case.outputs, case.name, io)
-        expected = unpack(_flat(_reference(ref, case, args, kwargs, state), case), case.outputs, case.name)
+        expected = unpack(_flat(_expected(case, args, kwargs, state, request), case), case.outputs, case.name)
         for out_name, mine, want in zip(case.outputs, got, expected):
             want_dtype = dtype if want.is_floating_point() else want.dtype
             expect_tensor(

@@ -4,12 +4,18 @@ It adds the options that choose the implementation under test (``--submission``,
 ``--adapter``), selects exercises (``--exercise``), records one JSON line per test for
 the grader (``--results``), shows progress, and makes hypothesis deterministic: the same
 submission always gets the same examples and so the same score.
+
+Every exercise test declares its oracle, ``@pytest.mark.oracle("library" | "data" |
+"reference")`` (see :mod:`grader.testing.selection`).  Only a reference test may take the
+``reference`` fixture, the one way to the reference solutions; it runs only in staff
+grading and is otherwise treated as a hidden test.
 """
 
 import json
 import os
 import sys
 import time
+import types
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="JSON file [{id, path, exercises}]: grade several submissions in one run, each test "
         "only for the listed exercises of each (the catalog and the runner use this)",
     )
-    group.addoption("--staff", action="store_true", help="also run the hidden tests (staff grading)")
+    group.addoption(
+        "--staff", action="store_true", help="also run the hidden tests and the reference tests (staff grading)"
+    )
     group.addoption("--progress", action="store_true", help="show a progress bar on stderr")
     group.addoption(
         "--device",
@@ -93,6 +101,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
     config.addinivalue_line("markers", "hidden: a test run only in staff grading; students see 'hidden, graded later'")
     config.addinivalue_line("markers", "device(name): a device test (cpu, meta, cuda)")
+    config.addinivalue_line(
+        "markers",
+        "oracle(kind): where an exercise test's expected values come from: library (torch, closed forms, "
+        "brute force, a property), data (shipped files) or reference (solutions/: staff grading only)",
+    )
     config.stash[_RECORDER] = _Recorder(config)
     config.pluginmanager.register(config.stash[_RECORDER], "grader-recorder")
 
@@ -142,6 +155,32 @@ def implementation_fixture(module: str) -> Any:
         implementation.close()
 
     return impl
+
+
+@pytest.fixture(scope="module")
+def reference(request: pytest.FixtureRequest) -> types.ModuleType:
+    """The reference solution of the test file's module (its ``MODULE``, else the ``<module>``
+    of ``test_<module>.py``), loaded in this trusted process (:func:`load_reference`).
+
+    Only tests marked ``@pytest.mark.oracle("reference")`` may take it: the selection refuses
+    any other at collection (a usage error), and reference tests run only in staff grading.
+    Module-scoped, so hypothesis tests may take it (the reference holds no state)."""
+    module = getattr(request.module, "MODULE", None) or Path(str(request.path)).stem.removeprefix("test_")
+    return load_reference(module)
+
+
+def load_reference(module: str) -> types.ModuleType:
+    """The reference of ``module`` (``solutions/<module>.py``); where this checkout lacks it
+    (a student release has no ``solutions/``), a failure that says so."""
+    from grader.testing import reference as solutions
+
+    if not solutions.available(module):
+        pytest.fail(
+            f"the reference of {module} ({solutions.path(module)}) is not here (a student release has no "
+            "solutions/): reference tests run only in staff grading with solutions/",
+            pytrace=False,
+        )
+    return solutions.load(module)
 
 
 def _note_measures(config: pytest.Config, entry: dict | None, measures: Any) -> None:
@@ -198,6 +237,22 @@ def exercise_of(item: pytest.Item) -> tuple[str, float] | None:
     return marker.args[0], marker.kwargs.get("weight", 1)
 
 
+def oracle_of(item: pytest.Item) -> object:
+    """The kind of an item's ``@pytest.mark.oracle(kind)`` (``None`` without one; a marker
+    with other than one argument gives its arguments, which selection refuses)."""
+    marker = item.get_closest_marker("oracle")
+    if marker is None:
+        return None
+    return marker.args[0] if len(marker.args) == 1 and not marker.kwargs else (*marker.args, *marker.kwargs.items())
+
+
+def is_hidden(item: pytest.Item) -> bool:
+    """Whether a test is hidden from students: marked ``hidden``, or its oracle is the
+    reference.  Its message is dropped, it is never diagnosed, and a student's run lists it
+    as "hidden, graded later"."""
+    return bool(item.get_closest_marker("hidden")) or oracle_of(item) == selection.REFERENCE
+
+
 def kind_of(item: pytest.Item) -> str:
     """``"value"`` (compares values with an oracle) or ``"property"`` (a property a constant
     output could satisfy; it earns credit only with the values, see grader/grading/scoring.py)."""
@@ -214,7 +269,7 @@ def _record(item: pytest.Item, status: str, message: str) -> dict:
     found = exercise_of(item)
     assert found is not None, "only graded tests are recorded"
     ex_id, weight = found
-    hidden = bool(item.get_closest_marker("hidden"))
+    hidden = is_hidden(item)
     if hidden:
         message = ""
         status = status if status in (PASSED, HIDDEN, "pending") else FAILED
@@ -241,10 +296,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.getoption("--staff"), config.getoption("--submission"), config.getoption("--submissions")
     )
     devices = selected_devices(config.getoption("--device"))
+    available: dict[str, bool] = {}
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        decision = _decide(item, wanted, devices, staff)
+        decision = _decide(item, wanted, devices, staff, available)
         if decision.hidden:
             config.stash[_RECORDER].hidden.append(item)
         (keep if decision.keep else dropped).append(item)
@@ -254,12 +310,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[_RECORDER].total = len(items)
 
 
-def _decide(item: pytest.Item, wanted: set[str], devices: set[str], staff: bool) -> selection.Decision:
-    """The selection rules applied to ``item``'s markers; a broken marker is a usage error."""
+def _decide(
+    item: pytest.Item, wanted: set[str], devices: set[str], staff: bool, available: dict[str, bool] | None = None
+) -> selection.Decision:
+    """The selection rules applied to ``item``'s markers; a broken marker is a usage error.
+    ``available`` caches, per module, whether ``solutions/`` holds its reference."""
     found = exercise_of(item)
     marker = item.get_closest_marker("exercise")
     device = item.get_closest_marker("device")
     entry = submission_of(item) if found is not None else None
+    oracle = oracle_of(item)
+    reference_available = True
+    if found is not None and oracle == selection.REFERENCE and staff:
+        from grader.testing import reference as solutions
+
+        module = str(found[0]).split(".")[0]
+        cache = {} if available is None else available
+        reference_available = cache.setdefault(module, solutions.available(module))
     try:
         return selection.decide(
             item.nodeid,
@@ -269,10 +336,13 @@ def _decide(item: pytest.Item, wanted: set[str], devices: set[str], staff: bool)
             uses_impl="impl" in getattr(item, "fixturenames", ()),
             device=device.args[0] if device is not None else None,
             hidden=bool(item.get_closest_marker("hidden")),
+            oracle=oracle,
+            uses_reference="reference" in getattr(item, "fixturenames", ()),
             entry_exercises=entry["exercises"] if entry is not None else None,
             wanted=wanted,
             devices=devices,
             staff=staff,
+            reference_available=reference_available,
         )
     except selection.SelectionError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -285,6 +355,14 @@ def selected_devices(requested: list[str]) -> set[str]:
         return selection.selected_devices(requested)
     except selection.SelectionError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _diagnosable(item: pytest.Item, exercise: str) -> bool:
+    """Whether a failure of ``item`` (a test of ``exercise``) may get a catalog hint: it is
+    public, and the reference its calls are replayed on is here."""
+    from grader.testing import reference as solutions
+
+    return not is_hidden(item) and solutions.available(exercise.split(".")[0])
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -301,8 +379,9 @@ def describe_failure(
     is appended to ``pending`` for the end of the run."""
     exc = _root_cause(exc)
     found = exercise_of(item)
-    # a hidden test's message is never shown, so it is never diagnosed
-    named, undecided = diagnose.hints(found[0]) if found and not item.get_closest_marker("hidden") else (None, None)
+    # a hidden test's message is never shown, so it is never diagnosed; nor is anything
+    # where the reference is absent (a student release): the hints replay calls on it
+    named, undecided = diagnose.hints(found[0]) if found and _diagnosable(item, found[0]) else (None, None)
     if undecided is not None and pending is not None:
         pending.append(undecided)
     named = None if named is None else [f"  hint: {h}" for h in named]
@@ -338,7 +417,7 @@ class _Recorder:
         for item, pending in self.undecided:
             named = [f"  hint: {h}" for h in diagnose.refine(pending)]
             status, message = self.outcome[item.nodeid]
-            if named and not item.get_closest_marker("hidden"):
+            if named and not is_hidden(item):
                 self._write(_record(item, status, "\n".join([message, *named])))
 
     def _write(self, record: dict) -> None:

@@ -1,8 +1,10 @@
 """Property tests of module ``attention`` (exercise IDs ``attention.*``).
 
 Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
-own ``F.scaled_dot_product_attention`` and ``nn.MultiheadAttention``, closed-form
-formulas, and the reference in ``solutions/`` (loaded by :mod:`grader.testing.reference`).
+own ``F.scaled_dot_product_attention`` (the weights too: see :func:`sdpa_oracle`),
+``nn.MultiheadAttention`` and ``nn.Transformer.generate_square_subsequent_mask``,
+closed-form formulas and properties.  No test needs the reference in ``solutions/``: every
+test is marked ``oracle("library")``, and the file imports without ``solutions/``.
 """
 
 import math
@@ -15,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.execution.calls import Call
-from grader.testing import reference
 from grader.testing import strategies as S
 from grader.testing.checks import (
     assert_close,
@@ -35,7 +36,6 @@ from grader.testing.replay import cotangents
 
 MODULE = "attention"
 impl = implementation_fixture(MODULE)
-ref = reference.load(MODULE)
 
 SDPA = "scaled_dot_product_attention"
 
@@ -99,6 +99,31 @@ def sdpa_edges(*names, masked=True, dtype=None):
 ALL_SDPA = ("b", "h", "lq", "lk", "dk", "dv")
 
 
+# ----------------------------------------------------------------------------- oracles
+
+
+def sdpa_oracle(q, k, v, mask=None):
+    """``(out, weights)`` of the contract by ``F.scaled_dot_product_attention`` in float64,
+    returned in q's dtype: ``out`` is its output, ``weights`` its output for the values
+    ``eye(L_k)`` (``weights @ eye = weights``).  A query whose keys are all masked gets zero
+    weights and a zero output, as the contract says (F.sdpa may give NaN there).  Float64
+    inputs keep their autograd graph, so the gradients flow through it."""
+    q64, k64, v64 = q.double(), k.double(), v.double()
+    eye = torch.eye(k.shape[-2], dtype=torch.float64)
+    out = F.scaled_dot_product_attention(q64, k64, v64, attn_mask=mask)
+    weights = F.scaled_dot_product_attention(q64, k64, eye, attn_mask=mask)
+    if mask is not None:
+        dead = ~mask.any(dim=-1, keepdim=True)
+        if bool(dead.any()):
+            out, weights = out.masked_fill(dead, 0.0), weights.masked_fill(dead, 0.0)
+    return out.to(q.dtype), weights.to(q.dtype)
+
+
+def causal_oracle(length):
+    """The causal mask ``(L, L)``, True = may attend, from PyTorch's additive mask (0 where allowed)."""
+    return torch.nn.Transformer.generate_square_subsequent_mask(length) == 0
+
+
 def _sdpa_io(q, k, v, mask):
     return describe(q=q, k=k, v=v, mask=mask)
 
@@ -113,6 +138,7 @@ def _call_sdpa(impl, q, k, v, mask):
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("inputs", sdpa_edges(*ALL_SDPA))
 @given(sdpa_inputs())
 def test_sdpa_weights_match_formula(impl, inputs):
@@ -133,6 +159,7 @@ def test_sdpa_weights_match_formula(impl, inputs):
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("inputs", sdpa_edges(*ALL_SDPA))
 @given(sdpa_inputs())
 def test_sdpa_output_matches_torch(impl, inputs):
@@ -150,6 +177,7 @@ def test_sdpa_output_matches_torch(impl, inputs):
 
 
 @pytest.mark.exercise("attention.sdpa", kind="property")
+@pytest.mark.oracle("library")
 # no L_k = 1 example: one key always gets weight 1, every row sums to 1 whatever the code
 @S.edge_examples("inputs", sdpa_edges("b", "h", "lq", "dk", "dv", masked=False))
 @given(sdpa_inputs(masked=False))
@@ -170,6 +198,7 @@ def test_sdpa_rows_sum_to_one(impl, inputs):
 
 
 @pytest.mark.exercise("attention.sdpa", kind="property")
+@pytest.mark.oracle("library")
 # no L_k = 1 example: every query keeps one key, so with one key nothing is masked
 @S.edge_examples("inputs", sdpa_edges("b", "h", "lq", "dk", "dv"))
 @given(sdpa_inputs())
@@ -194,6 +223,7 @@ def test_sdpa_masked_keys_get_zero_weight(impl, inputs):
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("inputs", sdpa_edges(*ALL_SDPA, masked=False))
 @given(sdpa_inputs(masked=False))
 def test_sdpa_fully_masked_rows_are_zero(impl, inputs):
@@ -206,7 +236,7 @@ def test_sdpa_fully_masked_rows_are_zero(impl, inputs):
     empty[torch.randint(0, lq, (1,), generator=g)] = True
     mask = mask & ~empty[:, None]
     (out, weights), io = _call_sdpa(impl, q, k, v, mask)
-    expected_out, expected_w = ref.scaled_dot_product_attention(q, k, v, mask)
+    expected_out, expected_w = sdpa_oracle(q, k, v, mask)
     for name, got, want in (("weights", weights, expected_w), ("out", out, expected_out)):
         expect_tensor(got, name, shape=want.shape, dtype=want.dtype, inputs=io)
         if bool(torch.isnan(got).any()):
@@ -226,6 +256,7 @@ def test_sdpa_fully_masked_rows_are_zero(impl, inputs):
 
 
 @pytest.mark.exercise("attention.sdpa")
+@pytest.mark.oracle("library")
 # no L_k = 1 example (the log-odds need two keys) and no d_k = 1 (sqrt(d_k) = d_k = 1: every
 # wrong scale this test tells apart is then the right one)
 @S.edge_examples("inputs", sdpa_edges("b", "h", "lq", "dv", masked=False, dtype=torch.float64))
@@ -260,6 +291,7 @@ def test_sdpa_scale_is_sqrt_d_k(impl, inputs):
 
 
 @pytest.mark.exercise("attention.sdpa", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("inputs", sdpa_edges(*ALL_SDPA))
 @given(sdpa_inputs())
 def test_sdpa_keeps_dtype_and_inputs(impl, inputs):
@@ -281,15 +313,16 @@ def test_sdpa_keeps_dtype_and_inputs(impl, inputs):
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("inputs", sdpa_edges(*ALL_SDPA, dtype=torch.float64))
 @given(sdpa_inputs(dtype=torch.float64))
 def test_sdpa_gradients(impl, inputs):
-    """gradients with respect to q, k and v match the reference (autograd is not broken)"""
+    """gradients with respect to q, k and v match F.scaled_dot_product_attention's (autograd is not broken)"""
     q, k, v, mask = inputs
     io = _sdpa_io(q, k, v, mask)
     cot = cotangents(7, (*q.shape[:-1], v.shape[-1]), (*q.shape[:-1], k.shape[-2]))
     result = impl.invoke(Call(SDPA, (q, k, v, mask), grad_wrt=(0, 1, 2), cotangents=cot))
-    expected = reference_grads(lambda a, b, c: ref.scaled_dot_product_attention(a, b, c, mask), (q, k, v), cot)
+    expected = reference_grads(lambda a, b, c: sdpa_oracle(a, b, c, mask), (q, k, v), cot)
     for i, name in enumerate(("q", "k", "v")):
         assert_grad(result.grads.get(i), expected[i], f"d/d{name}", inputs=io)
 
@@ -302,6 +335,7 @@ def causal_inputs(draw):
 
 
 @pytest.mark.exercise("attention.sdpa", weight=2, kind="property")
+@pytest.mark.oracle("library")
 # no L = 1 example: causality needs a position before and one after t; L_k = L_q and
 # d_v = d_k + 1 here, so B = 1, one head and d_k = 1 are the sizes of one to try
 @S.edge_examples("drawn", [(q, q.shape[-2] - 2) for q, _, _, _ in sdpa_edges("b", "h", "dk", masked=False)])
@@ -313,7 +347,7 @@ def test_sdpa_causal_mask_is_causal(impl, drawn):
     g = S.generator(length)
     k = S.uniform(g, *q.shape, dtype=q.dtype, scale=2.0)
     v = S.uniform(g, *q.shape[:-1], q.shape[-1] + 1, dtype=q.dtype, scale=2.0)
-    mask = ref.causal_mask(length)
+    mask = causal_oracle(length)
     (out1, _), io = _call_sdpa(impl, q, k, v, mask)
     k2, v2, q2 = k.clone(), v.clone(), q.clone()
     for x in (q2, k2, v2):
@@ -334,6 +368,7 @@ def test_sdpa_causal_mask_is_causal(impl, drawn):
 
 
 @pytest.mark.exercise("attention.causal_mask", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("length", [1])
 @given(st.integers(2, 96))  # wide: a local run must not cover the lengths staff grading draws
 def test_causal_mask_is_lower_triangular(impl, length):
@@ -364,6 +399,7 @@ def lengths_case(lengths, max_len):
 
 
 @pytest.mark.exercise("attention.padding_mask", weight=2)
+@pytest.mark.oracle("library")
 # B = 1 (a full and a padded sequence) and L = 1
 @S.edge_examples("drawn", [lengths_case([3], 3), lengths_case([2], 5), lengths_case([1, 0, 1], 1)])
 @given(lengths_batch())
@@ -405,6 +441,7 @@ def heads_edges():
 
 
 @pytest.mark.exercise("attention.heads", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("drawn", heads_edges())
 @given(heads_input())
 def test_split_heads_layout(impl, drawn):
@@ -425,6 +462,7 @@ def test_split_heads_layout(impl, drawn):
 
 
 @pytest.mark.exercise("attention.heads")
+@pytest.mark.oracle("library")
 @S.edge_examples("drawn", heads_edges())
 @given(heads_input())
 def test_merge_heads_layout(impl, drawn):
@@ -444,6 +482,7 @@ def test_merge_heads_layout(impl, drawn):
 
 
 @pytest.mark.exercise("attention.heads", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("drawn", heads_edges())
 @given(heads_input())
 def test_split_and_merge_are_inverses(impl, drawn):
@@ -576,6 +615,7 @@ def _mha_io(case):
 
 
 @pytest.mark.exercise("attention.mha", weight=3)
+@pytest.mark.oracle("library")
 @S.edge_examples("case", mha_edges("b", "heads", "lq", "lk", "d"))
 @given(mha_inputs())
 def test_mha_matches_torch(impl, case):
@@ -627,6 +667,7 @@ def test_mha_matches_torch(impl, case):
 
 
 @pytest.mark.exercise("attention.mha", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("case", mha_edges("b", "heads", "lq", "lk", "d", dtype=torch.float64))
 @given(mha_inputs(dtype=torch.float64))
 def test_mha_gradients_match_torch(impl, case):
@@ -657,6 +698,7 @@ def test_mha_gradients_match_torch(impl, case):
 
 
 @pytest.mark.exercise("attention.mha", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples(("heads", "d", "bias"), [(1, 3, True), (1, 1, False), (3, 1, True)])
 @given(st.integers(2, 6), st.integers(1, 4), st.booleans())
 def test_mha_has_four_linear_projections(impl, heads, d, bias):
@@ -683,6 +725,7 @@ def test_mha_has_four_linear_projections(impl, heads, d, bias):
 
 
 @pytest.mark.exercise("attention.mha", kind="property")
+@pytest.mark.oracle("library")
 @given(st.sampled_from([(10, 4), (9, 2), (7, 3), (12, 5), (6, 4)]))
 def test_mha_rejects_indivisible_embed_dim(impl, sizes):
     """MultiHeadAttention raises ValueError when embed_dim % num_heads != 0"""
@@ -699,6 +742,7 @@ def test_mha_rejects_indivisible_embed_dim(impl, sizes):
 
 
 @pytest.mark.exercise("attention.mha", kind="property")
+@pytest.mark.oracle("library")
 # no L = 1 example: a permutation needs two positions
 @S.edge_examples("case", mha_edges("b", "heads", "d", masked=False, self_attention=True))
 @given(mha_inputs(masked=False, self_attention=True))
@@ -733,6 +777,7 @@ def test_mha_self_attention_is_permutation_equivariant(impl, case):
 
 
 @pytest.mark.exercise("attention.mha", kind="property")
+@pytest.mark.oracle("library")
 # no L = 1 example: with one key the weights are all 1, so no gradient reaches q_proj or k_proj
 @S.edge_examples("case", mha_edges("b", "heads", "d", masked=False, self_attention=True))
 @given(mha_inputs(masked=False, self_attention=True))
@@ -761,6 +806,7 @@ def _pe_formula(max_len, d_model):
 
 
 @pytest.mark.exercise("attention.positional_encoding", weight=2)
+@pytest.mark.oracle("library")
 @S.edge_examples("sizes", [[1, 6], [5, 1]])
 @given(S.distinct_sizes(2, lo=2, hi=64))
 def test_positional_encoding_formula(impl, sizes):
@@ -780,6 +826,7 @@ def test_positional_encoding_formula(impl, sizes):
 
 
 @pytest.mark.exercise("attention.positional_encoding")
+@pytest.mark.oracle("library")
 @S.edge_examples("sizes", [[1, 6], [5, 1]])
 @given(S.distinct_sizes(2, lo=2, hi=40))
 def test_positional_encoding_follows_default_dtype(impl, sizes):
@@ -802,6 +849,7 @@ def test_positional_encoding_follows_default_dtype(impl, sizes):
 
 @pytest.mark.hidden
 @pytest.mark.exercise("attention.sdpa")
+@pytest.mark.oracle("library")
 # the sizes are (A, B, C, L_q, L_k, d_k, d_v): each of A, B, L_q, L_k, d_k and d_v set to 1 in turn
 @S.edge_examples(
     ("sizes", "seed", "dtype"),
@@ -824,13 +872,16 @@ def test_hidden_sdpa_many_leading_dims(impl, sizes, seed, dtype):
     v = S.uniform(g, a, b, c, lk, dv, dtype=dtype, scale=2.0)
     mask = S.random_mask(g, b, 1, lq, lk)
     (out, weights), io = _call_sdpa(impl, q, k, v, mask)
-    exp_out, exp_w = ref.scaled_dot_product_attention(q, k, v, mask)
-    assert_close(weights, exp_w, "weights", prop="weights differ from the reference on 5-D inputs", inputs=io)
-    assert_close(out, exp_out, "out", prop="out differs from the reference on 5-D inputs", inputs=io)
+    exp_out, exp_w = sdpa_oracle(q, k, v, mask)
+    assert_close(
+        weights, exp_w, "weights", prop="weights differ from F.scaled_dot_product_attention's on 5-D inputs", inputs=io
+    )
+    assert_close(out, exp_out, "out", prop="out differs from F.scaled_dot_product_attention's on 5-D inputs", inputs=io)
 
 
 @pytest.mark.hidden
 @pytest.mark.exercise("attention.mha")
+@pytest.mark.oracle("library")
 @given(S.seeds, st.booleans())
 def test_hidden_mha_long_cross_attention(impl, seed, bias):
     """cross-attention from a short query to a long padded key sequence agrees with nn.MultiheadAttention"""
@@ -888,18 +939,54 @@ def _mha_device_case(g):
     return (query, key, key.flip(1), S.random_mask(g, 2, 1, 4, 5)), {}
 
 
+def _split_oracle(x, num_heads):
+    d = x.shape[-1] // num_heads
+    return torch.stack([x[:, :, h * d : (h + 1) * d] for h in range(num_heads)], dim=1)
+
+
+def _merge_oracle(x):
+    return torch.cat([x[:, h] for h in range(x.shape[1])], dim=-1)
+
+
+def _mha_device_oracle(state, query, key, value, mask):
+    """nn.MultiheadAttention holding ``state`` (embed 12, 3 heads, bias), per-head weights."""
+    case = dict(embed=12, heads=3, bias=True, query=query, key=key, value=value, mask=mask, state=state)
+    return torch_mha(case)(query, key, value, attn_mask=torch_mask(case), need_weights=True, average_attn_weights=False)
+
+
 DEVICE_CASES = [
-    DeviceCase("attention.sdpa", SDPA, _sdpa_device_case, ("out", "weights"), half=True),
+    DeviceCase("attention.sdpa", SDPA, _sdpa_device_case, ("out", "weights"), half=True, oracle=sdpa_oracle),
     DeviceCase(
         "attention.causal_mask",
         "causal_mask",
         lambda g: ((_drawn_int(g, 3, 64),), {}),
         ("mask",),
         device_kwarg="device",
+        oracle=causal_oracle,
     ),
-    DeviceCase("attention.padding_mask", "padding_mask", _padding_device_case, ("mask",)),
-    DeviceCase("attention.heads", "split_heads", lambda g: ((S.uniform(g, 2, 3, 12), 4), {}), ("split",), half=True),
-    DeviceCase("attention.heads", "merge_heads", lambda g: ((S.uniform(g, 2, 4, 3, 5),), {}), ("merged",), half=True),
+    DeviceCase(
+        "attention.padding_mask",
+        "padding_mask",
+        _padding_device_case,
+        ("mask",),
+        oracle=lambda lengths, max_len: torch.arange(max_len)[None, :] < lengths[:, None],
+    ),
+    DeviceCase(
+        "attention.heads",
+        "split_heads",
+        lambda g: ((S.uniform(g, 2, 3, 12), 4), {}),
+        ("split",),
+        half=True,
+        oracle=_split_oracle,
+    ),
+    DeviceCase(
+        "attention.heads",
+        "merge_heads",
+        lambda g: ((S.uniform(g, 2, 4, 3, 5),), {}),
+        ("merged",),
+        half=True,
+        oracle=_merge_oracle,
+    ),
     DeviceCase(
         "attention.mha",
         "MultiHeadAttention",
@@ -908,6 +995,7 @@ DEVICE_CASES = [
         half=True,
         construct=((12, 3), {"bias": True}),
         state=lambda g: mha_state(g, 12, True, torch.float64),
+        oracle=_mha_device_oracle,
     ),
 ]
-test_devices = device_tests(__name__, ref, DEVICE_CASES)
+test_devices = device_tests(__name__, DEVICE_CASES)

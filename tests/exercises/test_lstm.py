@@ -2,8 +2,9 @@
 
 Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
 own ``nn.LSTMCell``, ``nn.LSTM(batch_first=True)``, ``nn.GRUCell`` (holding the same
-weights), the parameters of ``nn.LSTM`` / ``nn.GRU``, closed-form formulas, and the
-reference in ``solutions/`` (loaded by :mod:`grader.testing.reference`).
+weights), the parameters of ``nn.LSTM`` / ``nn.GRU``, closed-form formulas and
+properties.  No test needs the reference in ``solutions/``: every test is marked
+``oracle("library")``, and the file imports without ``solutions/``.
 
 Drawn sizes T, B, H and I are all different, so a loop over the wrong axis or a
 transposed weight cannot hide behind a square shape.  Explicit examples set one of them
@@ -17,7 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.execution.calls import Call, tensor_leaves
-from grader.testing import reference
 from grader.testing import strategies as S
 from grader.testing.checks import (
     INT_HINT,
@@ -37,7 +37,6 @@ from grader.testing.replay import cotangents
 
 MODULE = "lstm"
 impl = implementation_fixture(MODULE)
-ref = reference.load(MODULE)
 
 WEIGHTS = ("W_ih", "W_hh", "b_ih", "b_hh")
 GATES = ("i", "f", "g", "o")
@@ -151,6 +150,31 @@ def torch_gru_cell(case):
     return _load(torch.nn.GRUCell(case["x"].shape[-1], case["h"].shape[-1], dtype=case["x"].dtype), case)
 
 
+def lstm_cell_oracle(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    """One LSTM step ``(h', c')`` by ``nn.LSTMCell`` holding these weights, in float64,
+    returned in x's dtype (the contract's layout is PyTorch's: blocks i, f, g, o)."""
+    case = _float64(dict(x=x, h=h, c=c, W_ih=W_ih, W_hh=W_hh, b_ih=b_ih, b_hh=b_hh))
+    with torch.no_grad():
+        h_new, c_new = torch_lstm_cell(case)(case["x"], (case["h"], case["c"]))
+    return h_new.to(x.dtype), c_new.to(x.dtype)
+
+
+def lstm_forward_oracle(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    """``(outputs, h_T, c_T)`` by ``nn.LSTM(batch_first=True)`` holding these weights, in float64,
+    returned in x's dtype."""
+    case = _float64(dict(x=x, h=h0, c=c0, W_ih=W_ih, W_hh=W_hh, b_ih=b_ih, b_hh=b_hh))
+    with torch.no_grad():
+        out, (h_n, c_n) = torch_lstm(case)(case["x"], (case["h"][None], case["c"][None]))
+    return out.to(x.dtype), h_n[0].to(x.dtype), c_n[0].to(x.dtype)
+
+
+def gru_cell_oracle(x, h, W_ih, W_hh, b_ih, b_hh):
+    """One GRU step ``h'`` by ``nn.GRUCell`` holding these weights, in float64, returned in x's dtype."""
+    case = _float64(dict(x=x, h=h, W_ih=W_ih, W_hh=W_hh, b_ih=b_ih, b_hh=b_hh))
+    with torch.no_grad():
+        return torch_gru_cell(case)(case["x"], case["h"]).to(x.dtype)
+
+
 def gates_formula(x, h, W_ih, W_hh, b_ih, b_hh):
     """The contract's gates, computed in float64 and returned in x's dtype."""
     a = x.double() @ W_ih.double().T + b_ih.double() + h.double() @ W_hh.double().T + b_hh.double()
@@ -199,6 +223,7 @@ def _call_gates(impl, case):
 
 
 @pytest.mark.exercise("lstm.gates", weight=3)
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_match_formula(impl, case):
@@ -224,6 +249,7 @@ def _compose(gates, c_prev):
 
 
 @pytest.mark.exercise("lstm.gates")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_reproduce_lstm_cell(impl, case):
@@ -244,6 +270,7 @@ def test_gates_reproduce_lstm_cell(impl, case):
 
 
 @pytest.mark.exercise("lstm.gates", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_lie_in_their_ranges(impl, case):
@@ -261,6 +288,7 @@ def test_gates_lie_in_their_ranges(impl, case):
 
 
 @pytest.mark.exercise("lstm.gates")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_gradients(impl, case):
@@ -275,6 +303,7 @@ def test_gates_gradients(impl, case):
 
 
 @pytest.mark.exercise("lstm.gates", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_keep_dtype_and_inputs(impl, case):
@@ -294,6 +323,7 @@ def _call_cell(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell", weight=3)
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_matches_lstm_cell(impl, case):
@@ -317,6 +347,7 @@ def test_cell_matches_lstm_cell(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_open_forget_gate_keeps_cell_state(impl, case):
@@ -335,6 +366,7 @@ def test_cell_open_forget_gate_keeps_cell_state(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_closed_forget_gate_forgets(impl, case):
@@ -356,6 +388,7 @@ def test_cell_closed_forget_gate_forgets(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES, c_scale=3.0))
 @given(rnn_case(c_scale=3.0))
 def test_cell_hidden_state_bounded(impl, case):
@@ -371,6 +404,7 @@ def test_cell_hidden_state_bounded(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_gradients(impl, case):
@@ -389,6 +423,7 @@ def test_cell_gradients(impl, case):
 
 
 @pytest.mark.exercise("lstm.cell", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_keeps_dtype_and_inputs(impl, case):
@@ -414,15 +449,18 @@ def _call_forward(impl, case):
 
 
 def _steps(case):
-    """The reference's (h, c) after every step, from (h0, c0)."""
-    h, c, states = case["h"], case["c"], []
-    for t in range(case["x"].shape[1]):
-        h, c = ref.lstm_cell(case["x"][:, t], h, c, *_weights(case))
-        states.append((h, c))
+    """nn.LSTMCell's (h, c) after every step, from (h0, c0), the state carried in float64."""
+    cell = torch_lstm_cell(_float64(case))
+    h, c, states = case["h"].double(), case["c"].double(), []
+    with torch.no_grad():
+        for t in range(case["x"].shape[1]):
+            h, c = cell(case["x"][:, t].double(), (h, c))
+            states.append((h.to(case["x"].dtype), c.to(case["x"].dtype)))
     return states
 
 
 @pytest.mark.exercise("lstm.forward", weight=3)
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_matches_nn_lstm(impl, case):
@@ -440,6 +478,7 @@ def test_forward_matches_nn_lstm(impl, case):
 
 
 @pytest.mark.exercise("lstm.forward")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_outputs_are_the_cell_step_by_step(impl, case):
@@ -467,6 +506,7 @@ def test_forward_outputs_are_the_cell_step_by_step(impl, case):
 
 
 @pytest.mark.exercise("lstm.forward")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_starts_from_initial_state(impl, case):
@@ -474,9 +514,9 @@ def test_forward_starts_from_initial_state(impl, case):
     (outputs, _, _), _, io, _ = _call_forward(impl, case)
     b, t_len, hidden = case["x"].shape[0], case["x"].shape[1], case["h"].shape[1]
     expect_tensor(outputs, "outputs", shape=(b, t_len, hidden), dtype=case["x"].dtype, inputs=io)
-    h1, _ = ref.lstm_cell(case["x"][:, 0], case["h"], case["c"], *_weights(case))
+    h1, _ = lstm_cell_oracle(case["x"][:, 0], case["h"], case["c"], *_weights(case))
     zero = torch.zeros_like(case["h"])
-    from_zeros = ref.lstm_cell(case["x"][:, 0], zero, zero, *_weights(case))[0]
+    from_zeros = lstm_cell_oracle(case["x"][:, 0], zero, zero, *_weights(case))[0]
     hints = (
         ["outputs[:, 0] is what zeros as the initial state give: use h0 and c0"]
         if torch.allclose(outputs[:, 0], from_zeros)
@@ -493,6 +533,7 @@ def test_forward_starts_from_initial_state(impl, case):
 
 
 @pytest.mark.exercise("lstm.forward")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_final_state_is_last_step(impl, case):
@@ -525,6 +566,7 @@ def causal_case(draw):
 
 
 @pytest.mark.exercise("lstm.forward", kind="property")
+@pytest.mark.oracle("library")
 # no T = 1 example: causality needs a step before and one after t
 @S.edge_examples("drawn", [(case, case["x"].shape[1] - 2) for case in rnn_edges(*STEP_SIZES, seq=True)])
 @given(causal_case())
@@ -547,6 +589,7 @@ def test_forward_is_causal(impl, drawn):
 
 
 @pytest.mark.exercise("lstm.forward")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_gradients(impl, case):
@@ -568,6 +611,7 @@ def test_forward_gradients(impl, case):
 
 
 @pytest.mark.exercise("lstm.forward", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*SEQ_SIZES, seq=True))
 @given(rnn_case(seq=True))
 def test_forward_keeps_dtype_and_inputs(impl, case):
@@ -598,6 +642,7 @@ def _gru_new_gate_without_hidden(case):
 
 
 @pytest.mark.exercise("lstm.gru", weight=3)
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_matches_gru_cell(impl, case):
@@ -614,6 +659,7 @@ def test_gru_matches_gru_cell(impl, case):
 
 
 @pytest.mark.exercise("lstm.gru", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_update_gate_one_keeps_state(impl, case):
@@ -632,6 +678,7 @@ def test_gru_update_gate_one_keeps_state(impl, case):
 
 
 @pytest.mark.exercise("lstm.gru")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_reset_gate_zero_drops_hidden_term(impl, case):
@@ -650,6 +697,7 @@ def test_gru_reset_gate_zero_drops_hidden_term(impl, case):
 
 
 @pytest.mark.exercise("lstm.gru")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_gradients(impl, case):
@@ -665,6 +713,7 @@ def test_gru_gradients(impl, case):
 
 
 @pytest.mark.exercise("lstm.gru", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("case", rnn_edges(*STEP_SIZES, blocks=3))
 @given(rnn_case(blocks=3))
 def test_gru_keeps_dtype_and_inputs(impl, case):
@@ -683,6 +732,7 @@ def _torch_count(cls, input_size, hidden_size, bias):
 
 
 @pytest.mark.exercise("lstm.param_count", weight=2)
+@pytest.mark.oracle("library")
 @pytest.mark.parametrize("name, oracle", [("lstm_param_count", torch.nn.LSTM), ("gru_param_count", torch.nn.GRU)])
 # I = 1 and H = 1, with and without the biases
 @S.edge_examples("drawn", [(5, 1, False), (7, 1, True), (1, 5, True), (1, 7, False)])
@@ -701,6 +751,7 @@ def test_param_count_matches_nn_module(impl, name, oracle, drawn):
 
 
 @pytest.mark.exercise("lstm.param_count", kind="property")
+@pytest.mark.oracle("library")
 @S.edge_examples("drawn", [(5, 1, False), (1, 5, True)])
 @given(sizes)
 def test_gru_needs_fewer_params_than_lstm(impl, drawn):
@@ -743,9 +794,15 @@ def _gates_device_case(g):
 
 
 DEVICE_CASES = [
-    DeviceCase("lstm.gates", "lstm_gates", _gates_device_case, GATES),
-    DeviceCase("lstm.cell", "lstm_cell", lambda g: _rnn_device_case(g, 4), ("h", "c")),
-    DeviceCase("lstm.forward", "lstm_forward", lambda g: _rnn_device_case(g, 4, seq=True), ("outputs", "h_T", "c_T")),
-    DeviceCase("lstm.gru", "gru_cell", lambda g: _rnn_device_case(g, 3), ("h",)),
+    DeviceCase("lstm.gates", "lstm_gates", _gates_device_case, GATES, oracle=gates_formula),
+    DeviceCase("lstm.cell", "lstm_cell", lambda g: _rnn_device_case(g, 4), ("h", "c"), oracle=lstm_cell_oracle),
+    DeviceCase(
+        "lstm.forward",
+        "lstm_forward",
+        lambda g: _rnn_device_case(g, 4, seq=True),
+        ("outputs", "h_T", "c_T"),
+        oracle=lstm_forward_oracle,
+    ),
+    DeviceCase("lstm.gru", "gru_cell", lambda g: _rnn_device_case(g, 3), ("h",), oracle=gru_cell_oracle),
 ]
-test_devices = device_tests(__name__, ref, DEVICE_CASES)
+test_devices = device_tests(__name__, DEVICE_CASES)

@@ -15,13 +15,11 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from grader.testing import reference
 from grader.testing.checks import INT_HINT, describe, expect_int, expect_int_list, expect_raises, fail
 from grader.testing.plugin import implementation_fixture
 
 MODULE = "param_count"
 impl = implementation_fixture(MODULE)
-ref = reference.load(MODULE)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -127,6 +125,7 @@ CARD_HINTS = [
 
 
 @pytest.mark.exercise("param_count.categorical")
+@pytest.mark.oracle("library")
 @given(st.one_of(st.integers(1, 10**6), st.integers(2**60, 2**200)))
 def test_categorical_is_m_minus_one(impl, m):
     """a categorical over m outcomes has m - 1 free parameters, an exact int"""
@@ -141,6 +140,7 @@ def test_categorical_is_m_minus_one(impl, m):
 
 
 @pytest.mark.exercise("param_count.categorical", kind="property")
+@pytest.mark.oracle("library")
 @given(st.sampled_from(INVALID))
 def test_categorical_rejects_invalid(impl, case):
     """categorical_params raises ValueError for 0, a negative number, a float or a bool"""
@@ -152,6 +152,7 @@ def test_categorical_rejects_invalid(impl, case):
 
 
 @pytest.mark.exercise("param_count.full_joint", weight=2)
+@pytest.mark.oracle("library")
 @given(any_cardinalities)
 def test_full_joint_is_product_minus_one(impl, cards):
     """the full joint needs prod(m_i) - 1 parameters, an exact int"""
@@ -166,6 +167,7 @@ def test_full_joint_is_product_minus_one(impl, cards):
 
 
 @pytest.mark.exercise("param_count.full_joint", weight=2)
+@pytest.mark.oracle("library")
 @given(
     st.sampled_from(
         [
@@ -192,6 +194,7 @@ def test_full_joint_lecture_examples(impl, case):
 
 
 @pytest.mark.exercise("param_count.full_joint", kind="property")
+@pytest.mark.oracle("library")
 @given(invalid_cardinalities())
 def test_full_joint_rejects_invalid(impl, case):
     """full_joint_params raises ValueError for a cardinality that is 0, negative, a float or a bool"""
@@ -203,6 +206,7 @@ def test_full_joint_rejects_invalid(impl, case):
 
 
 @pytest.mark.exercise("param_count.independent", weight=2)
+@pytest.mark.oracle("library")
 @given(any_cardinalities)
 def test_independent_is_sum_of_categoricals(impl, cards):
     """independent variables need sum(m_i - 1) parameters, one categorical each"""
@@ -217,6 +221,7 @@ def test_independent_is_sum_of_categoricals(impl, cards):
 
 
 @pytest.mark.exercise("param_count.independent")
+@pytest.mark.oracle("library")
 @given(st.sampled_from([([2] * 784, 784), ([256] * 3, 765), ([2] * 5 + [3], 7), ([7], 6)]))
 def test_independent_lecture_examples(impl, case):
     """n binary pixels need n parameters, an RGB pixel of independent channels 3 * 255"""
@@ -232,6 +237,7 @@ def test_independent_lecture_examples(impl, case):
 
 
 @pytest.mark.exercise("param_count.independent", kind="property")
+@pytest.mark.oracle("library")
 @given(invalid_cardinalities())
 def test_independent_rejects_invalid(impl, case):
     """independent_params raises ValueError for a cardinality that is 0, negative, a float or a bool"""
@@ -243,6 +249,7 @@ def test_independent_rejects_invalid(impl, case):
 
 
 @pytest.mark.exercise("param_count.chain_rule", weight=2)
+@pytest.mark.oracle("library")
 @given(st.one_of(mixed_cardinalities(), huge_cardinalities))
 def test_chain_rule_factors_match_tables(impl, cards):
     """factor i = (m_i - 1) * prod_{j<i} m_j: the free entries of the table p(x_i | x_<i)"""
@@ -261,6 +268,7 @@ def test_chain_rule_factors_match_tables(impl, cards):
 
 
 @pytest.mark.exercise("param_count.chain_rule")
+@pytest.mark.oracle("library")
 @given(st.integers(1, 40))
 def test_chain_rule_binary_is_powers_of_two(impl, n):
     """for n binary variables the factors are [1, 2, 4, ..., 2**(n-1)]"""
@@ -276,6 +284,7 @@ def test_chain_rule_binary_is_powers_of_two(impl, n):
 
 
 @pytest.mark.exercise("param_count.chain_rule", weight=2)
+@pytest.mark.oracle("library")
 @given(mixed_cardinalities(min_size=2, max_size=4, lo=2, hi=7))
 def test_chain_rule_sums_to_full_joint_in_every_order(impl, cards):
     """for every ordering of the variables the chain-rule factors sum to prod(m_i) - 1"""
@@ -302,6 +311,7 @@ def test_chain_rule_sums_to_full_joint_in_every_order(impl, cards):
 
 
 @pytest.mark.exercise("param_count.chain_rule", kind="property")
+@pytest.mark.oracle("library")
 @given(invalid_cardinalities())
 def test_chain_rule_rejects_invalid(impl, case):
     """chain_rule_factor_params raises ValueError for a cardinality that is 0, negative, a float or a bool"""
@@ -313,6 +323,7 @@ def test_chain_rule_rejects_invalid(impl, case):
 
 
 @pytest.mark.exercise("param_count.markov", weight=2)
+@pytest.mark.oracle("library")
 @given(mixed_cardinalities(min_size=2, max_size=6), st.data())
 def test_markov_matches_tables(impl, cards, data):
     """markov_params(order=k): each variable's table conditions on the k previous ones"""
@@ -330,6 +341,7 @@ def test_markov_matches_tables(impl, cards, data):
 
 
 @pytest.mark.exercise("param_count.markov", weight=2)
+@pytest.mark.oracle("library")
 @given(st.one_of(mixed_cardinalities(min_size=3, max_size=6), huge_cardinalities))
 def test_markov_lies_between_independent_and_full_joint(impl, cards):
     """independent = markov(0) <= markov(k) <= markov(k+1) <= full joint = markov(k >= n-1)"""
@@ -378,6 +390,7 @@ def test_markov_lies_between_independent_and_full_joint(impl, cards):
 
 
 @pytest.mark.exercise("param_count.markov")
+@pytest.mark.oracle("library")
 @given(st.integers(1, 200), st.booleans())
 def test_markov_binary_order_one_is_2n_minus_1(impl, n, explicit):
     """n binary variables under a first-order Markov assumption need 2n - 1 parameters (order defaults to 1)"""
@@ -393,6 +406,7 @@ def test_markov_binary_order_one_is_2n_minus_1(impl, n, explicit):
 
 
 @pytest.mark.exercise("param_count.markov", kind="property")
+@pytest.mark.oracle("library")
 @given(
     st.one_of(
         mixed_cardinalities().map(lambda c: (c, -1, "a negative order (-1)")),
@@ -411,6 +425,7 @@ def test_markov_rejects_invalid(impl, case):
 
 
 @pytest.mark.exercise("param_count.bayes_net", weight=2)
+@pytest.mark.oracle("library")
 @example(net=([2, 4, 3], {1: [0], 2: [0, 1]}))  # a parent's m_p differs from m_p - 1, m_child and m_child - 1
 @given(dags())
 def test_bayes_net_matches_tables(impl, net):
@@ -428,6 +443,7 @@ def test_bayes_net_matches_tables(impl, net):
 
 
 @pytest.mark.exercise("param_count.bayes_net", weight=2)
+@pytest.mark.oracle("library")
 @given(st.one_of(mixed_cardinalities(max_size=6), huge_cardinalities), st.data())
 def test_bayes_net_special_cases(impl, cards, data):
     """chain-rule parents give the full joint (in any order), no parents the independent model, a chain markov(1)"""
@@ -480,6 +496,7 @@ def bad_networks(draw):
 
 
 @pytest.mark.exercise("param_count.bayes_net", kind="property")
+@pytest.mark.oracle("library")
 @given(bad_networks())
 def test_bayes_net_rejects_bad_indices_and_cardinalities(impl, case):
     """bayes_net_params raises ValueError for an index out of range or a cardinality that is not an int >= 1"""
@@ -514,6 +531,7 @@ def cyclic_networks(draw):
 
 
 @pytest.mark.exercise("param_count.bayes_net", kind="property")
+@pytest.mark.oracle("library")
 @given(cyclic_networks())
 def test_bayes_net_rejects_cycles(impl, case):
     """bayes_net_params raises ValueError when the graph has a cycle"""

@@ -1,14 +1,18 @@
 """The pytest plugin's glue (grader/testing/plugin.py): markers read off collected items, the
-selection hook applying :mod:`grader.testing.selection`, and the record of a hidden test.
+selection hook applying :mod:`grader.testing.selection`, the record of a hidden test, the
+oracle markers (a reference test is hidden from students, the ``reference`` fixture is
+for reference tests only) and the oracle marks of the device tests.
 
 Items and the config are small stand-ins: no child pytest run, no worker."""
 
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from grader.outcomes import FAILED, HIDDEN, PASSED, PROPERTY, TIMEOUT, VALUE
-from grader.testing import plugin
+from grader.testing import devices, plugin
+from grader.testing import reference as solutions
 
 
 class FakeItem:
@@ -60,36 +64,45 @@ def run(items, **options):
 
 sdpa = pytest.mark.exercise("attention.sdpa", weight=2)
 gates_property = pytest.mark.exercise("lstm.gates", kind=PROPERTY)
+library = pytest.mark.oracle("library")
+by_reference = pytest.mark.oracle("reference")
 alice = {"id": "alice", "path": "/x/alice", "exercises": ["attention.sdpa"]}
 
 
 def test_markers_read_off_an_item():
     """Exercise ID and weight (default 1), kind (default value), submission entry (none in a
     single-submission run)."""
-    item = FakeItem("a", sdpa)
+    item = FakeItem("a", sdpa, library)
     assert plugin.exercise_of(item) == ("attention.sdpa", 2)
     assert plugin.kind_of(item) == VALUE
     assert plugin.submission_of(item) is None
-    other = FakeItem("b", gates_property, entry=alice)
+    other = FakeItem("b", gates_property, library, entry=alice)
     assert plugin.exercise_of(other) == ("lstm.gates", 1)
     assert plugin.kind_of(other) == PROPERTY
     assert plugin.submission_of(other) == alice
     assert plugin.exercise_of(FakeItem("c", fixtures=())) is None
+    assert plugin.oracle_of(item) == "library"
+    assert plugin.oracle_of(FakeItem("c", fixtures=())) is None
+    assert plugin.oracle_of(FakeItem("d", pytest.mark.oracle())) == ()
+    assert plugin.oracle_of(FakeItem("d", pytest.mark.oracle("data", "x"))) == ("data", "x")
+    assert not plugin.is_hidden(item)
+    assert plugin.is_hidden(FakeItem("e", sdpa, by_reference))
+    assert plugin.is_hidden(FakeItem("f", sdpa, library, pytest.mark.hidden))
 
 
 def test_a_bad_kind_is_a_usage_error():
     """A kind other than value or property stops the run with a usage error naming the test."""
     with pytest.raises(pytest.UsageError, match=r"test_x\.py::bad: kind must be 'value' or 'property', not 'x'"):
-        plugin.kind_of(FakeItem("bad", pytest.mark.exercise("lstm.gates", kind="x")))
+        plugin.kind_of(FakeItem("bad", pytest.mark.exercise("lstm.gates", kind="x"), library))
 
 
 def test_the_hook_keeps_the_tests_of_a_full_reference_run():
     """Without options every test runs, hidden and device tests included (the suite tests the
     reference), in collection order."""
     items = [
-        FakeItem("a", sdpa),
-        FakeItem("b", sdpa, pytest.mark.hidden),
-        FakeItem("c", gates_property, pytest.mark.device("cuda")),
+        FakeItem("a", sdpa, library),
+        FakeItem("b", sdpa, library, pytest.mark.hidden),
+        FakeItem("c", gates_property, library, pytest.mark.device("cuda")),
         FakeItem("self_test", fixtures=()),
     ]
     kept, deselected, hidden, total = run(items)
@@ -99,9 +112,9 @@ def test_the_hook_keeps_the_tests_of_a_full_reference_run():
 def test_the_hook_in_a_students_check():
     """A student's check drops the hidden tests, lists them aside, and drops what
     ``--exercise`` and ``--device`` leave out."""
-    a, b = FakeItem("a", sdpa), FakeItem("b", sdpa, pytest.mark.hidden)
-    c = FakeItem("c", sdpa, pytest.mark.device("cuda"))
-    d = FakeItem("d", gates_property, pytest.mark.hidden)
+    a, b = FakeItem("a", sdpa, library), FakeItem("b", sdpa, library, pytest.mark.hidden)
+    c = FakeItem("c", sdpa, library, pytest.mark.device("cuda"))
+    d = FakeItem("d", gates_property, library, pytest.mark.hidden)
     kept, deselected, hidden, total = run(
         [a, b, c, d], submission="assignments", exercise=["attention"], device=["cpu,meta"]
     )
@@ -111,7 +124,11 @@ def test_the_hook_in_a_students_check():
 def test_the_hook_in_a_batch():
     """With ``--submissions`` each test runs only for the entries graded for its exercise."""
     bob = {"id": "bob", "path": "/x/bob", "exercises": ["lstm.gates"]}
-    items = [FakeItem("a", sdpa, entry=alice), FakeItem("a", sdpa, entry=bob), FakeItem("b", gates_property, entry=bob)]
+    items = [
+        FakeItem("a", sdpa, library, entry=alice),
+        FakeItem("a", sdpa, library, entry=bob),
+        FakeItem("b", gates_property, library, entry=bob),
+    ]
     kept, deselected, hidden, total = run(items, submissions="batch.json", staff=True)
     assert (kept, deselected, total) == ([items[0], items[2]], [items[1]], 2)
 
@@ -120,8 +137,21 @@ def test_the_hook_in_a_batch():
     ("items", "options", "match"),
     [
         ([FakeItem("a")], {}, r"test_x\.py::a uses impl but has no @pytest\.mark\.exercise"),
-        ([FakeItem("a", pytest.mark.exercise("attention.nope"))], {}, "unknown exercise 'attention.nope'"),
-        ([FakeItem("a", sdpa)], {"device": ["gpu"]}, r"unknown device\(s\) \['gpu'\]"),
+        ([FakeItem("a", pytest.mark.exercise("attention.nope"), library)], {}, "unknown exercise 'attention.nope'"),
+        ([FakeItem("a", sdpa, library)], {"device": ["gpu"]}, r"unknown device\(s\) \['gpu'\]"),
+        ([FakeItem("a", sdpa)], {}, r"test_x\.py::a has no @pytest\.mark\.oracle: declare where its expected values"),
+        ([FakeItem("a", sdpa, pytest.mark.oracle("snapshot"))], {}, r"test_x\.py::a: unknown oracle 'snapshot'"),
+        ([FakeItem("a", sdpa, pytest.mark.oracle())], {}, r"test_x\.py::a: unknown oracle \(\)"),
+        (
+            [FakeItem("a", sdpa, library, fixtures=("impl", "reference"))],
+            {"submission": "assignments"},
+            r"test_x\.py::a uses the reference fixture but is marked oracle\('library'\)",
+        ),
+        (
+            [FakeItem("a", fixtures=("reference",))],
+            {},
+            r"test_x\.py::a uses the reference fixture but is not marked with an oracle",
+        ),
     ],
 )
 def test_the_hook_stops_on_broken_markers_and_options(items, options, match):
@@ -133,7 +163,7 @@ def test_the_hook_stops_on_broken_markers_and_options(items, options, match):
 
 def test_a_hidden_tests_record_keeps_only_its_name_and_pass_or_fail():
     """The record of a hidden test drops its message and its exact outcome at the source."""
-    item = FakeItem("h", sdpa, pytest.mark.hidden)
+    item = FakeItem("h", sdpa, library, pytest.mark.hidden)
     record = plugin._record(item, TIMEOUT, "took 10 s on q=[...]")
     assert record == {
         "nodeid": item.nodeid,
@@ -148,5 +178,79 @@ def test_a_hidden_tests_record_keeps_only_its_name_and_pass_or_fail():
     }
     for status in (PASSED, HIDDEN, "pending"):
         assert plugin._record(item, status, "x")["status"] == status
-    public = plugin._record(FakeItem("p", sdpa, entry=alice), TIMEOUT, "took 10 s")
+    public = plugin._record(FakeItem("p", sdpa, library, entry=alice), TIMEOUT, "took 10 s")
     assert (public["status"], public["message"], public["submission"]) == (TIMEOUT, "took 10 s", "alice")
+
+
+def test_a_reference_test_is_hidden_from_a_students_check(monkeypatch, tmp_path):
+    """A student's check lists a reference test as "hidden, graded later" and never runs it,
+    with or without solutions/; staff grading and a run on the reference itself run it."""
+    a, r = FakeItem("a", sdpa, library), FakeItem("r", sdpa, by_reference, fixtures=("impl", "reference"))
+    assert run([a, r], submission="assignments") == ([a], [r], [r], 1)
+    assert run([a, r], submission="assignments", staff=True) == ([a, r], [], [], 2)
+    assert run([a, r]) == ([a, r], [], [], 2)
+    monkeypatch.setattr(solutions, "SOLUTIONS", tmp_path / "solutions")  # a student release
+    assert run([a, r], submission="assignments") == ([a], [r], [r], 1)
+    assert run([a], submission="assignments", staff=True) == ([a], [], [], 1)
+
+
+@pytest.mark.parametrize("options", [{"submission": "assignments", "staff": True}, {}])
+def test_a_staff_run_without_solutions_refuses_reference_tests(monkeypatch, tmp_path, options):
+    """Where solutions/ is absent (a student release), a staff run (``--staff``, or the suite
+    on the reference itself) that would run a reference test is a usage error naming it and
+    saying why, never a silent pass."""
+    monkeypatch.setattr(solutions, "SOLUTIONS", tmp_path / "solutions")
+    items = [FakeItem("a", sdpa, library), FakeItem("r", sdpa, by_reference)]
+    with pytest.raises(
+        pytest.UsageError, match=r"test_x\.py::r needs the reference solutions .* no attention\.py here"
+    ):
+        run(items, **options)
+    assert run(items, exercise=["lstm"], **options)[0] == []  # dropped for another reason: no error
+
+
+def test_a_reference_tests_record_is_a_hidden_record():
+    """In staff grading a reference test is recorded as hidden: its message and exact outcome
+    are dropped at the source, and it counts among the exercise's hidden tests."""
+    record = plugin._record(FakeItem("r", sdpa, by_reference), TIMEOUT, "took 10 s on q=[...]")
+    assert (record["hidden"], record["status"], record["message"]) == (True, FAILED, "")
+
+
+def test_the_reference_fixtures_loader(monkeypatch, tmp_path):
+    """The reference fixture's loader gives the reference module, and a failure saying why
+    where solutions/ lacks the module (a student release)."""
+    assert plugin.load_reference("attention") is solutions.load("attention")
+    assert callable(plugin.load_reference("attention").scaled_dot_product_attention)
+    monkeypatch.setattr(solutions, "SOLUTIONS", tmp_path / "solutions")
+    with pytest.raises(pytest.fail.Exception, match=r"the reference of attention \(.*attention\.py\) is not here"):
+        plugin.load_reference("attention")
+
+
+def test_only_public_tests_with_the_reference_at_hand_are_diagnosed(monkeypatch, tmp_path):
+    """Catalog hints replay calls on the reference: never for a hidden or reference test, and
+    not at all where solutions/ is absent (a student release)."""
+    assert plugin._diagnosable(FakeItem("a", sdpa, library), "attention.sdpa")
+    assert not plugin._diagnosable(FakeItem("h", sdpa, library, pytest.mark.hidden), "attention.sdpa")
+    assert not plugin._diagnosable(FakeItem("r", sdpa, by_reference), "attention.sdpa")
+    monkeypatch.setattr(solutions, "SOLUTIONS", tmp_path / "solutions")
+    assert not plugin._diagnosable(FakeItem("a", sdpa, library), "attention.sdpa")
+
+
+def test_device_tests_carry_their_cases_oracle():
+    """A device case with a library oracle gives oracle("library") tests on every device; one
+    without gives oracle("reference") tests (staff grading only)."""
+
+    def build(gen):
+        return (torch.zeros(2, dtype=torch.float64),), {}
+
+    cases = [
+        devices.DeviceCase("elbo.kl", "f", build, ("y",), oracle=lambda x: x),
+        devices.DeviceCase("elbo.elbo", "g", build, ("y",)),
+    ]
+    test = devices.device_tests(__name__, cases)
+    (parametrize,) = [m for m in test.pytestmark if m.name == "parametrize"]
+    oracles = {}
+    for param in parametrize.args[1]:
+        marks = {m.name: m for m in param.marks}
+        assert set(marks) == {"exercise", "device", "oracle"}
+        oracles.setdefault(param.values[2].name, set()).add(marks["oracle"].args)
+    assert oracles == {"f": {("library",)}, "g": {("reference",)}}

@@ -1,5 +1,6 @@
 """Which collected tests run (grader/testing/selection.py): the rules of the README's "Hidden
-tests" and "Devices" sections, decided from plain data."""
+tests" and "Devices" sections, and the oracle tiers (a reference test is a hidden test for
+students), decided from plain data."""
 
 import pytest
 from hypothesis import given, settings
@@ -7,15 +8,21 @@ from hypothesis import strategies as st
 
 from grader.outcomes import PROPERTY, VALUE
 from grader.testing.selection import (
+    DATA,
     DEVICE_NOT_SELECTED,
     DEVICES,
     HIDDEN_FOR_STUDENTS,
     KEEP,
+    LIBRARY,
     NOT_IN_SUBMISSION,
     NOT_REQUESTED,
+    ORACLES,
+    REFERENCE,
+    REFERENCE_FOR_STAFF,
     Decision,
     SelectionError,
     check_kind,
+    check_oracle,
     decide,
     in_submission,
     is_staff_run,
@@ -108,6 +115,32 @@ def test_check_kind():
         assert str(info.value) == f"{NODE}: kind must be 'value' or 'property', not {bad!r}"
 
 
+def test_check_oracle():
+    """An exercise test declares its oracle: library, data or reference.  No marker, another
+    kind, or the reference fixture without oracle("reference") names the test and the choices."""
+    assert ORACLES == ("library", "data", "reference")
+    for oracle in ORACLES:
+        assert check_oracle(NODE, oracle) == oracle
+    assert check_oracle(NODE, REFERENCE, uses_reference=True) == REFERENCE
+    choices = "oracle('library'), oracle('data'), oracle('reference')"
+    with pytest.raises(SelectionError) as info:
+        check_oracle(NODE, None)
+    assert (
+        str(info.value) == f"{NODE} has no @pytest.mark.oracle: declare where its expected values come from ({choices})"
+    )
+    for bad in ("Library", "snapshot", "", 1, ("library", "data")):
+        with pytest.raises(SelectionError) as info:
+            check_oracle(NODE, bad)
+        assert str(info.value) == f"{NODE}: unknown oracle {bad!r}: use {choices}"
+    for oracle in (LIBRARY, DATA):
+        with pytest.raises(SelectionError) as info:
+            check_oracle(NODE, oracle, uses_reference=True)
+        assert str(info.value) == (
+            f"{NODE} uses the reference fixture but is marked oracle({oracle!r}): a test that needs solutions/ "
+            "must be marked @pytest.mark.oracle('reference')"
+        )
+
+
 # ---- one test's decision -------------------------------------------------------------------
 
 
@@ -116,6 +149,7 @@ def test_an_unmarked_test_runs_unless_exercises_are_requested():
     ``--exercise`` picks exercises."""
     assert decide(NODE, None, known=KNOWN) == KEEP
     assert decide(NODE, None, known=KNOWN, wanted={"lstm"}) == Decision(False, NOT_REQUESTED)
+    assert decide(NODE, None, known=KNOWN, oracle=REFERENCE, uses_reference=True, staff=False) == KEEP
 
 
 def test_broken_markers_are_errors():
@@ -127,7 +161,17 @@ def test_broken_markers_are_errors():
     with pytest.raises(SelectionError, match=r"^.*: unknown exercise 'attention\.nope' \(see grader/rubric\.py\)$"):
         decide(NODE, "attention.nope", known=KNOWN, wanted={"lstm"})
     with pytest.raises(SelectionError, match="kind must be"):
-        decide(NODE, "lstm.gates", known=KNOWN, kind="values", wanted={"attention"})
+        decide(NODE, "lstm.gates", known=KNOWN, kind="values", oracle=LIBRARY, wanted={"attention"})
+    with pytest.raises(SelectionError, match=f"^{NODE} has no @pytest.mark.oracle: "):
+        decide(NODE, "lstm.gates", known=KNOWN, wanted={"attention"})
+    with pytest.raises(SelectionError, match=r"^.*: unknown oracle 'snapshot': use "):
+        decide(NODE, "lstm.gates", known=KNOWN, oracle="snapshot", staff=False)
+    with pytest.raises(SelectionError, match=f"^{NODE} uses the reference fixture but is marked oracle\\('library'\\)"):
+        decide(NODE, "lstm.gates", known=KNOWN, oracle=LIBRARY, uses_reference=True, wanted={"elbo"})
+    with pytest.raises(SelectionError, match=f"^{NODE} uses the reference fixture but is marked oracle\\('data'\\)"):
+        decide(NODE, None, known=KNOWN, oracle=DATA, uses_reference=True)
+    with pytest.raises(SelectionError, match=r"^.* uses the reference fixture but is not marked with an oracle: "):
+        decide(NODE, None, known=KNOWN, uses_reference=True)
 
 
 @pytest.mark.parametrize(
@@ -149,12 +193,47 @@ def test_broken_markers_are_errors():
         ({"hidden": True, "staff": False, "entry_exercises": []}, Decision(False, NOT_IN_SUBMISSION)),
         ({"hidden": True, "staff": False, "device": "meta", "devices": {"cpu"}}, Decision(False, DEVICE_NOT_SELECTED)),
         ({"wanted": {"elbo"}, "entry_exercises": []}, Decision(False, NOT_REQUESTED)),
+        # a reference test is a hidden test for students; library and data tests are public
+        ({"oracle": REFERENCE}, KEEP),
+        ({"oracle": REFERENCE, "staff": False}, Decision(False, REFERENCE_FOR_STAFF, hidden=True)),
+        (
+            {"oracle": REFERENCE, "staff": False, "uses_reference": True},
+            Decision(False, REFERENCE_FOR_STAFF, hidden=True),
+        ),
+        (
+            {"oracle": REFERENCE, "staff": False, "reference_available": False},
+            Decision(False, REFERENCE_FOR_STAFF, hidden=True),
+        ),
+        ({"oracle": REFERENCE, "hidden": True, "staff": False}, Decision(False, HIDDEN_FOR_STUDENTS, hidden=True)),
+        ({"oracle": REFERENCE, "staff": False, "wanted": {"elbo"}}, Decision(False, NOT_REQUESTED)),
+        ({"oracle": REFERENCE, "reference_available": False, "wanted": {"elbo"}}, Decision(False, NOT_REQUESTED)),
+        (
+            {"oracle": REFERENCE, "reference_available": False, "entry_exercises": []},
+            Decision(False, NOT_IN_SUBMISSION),
+        ),
+        ({"oracle": DATA, "staff": False}, KEEP),
+        ({"oracle": LIBRARY, "staff": False, "reference_available": False}, KEEP),
     ],
 )
 def test_decide_examples(kwargs, expected):
-    """Worked examples for a test of ``lstm.gates``: each rule on its own, then the order in
-    which they apply."""
-    assert decide(NODE, "lstm.gates", known=KNOWN, **kwargs) == expected
+    """Worked examples for a test of ``lstm.gates`` (a library test unless said otherwise):
+    each rule on its own, then the order in which they apply."""
+    assert decide(NODE, "lstm.gates", known=KNOWN, **{"oracle": LIBRARY, **kwargs}) == expected
+
+
+def test_a_staff_run_refuses_reference_tests_without_the_reference():
+    """Where solutions/ lacks the module (a student release), a staff run that would run a
+    reference test stops with an error that says why, naming the test; it never passes
+    silently.  A student's run there lists the test as hidden."""
+    with pytest.raises(SelectionError) as info:
+        decide(NODE, "lstm.gates", known=KNOWN, oracle=REFERENCE, reference_available=False)
+    assert str(info.value) == (
+        f"{NODE} needs the reference solutions (oracle('reference')) but solutions/ has no lstm.py here (a "
+        "student release has none): reference tests run only in staff grading with solutions/; a student's "
+        "check lists them as 'hidden, graded later'"
+    )
+    student = decide(NODE, "lstm.gates", known=KNOWN, oracle=REFERENCE, reference_available=False, staff=False)
+    assert student == Decision(False, REFERENCE_FOR_STAFF, hidden=True)
 
 
 @settings(max_examples=60)
@@ -163,15 +242,19 @@ def test_decide_examples(kwargs, expected):
     kind=st.sampled_from([VALUE, PROPERTY]),
     device=st.none() | st.sampled_from(sorted(DEVICES)),
     hidden=st.booleans(),
+    oracle=st.sampled_from(ORACLES),
     entry=st.none() | st.lists(st.sampled_from(KNOWN), unique=True),
     wanted=st.sets(st.sampled_from([*KNOWN, "attention", "lstm", "elbo", "param_count"])),
     devices=st.sets(st.sampled_from(sorted(DEVICES)), min_size=1),
     staff=st.booleans(),
 )
-def test_a_test_runs_exactly_when_every_rule_lets_it(exercise, kind, device, hidden, entry, wanted, devices, staff):
+def test_a_test_runs_exactly_when_every_rule_lets_it(
+    exercise, kind, device, hidden, oracle, entry, wanted, devices, staff
+):
     """A marked test runs when its exercise is requested (or nothing is), its submission is
-    graded for it, its device is selected and it is public or the run is staff grading; it is
-    listed as hidden exactly when only the hidden rule drops it; a dropped test has a reason."""
+    graded for it, its device is selected and it is public (not hidden, not a reference
+    test) or the run is staff grading; it is listed as hidden exactly when only the hidden or
+    reference rule drops it; a dropped test has a reason."""
     got = decide(
         NODE,
         exercise,
@@ -179,6 +262,7 @@ def test_a_test_runs_exactly_when_every_rule_lets_it(exercise, kind, device, hid
         kind=kind,
         device=device,
         hidden=hidden,
+        oracle=oracle,
         entry_exercises=entry,
         wanted=wanted,
         devices=devices,
@@ -190,6 +274,7 @@ def test_a_test_runs_exactly_when_every_rule_lets_it(exercise, kind, device, hid
         and (entry is None or exercise in entry)
         and (device is None or device in devices)
     )
-    assert got.keep == (selected and (staff or not hidden))
-    assert got.hidden == (selected and hidden and not staff)
+    secret = hidden or oracle == REFERENCE
+    assert got.keep == (selected and (staff or not secret))
+    assert got.hidden == (selected and secret and not staff)
     assert bool(got.reason) != got.keep
