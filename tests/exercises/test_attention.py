@@ -959,7 +959,9 @@ DEVICE_CASES = [
     DeviceCase(
         "attention.causal_mask",
         "causal_mask",
-        lambda g: ((_drawn_int(g, 3, 64),), {}),
+        # lengths above the 2..96 the lower-triangular test draws: a table recorded by a local run
+        # holds one of them at most, so a staff-keyed length is almost never in it
+        lambda g: ((_drawn_int(g, 97, 512),), {}),
         ("mask",),
         device_kwarg="device",
         oracle=causal_oracle,
