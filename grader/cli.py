@@ -1,14 +1,40 @@
-"""Command line: ``python -m grader {check,generate,list,mutants}``."""
+"""Command line: ``python -m grader {check,list}`` for students; staff also have
+``generate``, ``batch``, ``mutants``, ``gradescope`` and ``release``.
+
+The staff commands import their modules lazily, and a student release (which lacks those
+modules) does not offer them.
+"""
 
 import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from grader import ROOT, rubric, staffkey
-from grader.authoring import stubgen
 from grader.grading import report, runner
+
+#: Each staff command and the file it needs: a student release has none of them.
+STAFF_COMMANDS = {
+    "generate": "grader/authoring/stubgen.py",
+    "batch": "grader/grading/batch.py",
+    "mutants": "grader/authoring/mutants.py",
+    "gradescope": "grader/release/gradescope.py",
+    "release": "grader/release/student.py",
+}
+
+
+def offered(command: str) -> bool:
+    """Whether this checkout offers ``command`` (a student release offers check and list)."""
+    needs = STAFF_COMMANDS.get(command)
+    return needs is None or (ROOT / needs).is_file()
+
+
+def _add(sub: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """The parser of sub-command ``name``; a staff command this checkout does not offer
+    gets a detached parser, never shown or used."""
+    return sub.add_parser(name, **kwargs) if offered(name) else argparse.ArgumentParser(prog=name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,10 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="sandbox: isolated worker processes (default); inprocess: trusted code only",
     )
 
-    gen = sub.add_parser("generate", help="write assignments/ stubs from solutions/")
+    gen = _add(sub, "generate", help="write assignments/ stubs from solutions/")
     gen.add_argument("--check", action="store_true", help="only report stubs that are out of date (exit 1)")
 
-    batch = sub.add_parser("batch", help="grade every submission (sub-folder or .zip) of a folder")
+    batch = _add(sub, "batch", help="grade every submission (sub-folder or .zip) of a folder")
     batch.add_argument("submissions", help="folder of submissions: one sub-folder or .zip each")
     batch.add_argument(
         "--out",
@@ -77,13 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sub.add_parser("list", help="list the exercises and their points")
 
-    mut = sub.add_parser("mutants", help="grade every catalog entry and check the tests catch it")
+    mut = _add(sub, "mutants", help="grade every catalog entry and check the tests catch it")
     mut.add_argument("modules", nargs="*", help="only these modules")
     mut.add_argument("--workers", type=int, default=2, help="entries graded at once (default 2)")
     mut.add_argument("--json", metavar="PATH", help="also write every verdict, its killers and feedback here")
 
-    gs = sub.add_parser("gradescope", help="build a Gradescope autograder zip (hidden tests, reference, staff key)")
+    gs = _add(sub, "gradescope", help="build a Gradescope autograder zip (hidden tests, reference, staff key)")
     gs.add_argument("zip", metavar="OUT.zip", help="where to write the package (keep it as secret as the key)")
+
+    rel = _add(sub, "release", help="write the student release (a new one-commit git repository) and check it")
+    rel.add_argument("out", metavar="OUT", help="a new or empty folder")
+    rel.add_argument(
+        "--skip-catalog",
+        action="store_true",
+        help="do not grade the catalog's wrong entries in the release (the leak check and the "
+        "reference/stub gradings still run)",
+    )
 
     args = parser.parse_args(argv)
     commands = {
@@ -93,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mutants": _mutants,
         "batch": _batch,
         "gradescope": _gradescope,
+        "release": _release,
     }
     return commands[args.command](args)
 
@@ -139,6 +175,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from grader.authoring import stubgen
+
     stale = stubgen.generate(check=args.check)
     for path in stale:
         print(("out of date: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
@@ -189,3 +227,13 @@ def _gradescope(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {args.zip} (staff key {fingerprint}); upload it as the assignment's autograder")
     return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from grader.release import student
+
+    try:
+        return student.build(Path(args.out), catalog=not args.skip_catalog)
+    except RuntimeError as exc:  # a ReleaseError, or a grading inside the release that could not run
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -21,6 +21,8 @@ from grader.grading.scoring import Report, TestRecord, score_exercise
 from grader.outcomes import CRASHED, ERROR, FAILED, MISSING, TIMEOUT
 
 TESTS_DIR = ROOT / "tests" / "exercises"
+#: The hidden tests (staff grading only; absent from the student release).
+HIDDEN_DIR = ROOT / "tests" / "hidden"
 #: Wall-clock limit for one module's tests (the sandbox's own budgets are tighter).
 MODULE_TIMEOUT = 900
 
@@ -128,6 +130,15 @@ def _report(
     return Report(str(folder), results)
 
 
+def test_files(modules: Sequence[str], staff: bool) -> list[str]:
+    """The test files a grading of ``modules`` runs: the public ones, and with ``staff`` the
+    hidden ones that exist (a student release has none; a local check never runs them)."""
+    files = [TESTS_DIR / f"test_{m}.py" for m in modules]
+    if staff:
+        files += [path for m in modules if (path := HIDDEN_DIR / f"test_{m}.py").is_file()]
+    return [str(path) for path in files]
+
+
 def _run_tests(
     submissions: list[dict[str, Any]],
     modules: list[str],
@@ -152,7 +163,7 @@ def _run_tests(
             sys.executable,
             "-m",
             "pytest",
-            *[str(TESTS_DIR / f"test_{m}.py") for m in modules],
+            *test_files(modules, staff),
             "-q",
             "--tb=no",
             "-p",

@@ -41,6 +41,7 @@ INCLUDE = (
     "grader/mistakes/*.toml",
     "tests/conftest.py",
     "tests/exercises/*.py",
+    "tests/hidden/*.py",
     "solutions/*.py",
     "pyproject.toml",
     "requirements.txt",

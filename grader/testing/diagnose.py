@@ -45,8 +45,12 @@ def _context() -> BuildContext | None:
 class Recording:
     """An implementation that remembers the calls of the current example (see module doc)."""
 
-    def __init__(self, inner: Implementation) -> None:
+    def __init__(self, inner: Implementation, reopen: Callable[[], Implementation] | None = None) -> None:
         self.inner = inner
+        #: opens a fresh copy of the same module (for :mod:`grader.testing.fingerprints`)
+        self.reopen = reopen
+        #: exercise -> the fingerprint hint lines found for it
+        self.fingerprinted: dict[str, list[str]] = {}
         self.module: str = inner.module
         self.steps: list[Step] = []
         self.examples: dict[str | None, list[list[Step]]] = {}  # exercise -> the step lists of its examples
@@ -111,7 +115,9 @@ class Recording:
         self.inner.close()
 
 
-def _same_outcome(a: Outcome, b: Outcome) -> bool:
+def same_outcome(a: Outcome, b: Outcome) -> bool:
+    """Whether two outcomes agree: the same exception, or values within the catalog's
+    tolerance (outputs, gradients, inputs after the call)."""
     if a[0] != b[0]:
         return False
     if a[0] == "raised":
@@ -136,7 +142,7 @@ def _same_dict(a: dict | None, b: dict | None) -> bool:
 
 def _agrees(outcomes: Sequence[Outcome], steps: Sequence[Step]) -> bool:
     return len(outcomes) == len(steps) and all(
-        s.outcome is not None and _same_outcome(o, s.outcome) for o, s in zip(outcomes, steps)
+        s.outcome is not None and same_outcome(o, s.outcome) for o, s in zip(outcomes, steps)
     )
 
 

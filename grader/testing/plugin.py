@@ -11,9 +11,12 @@ Every exercise test declares its oracle, ``@pytest.mark.oracle("library" | "data
 grading and is otherwise treated as a hidden test.
 """
 
+import functools
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Generator, Iterator
@@ -23,10 +26,20 @@ from typing import Any
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from grader import ROOT, mistakes, rubric, staffkey
 from grader.adapters import open_implementation
-from grader.outcomes import FAILED, HIDDEN, PASSED, VALUE, PropertyFailure, SubmissionProblem
+from grader.outcomes import (
+    FAILED,
+    HIDDEN,
+    PASSED,
+    VALUE,
+    BadOutput,
+    PropertyFailure,
+    StudentCodeError,
+    SubmissionProblem,
+)
 from grader.testing import diagnose, selection
 from grader.testing.skips import Unavailable
 
@@ -44,15 +57,21 @@ settings.register_profile(
 )
 settings.load_profile("grading")
 
+#: The reference solutions (absent from a student release).
+REFERENCE_DIR = ROOT / "solutions"
 #: Where the run keeps its recorder and the parsed ``--submissions`` file.
 _RECORDER = pytest.StashKey["_Recorder"]()
 _SUBMISSIONS = pytest.StashKey[list]()
+_HYPOTHESIS_HOME = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("grader", "DL Basic autograder")
     group.addoption(
-        "--submission", default=None, help="folder with attention.py, lstm.py, ... to test (default: solutions/)"
+        "--submission",
+        default=None,
+        help="folder with attention.py, lstm.py, ... to test (default: solutions/, or assignments/ where there is "
+        "no solutions/, as in the student release)",
     )
     group.addoption(
         "--adapter",
@@ -89,6 +108,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis keeps a cache (.hypothesis/) in the working directory: grading leaves no
+    # file in the student's folder or the release, so it goes to a folder of this run.
+    config.stash[_HYPOTHESIS_HOME] = tempfile.mkdtemp(prefix="grader-hypothesis-")
+    set_hypothesis_home_dir(config.stash[_HYPOTHESIS_HOME])
     # The tensors are tiny: one intra-op thread is several times faster than a pool (thread
     # hand-offs dominate), and grading processes run side by side on a busy machine.
     torch.set_num_threads(1)
@@ -97,6 +120,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "grading-no-shrink", settings.get_profile("grading"), phases=(Phase.explicit, Phase.reuse, Phase.generate)
         )
         settings.load_profile("grading-no-shrink")
+    if not (config.getoption("--submission") or config.getoption("--submissions")) and not REFERENCE_DIR.is_dir():
+        # a student release has no reference: the tests check the student's own folder
+        config.option.submission = str(ROOT / "assignments")
     _use_staff_key(config)
     config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
     config.addinivalue_line("markers", "hidden: a test run only in staff grading; students see 'hidden, graded later'")
@@ -108,6 +134,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[_RECORDER] = _Recorder(config)
     config.pluginmanager.register(config.stash[_RECORDER], "grader-recorder")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's hypothesis folder."""
+    home = config.stash.get(_HYPOTHESIS_HOME, None)
+    if home:
+        set_hypothesis_home_dir(None)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _use_staff_key(config: pytest.Config) -> None:
@@ -148,9 +182,10 @@ def implementation_fixture(module: str) -> Any:
         entry = getattr(request, "param", None)
         folder = entry["path"] if entry else request.config.getoption("--submission")
         adapter = request.config.getoption("--adapter") or ("sandbox" if folder else "inprocess")
-        opened = open_implementation(folder or str(ROOT / "solutions"), module, adapter)
+        where = folder or str(ROOT / "solutions")
+        opened = open_implementation(where, module, adapter)
         _note_measures(request.config, entry, getattr(opened, "measures", None))
-        implementation = diagnose.Recording(opened)
+        implementation = diagnose.Recording(opened, functools.partial(open_implementation, where, module, adapter))
         yield implementation
         implementation.close()
 
@@ -169,14 +204,44 @@ def reference(request: pytest.FixtureRequest) -> types.ModuleType:
     return load_reference(module)
 
 
+def _solutions() -> types.ModuleType | None:
+    """:mod:`grader.testing.reference`, or ``None`` in a student release (which ships no
+    loader of the reference it does not have)."""
+    try:
+        from grader.testing import reference
+    except ImportError:
+        return None
+    return reference
+
+
+def reference_here(module: str) -> bool:
+    """Whether this checkout holds the reference of ``module`` (a student release does not)."""
+    solutions = _solutions()
+    return solutions is not None and solutions.available(module)
+
+
+def public_tests(module: str) -> types.ModuleType:
+    """The public test file of ``module`` (``tests/exercises/test_<module>.py``), imported by
+    path under a private name: the hidden tests (``tests/hidden/``) reuse its cases and oracles."""
+    import importlib.util
+
+    name = f"_public_tests_{module}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "exercises" / f"test_{module}.py")
+        assert spec is not None and spec.loader is not None, f"no public tests for {module}"
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        spec.loader.exec_module(loaded)
+    return sys.modules[name]
+
+
 def load_reference(module: str) -> types.ModuleType:
     """The reference of ``module`` (``solutions/<module>.py``); where this checkout lacks it
     (a student release has no ``solutions/``), a failure that says so."""
-    from grader.testing import reference as solutions
-
-    if not solutions.available(module):
+    solutions = _solutions()
+    if solutions is None or not solutions.available(module):
         pytest.fail(
-            f"the reference of {module} ({solutions.path(module)}) is not here (a student release has no "
+            f"the reference of {module} ({REFERENCE_DIR / module}.py) is not here (a student release has no "
             "solutions/): reference tests run only in staff grading with solutions/",
             pytrace=False,
         )
@@ -322,11 +387,9 @@ def _decide(
     oracle = oracle_of(item)
     reference_available = True
     if found is not None and oracle == selection.REFERENCE and staff:
-        from grader.testing import reference as solutions
-
         module = str(found[0]).split(".")[0]
         cache = {} if available is None else available
-        reference_available = cache.setdefault(module, solutions.available(module))
+        reference_available = cache.setdefault(module, reference_here(module))
     try:
         return selection.decide(
             item.nodeid,
@@ -357,12 +420,27 @@ def selected_devices(requested: list[str]) -> set[str]:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _diagnosable(item: pytest.Item, exercise: str) -> bool:
-    """Whether a failure of ``item`` (a test of ``exercise``) may get a catalog hint: it is
-    public, and the reference its calls are replayed on is here."""
-    from grader.testing import reference as solutions
+def _hints(
+    item: pytest.Item, exercise: str, exc: BaseException
+) -> tuple[list[str], diagnose.Pending | None] | tuple[None, None]:
+    """The hint lines for a failure of ``item`` (a test of ``exercise``): from the catalog
+    where the reference is here (:func:`diagnose.hints`), else from shipped fingerprints (a
+    student release, :mod:`grader.testing.fingerprints`).  A hidden test's message is never
+    shown, so it is never diagnosed; nor is code that hung or crashed its worker (the
+    fingerprint cases would run it again)."""
+    from grader.testing import fingerprints
 
-    return not is_hidden(item) and solutions.available(exercise.split(".")[0])
+    module = exercise.split(".")[0]
+    if is_hidden(item):
+        return None, None
+    if reference_here(module):
+        return diagnose.hints(exercise)
+    recording = getattr(item, "funcargs", {}).get("impl")
+    if not isinstance(recording, diagnose.Recording) or not fingerprints.available(module):
+        return None, None
+    if not isinstance(exc, (PropertyFailure, StudentCodeError, BadOutput)):
+        return None, None
+    return fingerprints.hints(exercise, recording), None
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -379,9 +457,7 @@ def describe_failure(
     is appended to ``pending`` for the end of the run."""
     exc = _root_cause(exc)
     found = exercise_of(item)
-    # a hidden test's message is never shown, so it is never diagnosed; nor is anything
-    # where the reference is absent (a student release): the hints replay calls on it
-    named, undecided = diagnose.hints(found[0]) if found and _diagnosable(item, found[0]) else (None, None)
+    named, undecided = _hints(item, found[0], exc) if found else (None, None)
     if undecided is not None and pending is not None:
         pending.append(undecided)
     named = None if named is None else [f"  hint: {h}" for h in named]

@@ -2,6 +2,7 @@
 give trivial outputs (zeros, ones, seeded noise, an echoed input) 0 points, and turn a
 catalogued mistake into a hint that names it and nothing else."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -154,3 +155,26 @@ def test_a_catalogued_mistake_gets_its_hint(module, mutant_id, hinted):
     entry = next(e for e in ENTRIES if e.module == module and e.id == mutant_id)
     feedback = "\n".join(msg for r in hinted[mutant_id].results for msg in r.feedback())
     assert f"your code matches {entry.mistake}" in feedback
+
+
+def hidden_test_names():
+    """The names of the hidden tests (``tests/hidden/``): not in the student release."""
+    return {
+        node.name
+        for path in (ROOT / "tests" / "hidden").glob("test_*.py")
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+
+
+@pytest.mark.parametrize("module", rubric.MODULES)
+def test_the_public_tests_alone_catch_nine_in_ten_mistakes(module, verdicts):
+    """The student release runs only the public tests, on the examples of a local check
+    (those of this catalog run): per module they catch at least 90% of the wrong entries;
+    the message lists those only staff grading catches (`grader release` prints the same,
+    measured inside the release)."""
+    hidden = hidden_test_names()
+    wrong = [v for (mod, _), v in verdicts.items() if mod == module and not v.correct and not v.trivial]
+    staff_only = [v.id for v in wrong if all(k.split("[")[0] in hidden for k in v.killers)]
+    assert hidden and wrong
+    assert len(staff_only) <= 0.1 * len(wrong), f"only staff grading catches {staff_only} of {len(wrong)}"

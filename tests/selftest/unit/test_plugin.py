@@ -225,14 +225,31 @@ def test_the_reference_fixtures_loader(monkeypatch, tmp_path):
         plugin.load_reference("attention")
 
 
-def test_only_public_tests_with_the_reference_at_hand_are_diagnosed(monkeypatch, tmp_path):
-    """Catalog hints replay calls on the reference: never for a hidden or reference test, and
-    not at all where solutions/ is absent (a student release)."""
-    assert plugin._diagnosable(FakeItem("a", sdpa, library), "attention.sdpa")
-    assert not plugin._diagnosable(FakeItem("h", sdpa, library, pytest.mark.hidden), "attention.sdpa")
-    assert not plugin._diagnosable(FakeItem("r", sdpa, by_reference), "attention.sdpa")
+def test_hints_come_from_the_catalog_or_the_fingerprints(monkeypatch, tmp_path):
+    """With the reference at hand a public test's failure is diagnosed by the catalog; where
+    it is absent (a student release), by the shipped fingerprints on the test's recording,
+    for wrong values or a raised exception but not after a timeout; a hidden test never."""
+    from grader.outcomes import PropertyFailure, StudentCodeError, WorkerTimeout
+    from grader.testing import diagnose, fingerprints
+
+    monkeypatch.setattr(diagnose, "hints", lambda exercise: (["catalog " + exercise], None))
+    monkeypatch.setattr(fingerprints, "hints", lambda exercise, recording: ["fingerprint " + exercise])
+    wrong = PropertyFailure("weights differ")
+    public = FakeItem("a", sdpa, library)
+    public.funcargs = {"impl": diagnose.Recording(SimpleNamespace(module="attention"))}
+    assert plugin._hints(public, "attention.sdpa", wrong) == (["catalog attention.sdpa"], None)
+    hidden = FakeItem("h", sdpa, library, pytest.mark.hidden)
+    assert plugin._hints(hidden, "attention.sdpa", wrong) == (None, None)
+    assert plugin._hints(FakeItem("r", sdpa, by_reference), "attention.sdpa", wrong) == (None, None)
     monkeypatch.setattr(solutions, "SOLUTIONS", tmp_path / "solutions")
-    assert not plugin._diagnosable(FakeItem("a", sdpa, library), "attention.sdpa")
+    monkeypatch.setattr(fingerprints, "available", lambda module: False)
+    assert plugin._hints(public, "attention.sdpa", wrong) == (None, None)
+    monkeypatch.setattr(fingerprints, "available", lambda module: True)
+    assert plugin._hints(public, "attention.sdpa", wrong) == (["fingerprint attention.sdpa"], None)
+    raised = StudentCodeError("ValueError", "bad", "")
+    assert plugin._hints(public, "attention.sdpa", raised) == (["fingerprint attention.sdpa"], None)
+    assert plugin._hints(public, "attention.sdpa", WorkerTimeout("20 s")) == (None, None)
+    assert plugin._hints(hidden, "attention.sdpa", wrong) == (None, None)
 
 
 def test_device_tests_carry_their_cases_oracle():
