@@ -7,7 +7,9 @@ modules) does not offer them.
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ STAFF_COMMANDS = {
     "mutants": "grader/authoring/mutants.py",
     "gradescope": "grader/release/gradescope.py",
     "release": "grader/release/student.py",
+    "notebooks": "grader/notebooks/build.py",
 }
 
 
@@ -47,12 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets",
         nargs="*",
         metavar="MODULE_OR_EXERCISE",
-        help="modules (attention, lstm, ...) or exercise IDs (attention.sdpa); default: all",
+        help="modules (attention, lstm, ...), exercise IDs (attention.sdpa) or notebooks (path/to/attention.ipynb: "
+        "their modules are graded); default: all",
     )
     check.add_argument(
         "--submission",
         default=str(ROOT / "assignments"),
-        help="folder holding attention.py, lstm.py, param_count.py, elbo.py",
+        help="folder holding attention.py, lstm.py, param_count.py, elbo.py (or their notebooks, attention.ipynb, ...)",
     )
     check.add_argument("--json", metavar="PATH", help="also write Gradescope results.json here")
     check.add_argument(
@@ -111,6 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     gs = _add(sub, "gradescope", help="build a Gradescope autograder zip (hidden tests, reference, staff key)")
     gs.add_argument("zip", metavar="OUT.zip", help="where to write the package (keep it as secret as the key)")
 
+    nbs = _add(sub, "notebooks", help="write the nbgrader source notebooks (nbgrader/source/dlbasic/) from solutions/")
+    nbs.add_argument("--check", action="store_true", help="only report notebooks that are out of date (exit 1)")
+    nbs.add_argument(
+        "--course",
+        metavar="DIR",
+        help="also make DIR an nbgrader course folder (nbgrader_config.py, source/dlbasic/) graded in the sandbox",
+    )
+
     rel = _add(sub, "release", help="write the student release (a new one-commit git repository) and check it")
     rel.add_argument("out", metavar="OUT", help="a new or empty folder")
     rel.add_argument(
@@ -129,20 +141,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch": _batch,
         "gradescope": _gradescope,
         "release": _release,
+        "notebooks": _notebooks,
     }
     return commands[args.command](args)
 
 
 def _check(args: argparse.Namespace) -> int:
+    notebooks = [Path(t) for t in args.targets if t.endswith(".ipynb")]
+    args.targets = [t for t in args.targets if not t.endswith(".ipynb")]
     try:
         rubric.select(args.targets)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = Path(args.submission)
-    if not folder.is_dir():
+    if not notebooks and not folder.is_dir():
         print(f"error: submission folder {folder} does not exist", file=sys.stderr)
         return 2
+    label = None
+    with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
+        if notebooks:
+            label = ", ".join(str(p) for p in notebooks)
+            folder = _from_notebooks(notebooks, Path(tmp))
+            # a check of named notebooks grades their modules (unless exercises are named)
+            args.targets = args.targets or sorted({p.stem for p in notebooks if p.stem in rubric.MODULES})
+        elif _notebooks_in(folder):
+            label = str(folder)
+            folder = _from_notebooks(_notebooks_in(folder), Path(tmp))
+        return _grade_and_report(folder, args, label)
+
+
+def _notebooks_in(folder: Path) -> list[Path]:
+    """The notebooks of a submission folder whose module has no ``.py`` file there."""
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.glob("*.ipynb")) if p.stem in rubric.MODULES and not p.with_suffix(".py").exists()]
+
+
+def _from_notebooks(notebooks: list[Path], into: Path) -> Path:
+    """Write the modules of ``notebooks`` into ``into``, beside the module ``.py`` files of
+    their folders; print why a notebook gives no module (that module then scores 0)."""
+    from grader.notebooks import cells
+
+    for path in {p.parent for p in notebooks}:
+        for module_file in path.glob("*.py"):
+            if module_file.stem in rubric.MODULES:
+                shutil.copyfile(module_file, into / module_file.name)
+    _, problems = cells.submission_folder(notebooks, into)
+    for module, problem in problems.items():
+        print(f"error: {module}: {problem}: the module scores 0", file=sys.stderr)
+    return into
+
+
+def _grade_and_report(folder: Path, args: argparse.Namespace, label: str | None = None) -> int:
+    """Grade ``folder`` as ``args`` ask and print the report (naming the submission ``label`` when given)."""
     staff_key = None
     if args.staff:
         try:
@@ -167,6 +219,8 @@ def _check(args: argparse.Namespace) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
         staff_key=staff_key,
     )
+    if label:
+        result.submission = label
     print(report.render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_gradescope(), indent=2) + "\n", encoding="utf-8")
@@ -177,14 +231,30 @@ def _check(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from grader.authoring import stubgen
 
-    stale = stubgen.generate(check=args.check)
-    for path in stale:
-        print(("out of date: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
-    if args.check and stale:
-        print("run `python -m grader generate` and commit the stubs", file=sys.stderr)
+    return _written(stubgen.generate(check=args.check), args.check, "generate", "stubs")
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    from grader.notebooks import build
+
+    status = _written(build.write(check=args.check), args.check, "notebooks", "notebooks")
+    if args.course and status == 0:
+        from grader.notebooks import autograde
+
+        root = autograde.setup_course(args.course)
+        print(f"wrote the nbgrader course {root}: now `cd {root} && nbgrader generate_assignment dlbasic`")
+    return status
+
+
+def _written(paths: list[Path], check: bool, command: str, what: str) -> int:
+    """Report files a generator wrote (or, with ``check``, found out of date: exit 1)."""
+    for path in paths:
+        print(("out of date: " if check else "wrote ") + str(path.relative_to(ROOT)))
+    if check and paths:
+        print(f"run `python -m grader {command}` and commit the {what}", file=sys.stderr)
         return 1
-    if not stale:
-        print("stubs are up to date")
+    if not paths:
+        print(f"{what} are up to date")
     return 0
 
 

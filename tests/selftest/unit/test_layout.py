@@ -23,7 +23,10 @@ ROOMS = (
     ("adapters", ("grader.adapters",)),
     ("testing", ("grader.testing",)),
     ("grading", ("grader.grading",)),
-    ("commands and authoring", ("grader.cli", "grader.__main__", "grader.authoring", "grader.release")),
+    (
+        "commands and authoring",
+        ("grader.cli", "grader.__main__", "grader.authoring", "grader.release", "grader.notebooks"),
+    ),
 )
 #: What the worker side may import of the grader (besides the standard library and these).
 WORKER_ALLOWED = ("grader", "grader.outcomes", "grader.execution")

@@ -1,0 +1,281 @@
+"""The cells of a course notebook: their ids, and a student's module read back out of them.
+
+Each module (``attention``, ``lstm``, ...) is one notebook, ``nbgrader/source/dlbasic/<module>.ipynb``
+(built by :mod:`grader.notebooks.build`).  Its code cells carry nbgrader ids (``grade_id``, which
+nbgrader allows only ``[a-zA-Z0-9_-]``, so an exercise ID's ``.`` becomes ``-``):
+
+* ``<module>-setup``: locked, the module's imports and constants (the code before the first def);
+* ``<module>-given-<name>``: locked, a top-level def or class with nothing to write;
+* ``<module>-<exercise>-impl-<name>``: a solution cell, one top-level def or class of an exercise
+  (``attention-sdpa-impl-scaled_dot_product_attention``);
+* ``<module>-<exercise>``: the locked, pointed test cell of an exercise (``attention-sdpa``), whose
+  source is the one-line self-check ``check("attention.sdpa")``.
+
+:func:`module_source` turns a saved notebook back into ``<module>.py``: every code cell but the
+test cells, in notebook order, the student's own cells included.  Only the cells' sources and
+ids are read (never their outputs), and nothing is executed: it is plain text processing, safe
+on any notebook.  It imports neither nbgrader nor nbformat (whose import takes a second or more).
+"""
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from grader import ROOT, rubric
+
+#: The nbgrader assignment the notebooks make up.
+ASSIGNMENT = "dlbasic"
+#: Where the source (instructor) notebooks live: ``<module>.ipynb`` for each module.
+SOURCE_DIR = ROOT / "nbgrader" / "source" / ASSIGNMENT
+#: The most a notebook file may weigh (outputs included) before it is refused unread.
+MAX_NOTEBOOK_BYTES = 64 << 20
+#: The most the extracted module may weigh: the cap staging puts on a module file
+#: (``grader.grading.staging.MAX_FILE_BYTES``, which the student release does not ship; a test keeps them equal).
+MAX_SOURCE_BYTES = 1 << 20
+#: The source of a test cell, for an exercise ID.
+CHECK_CALL = 'from grader.notebooks import check\n\ncheck("{exercise}")'
+#: A cell that only runs a self-check (a test cell, or a student's copy of one) is not module code.
+_CHECK_CELL = re.compile(r"\s*from\s+grader\.notebooks\s+import\s+check\s*[;\n]\s*check\([^()]*\)\s*;?\s*")
+#: Cell magics whose body is Python: only their ``%%`` line is commented out.
+_PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun"}
+_TEST_CELLS = {ex.id.replace(".", "-"): ex.id for ex in rubric.EXERCISES}
+
+
+class NotebookProblem(ValueError):
+    """A notebook that gives no module: the message names the notebook file and the cause."""
+
+    def __init__(self, notebook: str, cause: str) -> None:
+        super().__init__(f"{notebook}: {cause}")
+        self.notebook = notebook
+        self.cause = cause
+
+
+def notebook_path(module: str) -> Path:
+    """The source notebook of ``module``: ``nbgrader/source/dlbasic/<module>.ipynb``."""
+    return SOURCE_DIR / f"{module}.ipynb"
+
+
+def setup_cell_id(module: str) -> str:
+    """The grade_id of the locked cell holding ``module``'s imports and constants."""
+    return f"{module}-setup"
+
+
+def given_cell_id(module: str, name: str) -> str:
+    """The grade_id of the locked cell holding ``name``, a def or class of ``module`` with no answer to write."""
+    return f"{module}-given-{name}"
+
+
+def test_cell_id(exercise_id: str) -> str:
+    """The grade_id of the test cell of ``exercise_id``: ``attention.sdpa`` -> ``attention-sdpa``.
+
+    Raises ``ValueError`` for an ID the rubric does not know.
+    """
+    if exercise_id not in rubric.BY_ID:
+        raise ValueError(f"unknown exercise {exercise_id!r}")
+    return exercise_id.replace(".", "-")
+
+
+def impl_cell_id(exercise_id: str, name: str) -> str:
+    """The grade_id of the solution cell holding ``name`` (a def or class) of ``exercise_id``."""
+    return f"{test_cell_id(exercise_id)}-impl-{name}"
+
+
+def exercise_of_test_cell(grade_id: str) -> str | None:
+    """The exercise ID whose test cell has ``grade_id`` (``attention-sdpa`` -> ``attention.sdpa``), else ``None``."""
+    return _TEST_CELLS.get(grade_id)
+
+
+def solution_cell_ids(module: str) -> dict[str, tuple[str, str]]:
+    """The solution cells every notebook of ``module`` must hold: ``{grade_id: (exercise ID, name)}``,
+    one per name the rubric lists for each of the module's exercises."""
+    return {impl_cell_id(ex.id, name): (ex.id, name) for ex in rubric.exercises_of(module) for name in ex.names}
+
+
+def module_source(path_or_text: str | os.PathLike[str] | Mapping[str, Any], module: str) -> str:
+    """The student's ``<module>.py`` read out of a saved notebook of ``module``.
+
+    ``path_or_text`` is a path to the ``.ipynb`` file, its text (a ``str``) or the parsed
+    notebook (a mapping).  The result holds every code cell except the test cells, in notebook
+    order, each after a ``# %% [cell N] <grade_id>`` line and two blank lines; IPython magics
+    and shell lines (``%...``, ``!...``) of a cell that is not valid Python become comments;
+    cells the student added are kept.  Outputs are never read.
+
+    Raises :class:`NotebookProblem` when the file is no notebook (not JSON, not nbformat 4, too
+    large), belongs to another module or assignment (ids of another module, or no
+    ``<module>-setup`` cell), lacks a solution cell of the module (named, with its exercise) or
+    holds one id twice, or when its code is larger than 1 MiB.
+    """
+    if module not in rubric.MODULES:
+        raise ValueError(f"unknown module {module!r} (modules: {', '.join(rubric.MODULES)})")
+    name, nb = _load(path_or_text, module)
+    raw_cells = nb.get("cells")
+    if not isinstance(raw_cells, list):
+        raise NotebookProblem(name, "not a Jupyter notebook (no list of cells)")
+    cells = [_cell(name, index, c) for index, c in enumerate(raw_cells, 1)]
+    _check_ids(name, module, cells)
+    parts: list[str] = []
+    for index, cell_type, grade_id, source in cells:
+        if cell_type != "code" or exercise_of_test_cell(grade_id or "") or _CHECK_CELL.fullmatch(source):
+            continue
+        if not source.strip():
+            continue
+        label = f" {grade_id}" if grade_id else ""
+        parts.append(f"# %% [cell {index}]{label}\n{_comment_magics(source).rstrip()}\n")
+    text = f"# {module}.py, read out of {name} (code cells in notebook order, test cells left out)\n\n\n"
+    text += "\n\n".join(parts)
+    size = len(text.encode("utf-8"))
+    if size > MAX_SOURCE_BYTES:
+        raise NotebookProblem(name, f"its code cells hold {size} bytes, more than the {MAX_SOURCE_BYTES} a module may")
+    return text
+
+
+def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Write ``<module>.py`` into ``into`` for each notebook of ``paths`` (named ``<module>.ipynb``).
+
+    Returns ``({module: "ok"}, {module: problem})``: a notebook that gives no module (see
+    :func:`module_source`; also a file named after no module, or two notebooks of one module)
+    writes nothing and is reported, and the other notebooks are still written.
+    """
+    ok: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    seen: dict[str, Path] = {}
+    for path in paths:
+        path = Path(path)
+        module = path.stem
+        if module not in rubric.MODULES:
+            expected = ", ".join(f"{m}.ipynb" for m in rubric.MODULES)
+            problems[module] = f"{path.name}: not a notebook of the course (expected one of {expected})"
+            continue
+        if module in seen:
+            problems[module] = f"{path}: a second notebook of {module} (the first is {seen[module]}): keep one"
+            ok.pop(module, None)
+            (into / f"{module}.py").unlink(missing_ok=True)
+            continue
+        seen[module] = path
+        try:
+            text = module_source(path, module)
+        except NotebookProblem as exc:
+            problems[module] = str(exc)
+            continue
+        (into / f"{module}.py").write_text(text, encoding="utf-8")
+        ok[module] = "ok"
+    return ok, problems
+
+
+def _load(path_or_text: str | os.PathLike[str] | Mapping[str, Any], module: str) -> tuple[str, Mapping[str, Any]]:
+    """``(name for messages, parsed notebook)``; nbformat 3 and older are converted by nbformat."""
+    if isinstance(path_or_text, Mapping):
+        return f"{module}.ipynb", path_or_text
+    if isinstance(path_or_text, str):
+        name, text = f"{module}.ipynb", path_or_text
+    else:
+        path = Path(path_or_text)
+        name = path.name
+        try:
+            size = path.stat().st_size
+            if size > MAX_NOTEBOOK_BYTES:
+                raise NotebookProblem(name, f"{size} bytes, more than the {MAX_NOTEBOOK_BYTES} a notebook may weigh")
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise NotebookProblem(name, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        nb = json.loads(text)
+    except ValueError as exc:
+        raise NotebookProblem(name, f"not a Jupyter notebook: invalid JSON ({exc})") from None
+    if not isinstance(nb, dict):
+        raise NotebookProblem(name, "not a Jupyter notebook (the JSON is not an object)")
+    version = nb.get("nbformat")
+    if version == 4:
+        return name, nb
+    if isinstance(version, int) and 1 <= version < 4:
+        import nbformat
+
+        try:
+            return name, nbformat.reads(text, as_version=4)
+        except Exception as exc:  # nbformat raises many kinds on a broken old notebook
+            raise NotebookProblem(name, f"not a Jupyter notebook nbformat can read ({exc})") from None
+    raise NotebookProblem(name, f"not a Jupyter notebook (nbformat {version!r}, expected 4)")
+
+
+def _cell(name: str, index: int, cell: Any) -> tuple[int, str, str | None, str]:
+    """``(index, cell type, grade_id or None, source)`` of one cell; ``NotebookProblem`` if malformed."""
+    if not isinstance(cell, Mapping):
+        raise NotebookProblem(name, f"cell {index} is not a JSON object")
+    source = cell.get("source", "")
+    if isinstance(source, list) and all(isinstance(line, str) for line in source):
+        source = "".join(source)
+    if not isinstance(source, str):
+        raise NotebookProblem(name, f"cell {index} has a source that is not text")
+    metadata = cell.get("metadata")
+    nbgrader = metadata.get("nbgrader") if isinstance(metadata, Mapping) else None
+    grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, Mapping) else None
+    return index, str(cell.get("cell_type")), grade_id if isinstance(grade_id, str) and grade_id else None, source
+
+
+def _check_ids(name: str, module: str, cells: list[tuple[int, str, str | None, str]]) -> None:
+    """Refuse a notebook of another module or assignment, or one with a missing or repeated cell."""
+    where: dict[str, list[int]] = {}
+    for index, _, grade_id, _ in cells:
+        if grade_id is not None:
+            where.setdefault(grade_id, []).append(index)
+    for other in rubric.MODULES:
+        foreign = [g for g in where if other != module and g.startswith(f"{other}-")]
+        if foreign and not any(g.startswith(f"{module}-") for g in foreign):
+            raise NotebookProblem(
+                name,
+                f"this is a notebook of {other}, not {module} (it holds the cell {foreign[0]}): "
+                f"save your {module} work as {module}.ipynb",
+            )
+    if setup_cell_id(module) not in where:
+        raise NotebookProblem(
+            name,
+            f"no cell {setup_cell_id(module)}: not the {module} notebook of the {ASSIGNMENT} assignment "
+            f"(start again from the notebook you were given)",
+        )
+    repeated = [f"{g} (cells {', '.join(map(str, where[g]))})" for g in where if len(where[g]) > 1]
+    if repeated:
+        raise NotebookProblem(
+            name,
+            f"the cell id {'; '.join(repeated)} appears more than once: a copied cell keeps its id, so "
+            f"delete the copy (or move your code into the original cell)",
+        )
+    code_ids = {grade_id for _, cell_type, grade_id, _ in cells if cell_type == "code"}
+    missing = [
+        f"{grade_id} (exercise {exercise}, {def_name})"
+        for grade_id, (exercise, def_name) in solution_cell_ids(module).items()
+        if grade_id not in code_ids
+    ]
+    if missing:
+        raise NotebookProblem(
+            name,
+            f"the solution cell {'; '.join(missing)} is missing or no longer a code cell: was it deleted? "
+            f"copy it back from the notebook you were given",
+        )
+
+
+def _comment_magics(source: str) -> str:
+    """``source`` with IPython magics and shell lines commented out, when it is not valid Python as it is."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(source, "<cell>", "exec", dont_inherit=True)
+        return source
+    except (SyntaxError, ValueError):
+        pass
+    lines = source.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        magic = lines[first].lstrip()[2:].split(maxsplit=1)
+        if not magic or magic[0] not in _PYTHON_CELL_MAGICS:
+            return "\n".join(f"# {line}" if line.strip() else line for line in lines)
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")):
+            line = f"{line[: len(line) - len(stripped)]}# {stripped}"
+        out.append(line)
+    return "\n".join(out)

@@ -1,0 +1,305 @@
+"""The nbgrader course end to end: generate_assignment, student notebooks, autograde, export.
+
+Two students submit notebooks filled with the reference, a catalogued mistake and the stubs,
+plus a notebook that is no JSON, a missing notebook and a hostile one; ``nbgrader autograde``
+(the course folder ``python -m grader notebooks --course`` writes) must give each exercise the
+score ``python -m grader check --staff`` gives the same code, and the hostile notebook nothing.
+"""
+
+import ast
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import ROOT, mistakes, rubric
+from grader.notebooks import autograde, cells
+
+pytestmark = pytest.mark.slow
+
+KEY = "a staff key for the notebook round trip"
+MISTAKES = {m.module: m for m in mistakes.load() if m.id in ("kl_std_no_half",)}
+PARAM_MISTAKE = mistakes.load("param_count")[0]
+
+#: What each student hands in, per module: reference, a mistake, the stubs, bad or hostile notebooks.
+#: A module left out is a notebook the student never submitted.
+PLAN = {
+    "alice": {"param_count": "reference", "elbo": "mistake", "attention": "stubs"},
+    "bob": {"param_count": "mistake", "elbo": "reference", "attention": "not json", "lstm": "hostile"},
+}
+
+HOSTILE_CELL = """\
+# a student's cell that tries what worked against nbgrader's kernel (nbgrader #1324)
+try:
+    from IPython import get_ipython
+    get_ipython().showtraceback = lambda *args, **kwargs: None
+except Exception:
+    pass
+print("lstm.gates 6 / 6 passed")
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "GRADER_STAFF_KEY": KEY, "PYTHONPATH": str(ROOT)}
+
+
+def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=course,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def _defs(source: str) -> dict[str, str]:
+    """``{name: source}`` of the top-level defs and classes of a module's text."""
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    return {
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+    }
+
+
+def _fill(nb: nbformat.NotebookNode, module: str, source: str) -> None:
+    """Put each def of ``source`` into its solution cell, as a student would."""
+    defs = _defs(source)
+    wanted = cells.solution_cell_ids(module)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in wanted:
+            cell.source = defs[wanted[grade_id][1]]
+
+
+def _student_notebook(course: Path, module: str, kind: str) -> str:
+    """The text of the notebook a student hands in."""
+    nb = nbformat.read(course / "release" / cells.ASSIGNMENT / f"{module}.ipynb", as_version=4)
+    if kind == "not json":
+        return '{"cells": [ this is not JSON'
+    if kind == "reference":
+        _fill(nb, module, (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8"))
+    elif kind == "mistake":
+        _fill(nb, module, (MISTAKES.get(module) or PARAM_MISTAKE).source())
+    elif kind == "hostile":
+        _fill(
+            nb,
+            module,
+            (ROOT / "assignments" / f"{module}.py")
+            .read_text(encoding="utf-8")
+            .replace('raise NotImplementedError("', 'return torch.zeros(1)  # ("'),
+        )
+        nb.cells.insert(2, nbformat.v4.new_code_cell(HOSTILE_CELL))
+        for cell in nb.cells:  # fake results in every test cell's output
+            if cells.exercise_of_test_cell(cell.metadata.get("nbgrader", {}).get("grade_id", "")):
+                cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "6.0"})]
+    return nbformat.writes(nb)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A course folder after generate_assignment, submissions, autograde and export."""
+    root = autograde.setup_course(tmp_path_factory.mktemp("course"))
+    _nbgrader(root, "generate_assignment", cells.ASSIGNMENT, "--force")
+    for student, modules in PLAN.items():
+        folder = root / "submitted" / student / cells.ASSIGNMENT
+        folder.mkdir(parents=True)
+        for module, kind in modules.items():
+            (folder / f"{module}.ipynb").write_text(_student_notebook(root, module, kind), encoding="utf-8")
+    _nbgrader(root, "autograde", cells.ASSIGNMENT, "--create")
+    _nbgrader(root, "export")
+    return root
+
+
+def _gradebook_scores(course: Path, student: str) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {
+            ex.id: gb.find_grade(cells.test_cell_id(ex.id), ex.module, cells.ASSIGNMENT, student).score
+            for ex in rubric.EXERCISES
+        }
+
+
+def _check_staff(course: Path, student: str, tmp_path: Path) -> dict[str, float]:
+    """``python -m grader check --staff --json`` on the student's submitted notebooks."""
+    out = tmp_path / f"{student}.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "check",
+            "--staff",
+            "--quiet",
+            "--json",
+            str(out),
+            "--submission",
+            str(course / "submitted" / student / cells.ASSIGNMENT),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    tests = json.loads(out.read_text(encoding="utf-8"))["tests"]
+    return {t["tags"][1]: float(t["score"]) for t in tests}
+
+
+def test_the_student_notebooks_are_the_source_without_the_answers(course):
+    for module in rubric.MODULES:
+        released = (course / "release" / cells.ASSIGNMENT / f"{module}.ipynb").read_text(encoding="utf-8")
+        assert "BEGIN SOLUTION" not in released
+        nb = nbformat.read(course / "release" / cells.ASSIGNMENT / f"{module}.ipynb", as_version=4)
+        source = cells.module_source(nb, module)
+        assert source.count("raise NotImplementedError()") == sum(
+            1
+            for line in (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8").splitlines()
+            if line.strip() == "### BEGIN SOLUTION"
+        )
+
+
+def test_autograde_and_export_equal_grader_check_staff(course, tmp_path):
+    exported = {row["student_id"]: row for row in _csv(course / "grades.csv")}
+    for student in PLAN:
+        nbgrader_scores = _gradebook_scores(course, student)
+        check_scores = _check_staff(course, student, tmp_path)
+        assert nbgrader_scores == pytest.approx(check_scores, abs=1e-6), student
+        assert float(exported[student]["raw_score"]) == pytest.approx(sum(check_scores.values()), abs=1e-3)
+    alice = _gradebook_scores(course, "alice")
+    assert sum(alice[ex.id] for ex in rubric.exercises_of("param_count")) == 20  # the reference: full marks
+    assert all(alice[ex.id] == 0 for ex in rubric.exercises_of("attention"))  # the stubs: nothing
+    mistaken = MISTAKES["elbo"].exercise
+    assert alice[mistaken] < rubric.BY_ID[mistaken].points  # the mistake loses its exercise's points
+    assert sum(alice[ex.id] for ex in rubric.exercises_of("elbo")) < 20
+
+
+def test_bad_and_hostile_notebooks_earn_nothing_and_say_why(course):
+    bob = _gradebook_scores(course, "bob")
+    assert all(bob[ex.id] == 0 for ex in rubric.exercises_of("attention"))  # not JSON
+    assert all(bob[ex.id] == 0 for ex in rubric.exercises_of("lstm"))  # hostile
+    assert sum(bob[ex.id] for ex in rubric.exercises_of("elbo")) == 20  # his other modules are graded
+    attention = nbformat.read(course / "autograded" / "bob" / cells.ASSIGNMENT / "attention.ipynb", as_version=4)
+    errors = [o for c in attention.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert len(errors) == len(rubric.exercises_of("attention"))
+    assert all("not a Jupyter notebook" in e.evalue and "attention.ipynb" in e.evalue for e in errors)
+    lstm = nbformat.read(course / "autograded" / "bob" / cells.ASSIGNMENT / "lstm.ipynb", as_version=4)
+    shown = "".join(o.get("text", "") for c in lstm.cells for o in c.get("outputs", []))
+    assert "lstm.gates 6 / 6 passed" not in shown  # the student's print never ran in a kernel here
+
+
+def test_feedback_shows_the_check_report_and_never_a_hidden_test(course):
+    nb = nbformat.read(course / "autograded" / "alice" / cells.ASSIGNMENT / "elbo.ipynb", as_version=4)
+    mistaken = cells.test_cell_id(MISTAKES["elbo"].exercise)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == mistaken)
+    text = "".join(o.get("text", "") for o in cell.outputs)
+    assert MISTAKES["elbo"].exercise in text and "Feedback" in text
+    for hidden in (ROOT / "tests" / "hidden").glob("test_*.py"):
+        assert "def test_" not in text and hidden.read_text(encoding="utf-8")[:200] not in text
+    assert KEY not in json.dumps(nb)
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _edit(nb: nbformat.NotebookNode, case: str) -> str | None:
+    """Damage ``nb`` as ``case`` says; the words the placeholder must say (``None``: no problem)."""
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    if case == "edited test cell":
+        by_id["param_count-markov"].source = "print(4.0)"
+        return "the locked cell param_count-markov was edited"
+    if case == "edited setup cell":
+        by_id["param_count-setup"].source += "\nmath.prod = sum"
+        return "the locked cell param_count-setup was edited"
+    if case == "deleted solution cell":
+        nb.cells.remove(by_id["param_count-markov-impl-markov_params"])
+        return "param_count-markov-impl-markov_params (exercise param_count.markov, markov_params) is missing"
+    if case == "duplicated solution cell":
+        nb.cells.append(copy.deepcopy(by_id["param_count-markov-impl-markov_params"]))
+        return "param_count-markov-impl-markov_params (cells"
+    if case == "another assignment":
+        for cell in nb.cells:
+            cell.metadata.pop("nbgrader", None)
+        return "no cell param_count-setup: not the param_count notebook of the dlbasic assignment"
+    if case == "corrupt metadata":
+        by_id["param_count-markov"].metadata.nbgrader.pop("points")
+        return "its nbgrader cell metadata is corrupted"
+    assert case == "megabytes of output"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * (1 << 20))]
+    return None
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "edited test cell",
+        "edited setup cell",
+        "deleted solution cell",
+        "duplicated solution cell",
+        "another assignment",
+        "corrupt metadata",
+        "megabytes of output",
+    ],
+)
+def test_a_bad_notebook_becomes_a_placeholder_that_says_why(course, case):
+    nb = nbformat.read(course / "release" / cells.ASSIGNMENT / "param_count.ipynb", as_version=4)
+    expected = _edit(nb, case)
+    resources = {
+        "nbgrader": {
+            "notebook": "param_count",
+            "assignment": cells.ASSIGNMENT,
+            "student": "carol",
+            "db_url": f"sqlite:///{course / 'gradebook.db'}",
+        }
+    }
+    checked, _ = autograde.CheckSubmission().preprocess(nb, resources)
+    if expected is None:
+        assert checked is nb and autograde.PROBLEM_KEY not in checked.metadata
+        return
+    problem = checked.metadata[autograde.PROBLEM_KEY]
+    assert problem.startswith("param_count.ipynb: ") and expected in problem
+    assert [c.metadata.nbgrader.grade_id for c in checked.cells if c.cell_type == "code"] == [
+        cells.test_cell_id(ex.id) for ex in rubric.exercises_of("param_count")
+    ]
+
+
+def test_a_test_cell_run_in_jupyter_prints_what_grader_check_prints(course, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "param_count.ipynb").write_text(_student_notebook(course, "param_count", "mistake"), encoding="utf-8")
+    cell = nbformat.v4.new_code_cell(cells.CHECK_CALL.format(exercise=PARAM_MISTAKE.exercise))
+    runner_nb = nbformat.v4.new_notebook(cells=[cell])
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv("GRADER_STAFF_KEY", raising=False)
+    NotebookClient(runner_nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    shown = "".join(o.get("text", "") for o in runner_nb.cells[0].outputs)
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "check", PARAM_MISTAKE.exercise, str(work / "param_count.ipynb")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "GRADER_STAFF_KEY"},
+    )
+    assert done.stdout.strip() and done.stdout.strip() in shown
+    assert "0 / " in done.stdout or "failed" in done.stdout  # the mistake is caught, in the kernel too

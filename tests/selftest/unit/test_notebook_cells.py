@@ -1,0 +1,243 @@
+"""The course notebooks: built from solutions/, read back into modules, bad notebooks named."""
+
+import ast
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import ROOT, cli, rubric
+from grader.grading import runner, staging
+from grader.grading.scoring import ExerciseResult, Report
+from grader.notebooks import autograde, build, cells, selfcheck
+
+GRADE_ID = re.compile(r"^[a-zA-Z0-9_\-]*$")  # nbgrader's rule: no dots
+
+
+def _source_nb(module: str) -> dict:
+    return json.loads(cells.notebook_path(module).read_text(encoding="utf-8"))
+
+
+def _grade_id(cell: dict) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _without_docstring(text: str) -> str:
+    tree = ast.parse(text)
+    if tree.body and isinstance(tree.body[0], ast.Expr):
+        tree.body = tree.body[1:]
+    return ast.dump(tree)
+
+
+def test_committed_notebooks_are_up_to_date():
+    stale = build.write(check=True)
+    assert not stale, f"run `python -m grader notebooks`: out of date: {[str(p) for p in stale]}"
+
+
+def test_cell_ids_follow_nbgrader_and_map_one_to_one_to_exercise_ids():
+    seen: dict[str, str] = {}
+    for module in rubric.MODULES:
+        for cell in _source_nb(module)["cells"]:
+            grade_id = _grade_id(cell)
+            if grade_id is None:
+                continue
+            assert GRADE_ID.match(grade_id), grade_id
+            assert grade_id not in seen, f"{grade_id} in {module} and {seen[grade_id]}"
+            seen[grade_id] = module
+    for ex in rubric.EXERCISES:
+        assert cells.exercise_of_test_cell(cells.test_cell_id(ex.id)) == ex.id
+        assert cells.test_cell_id(ex.id) in seen
+    assert cells.exercise_of_test_cell("attention-sdpa-impl-scaled_dot_product_attention") is None
+    with pytest.raises(ValueError, match="unknown exercise"):
+        cells.test_cell_id("attention.nope")
+
+
+@pytest.mark.parametrize("module", rubric.MODULES)
+def test_a_notebook_holds_its_module_and_one_pointed_locked_test_cell_per_exercise(module):
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    nb = nbformat.read(cells.notebook_path(module), as_version=4)
+    nbformat.validate(nb)
+    MetadataValidator().validate_nb(nb)
+    reference = (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8")
+    assert _without_docstring(cells.module_source(nb, module)) == _without_docstring(reference)
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert [cells.exercise_of_test_cell(c.metadata.nbgrader.grade_id) for c in tests] == [
+        ex.id for ex in rubric.exercises_of(module)
+    ]
+    for cell, ex in zip(tests, rubric.exercises_of(module)):
+        assert cell.metadata.nbgrader.locked and cell.metadata.nbgrader.points == ex.points
+        assert cell.source == cells.CHECK_CALL.format(exercise=ex.id)
+    solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata.nbgrader.grade_id for c in solutions} == set(cells.solution_cell_ids(module))
+    assert all("### BEGIN SOLUTION" in c.source for c in solutions)
+    intro = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert all(f"`{ex.id}`" in intro for ex in rubric.exercises_of(module))
+
+
+def _problem(nb, module="attention") -> str:
+    with pytest.raises(cells.NotebookProblem) as info:
+        cells.module_source(nb, module)
+    return info.value.cause
+
+
+def test_invalid_json_and_foreign_notebooks_are_named():
+    assert "invalid JSON" in _problem('{"cells": [')
+    assert "not a Jupyter notebook" in _problem("[1, 2]")
+    assert "nbformat 5" in _problem(json.dumps({"nbformat": 5, "cells": []}))
+    assert "this is a notebook of lstm, not attention" in _problem(_source_nb("lstm"))
+    other = _source_nb("attention")
+    for cell in other["cells"]:
+        cell.get("metadata", {}).pop("nbgrader", None)
+    assert "no cell attention-setup" in _problem(other)
+
+
+def test_a_deleted_or_duplicated_solution_cell_is_named():
+    nb = _source_nb("attention")
+    deleted = copy.deepcopy(nb)
+    deleted["cells"] = [c for c in nb["cells"] if _grade_id(c) != "attention-heads-impl-merge_heads"]
+    cause = _problem(deleted)
+    assert "attention-heads-impl-merge_heads (exercise attention.heads, merge_heads)" in cause
+    assert "deleted" in cause
+    doubled = copy.deepcopy(nb)
+    doubled["cells"].append(copy.deepcopy(nb["cells"][3]))
+    assert "appears more than once" in _problem(doubled) and _grade_id(nb["cells"][3]) in _problem(doubled)
+
+
+def test_outputs_are_never_read_and_megabytes_of_them_change_nothing():
+    nb = _source_nb("elbo")
+    clean = cells.module_source(nb, "elbo")
+    noisy = copy.deepcopy(nb)
+    for cell in noisy["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x" * (2 << 20)}]
+    assert cells.module_source(noisy, "elbo") == clean
+
+
+def test_too_large_notebooks_and_modules_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "elbo.ipynb"
+    path.write_text(json.dumps(_source_nb("elbo")), encoding="utf-8")
+    monkeypatch.setattr(cells, "MAX_NOTEBOOK_BYTES", 1000)
+    assert "more than the 1000" in _problem(path, "elbo")
+    monkeypatch.setattr(cells, "MAX_NOTEBOOK_BYTES", 64 << 20)
+    monkeypatch.setattr(cells, "MAX_SOURCE_BYTES", 1000)
+    assert "more than the 1000 a module may" in _problem(path, "elbo")
+
+
+def test_the_module_cap_is_the_staging_cap():
+    assert cells.MAX_SOURCE_BYTES == staging.MAX_FILE_BYTES
+
+
+def test_magics_and_shell_lines_become_comments_and_student_cells_are_kept():
+    nb = _source_nb("elbo")
+    nb["cells"].insert(2, {"cell_type": "code", "metadata": {}, "outputs": [], "source": "%matplotlib inline\n!ls"})
+    nb["cells"].insert(3, {"cell_type": "code", "metadata": {}, "outputs": [], "source": "%%bash\necho hi"})
+    nb["cells"].insert(4, {"cell_type": "code", "metadata": {}, "outputs": [], "source": "HELPER = 3"})
+    source = cells.module_source(nb, "elbo")
+    compile(source, "elbo.py", "exec")
+    assert "# %matplotlib inline" in source and "# !ls" in source and "# echo hi" in source
+    assert "HELPER = 3" in source
+
+
+def test_a_folder_of_notebooks_writes_the_good_ones_and_names_the_bad(tmp_path):
+    good = tmp_path / "a" / "elbo.ipynb"
+    bad = tmp_path / "a" / "lstm.ipynb"
+    stray = tmp_path / "a" / "notes.ipynb"
+    twice = [tmp_path / "a" / "param_count.ipynb", tmp_path / "b" / "param_count.ipynb"]
+    for path in (good, bad, stray, *twice):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(_source_nb(path.stem if path != stray else "elbo")), encoding="utf-8")
+    bad.write_text("not json", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    ok, problems = cells.submission_folder([good, bad, stray, *twice], out)
+    assert ok == {"elbo": "ok"}
+    assert sorted(p.name for p in out.iterdir()) == ["elbo.py"]
+    assert "lstm.ipynb: not a Jupyter notebook: invalid JSON" in problems["lstm"]
+    assert "notes.ipynb: not a notebook of the course" in problems["notes"]
+    assert "a second notebook of param_count" in problems["param_count"]
+
+
+def test_check_of_a_notebook_grades_its_module_from_the_notebook(tmp_path, monkeypatch, capsys):
+    nb = tmp_path / "elbo.ipynb"
+    nb.write_text(json.dumps(_source_nb("elbo")), encoding="utf-8")
+    (tmp_path / "lstm.ipynb").write_text("{", encoding="utf-8")
+    seen = {}
+
+    def fake_grade(folder, targets, **options):
+        seen["files"] = sorted(p.name for p in Path(folder).iterdir())
+        seen["elbo"] = (Path(folder) / "elbo.py").read_text(encoding="utf-8")
+        seen["targets"] = list(targets)
+        return Report(str(folder), [ExerciseResult(rubric.BY_ID["elbo.kl"], 4, "passed")])
+
+    monkeypatch.setattr(runner, "grade", fake_grade)
+    assert cli.main(["check", str(nb)]) == 0
+    assert seen["files"] == ["elbo.py"] and seen["targets"] == ["elbo"]
+    assert "def gaussian_kl(" in seen["elbo"]
+    assert cli.main(["check", "--submission", str(tmp_path), "elbo.kl"]) == 0
+    assert seen["targets"] == ["elbo.kl"]
+    assert "error: lstm: lstm.ipynb: not a Jupyter notebook: invalid JSON" in capsys.readouterr().err
+
+
+def test_the_self_check_runs_the_grader_command_outside_the_kernel(tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="unknown exercise"):
+        selfcheck.check("elbo.nope")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="save this notebook as elbo.ipynb"):
+        selfcheck.check("elbo.kl")
+    (tmp_path / "elbo.ipynb").write_text("{}", encoding="utf-8")
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return subprocess.CompletedProcess(cmd, 0, "the report\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    from grader.notebooks import check
+
+    check("elbo.kl")
+    (cmd, kwargs), *_ = calls
+    assert cmd == [sys.executable, "-m", "grader", "check", "elbo.kl", str((tmp_path / "elbo.ipynb").resolve())]
+    assert kwargs["cwd"] == ROOT and str(ROOT) in kwargs["env"]["PYTHONPATH"]
+    assert "the report" in capsys.readouterr().out
+
+
+def _result(exercise: str, score: float, status: str) -> ExerciseResult:
+    return ExerciseResult(rubric.BY_ID[exercise], score, status)
+
+
+@pytest.mark.parametrize(("score", "status"), [(7, "passed"), (3.5, "failed"), (0, "failed"), (0, "not implemented")])
+def test_a_test_cells_outputs_give_nbgrader_the_grader_score(score, status):
+    from nbgrader.utils import determine_grade
+
+    cell = build.test_cell(rubric.BY_ID["lstm.gru"])
+    cell.outputs = autograde._outputs(_result("lstm.gru", score, status), "lstm", [])
+    assert determine_grade(cell) == (score, 7)
+    assert cell.outputs[0].name == "stdout" and "lstm.gru" in cell.outputs[0].text
+
+
+def test_a_placeholder_or_a_failed_engine_gives_every_test_cell_an_error(monkeypatch):
+    from nbgrader.nbgraderformat import MetadataValidator
+    from nbgrader.utils import determine_grade
+
+    resources = {"nbgrader": {"notebook": "elbo"}}
+    nb = autograde.placeholder("elbo", "not JSON")
+    MetadataValidator().validate_nb(nb)
+    graded, _ = autograde.GradeInSandbox().preprocess(nb, resources)
+    tests = [c for c in graded.cells if c.cell_type == "code"]
+    assert len(tests) == len(rubric.exercises_of("elbo"))
+    assert all(determine_grade(c)[0] == 0 and "elbo.ipynb: not JSON" in c.outputs[0].evalue for c in tests)
+
+    def broken(source, module):
+        raise RuntimeError("the sandbox is gone")
+
+    monkeypatch.setattr(autograde, "grade_module", broken)
+    nb = nbformat.read(cells.notebook_path("elbo"), as_version=4)
+    graded, _ = autograde.GradeInSandbox().preprocess(nb, resources)
+    outputs = [c.outputs for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert all(o and o[0].output_type == "error" and "the sandbox is gone" in o[0].evalue for o in outputs)
