@@ -1,0 +1,12 @@
+"""Peer review of student solutions: plan, gallery, web app, scores.
+
+* :mod:`~grader.review.form` - the rubric (``review/rubric.toml``): items, levels, ``RubricError``.
+* :mod:`~grader.review.consensus` - ``python -m grader review score``: median consensus per item,
+  reviewer agreement and helpfulness (tit-for-tat ratings dropped), flags for staff, the CSV files.
+* :mod:`~grader.review.normalize` - one exercise cut out of a module with the helpers it calls,
+  canonical code (names, comments, layout and synonyms such as ``@``/``torch.matmul`` erased), the
+  stack key, and the approach label (einsum, matmul, mul-sum, loop).
+* :mod:`~grader.review.gallery` - ``python -m grader review gallery``: OverCode-style cards, one per
+  stack of the same normalized code and behaviour (status, failed properties, matched mistake),
+  read from a graded batch.
+"""
