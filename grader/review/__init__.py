@@ -9,4 +9,9 @@
 * :mod:`~grader.review.gallery` - ``python -m grader review gallery``: OverCode-style cards, one per
   stack of the same normalized code and behaviour (status, failed properties, matched mistake),
   read from a graded batch.
+* :mod:`~grader.review.plan` - ``python -m grader review plan``: who reviews whom (exactly k each
+  way, no self, no reciprocal pair, conflicts apart, passing reviewers for failing authors,
+  contrasting approaches, staff on top), keyed aliases, ``assignments.csv``.
+* :mod:`~grader.review.anonymize` - what a reviewer sees of a solution: names, emails, user
+  folders and ``__author__`` removed, every line where it was.
 """
