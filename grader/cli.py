@@ -1,5 +1,5 @@
 """Command line: ``python -m grader {check,list}`` for students; staff also have
-``generate``, ``batch``, ``mutants``, ``gradescope`` and ``release``.
+``generate``, ``batch``, ``mutants``, ``gradescope``, ``release``, ``notebooks`` and ``review``.
 
 The staff commands import their modules lazily, and a student release (which lacks those
 modules) does not offer them.
@@ -25,6 +25,7 @@ STAFF_COMMANDS = {
     "gradescope": "grader/release/gradescope.py",
     "release": "grader/release/student.py",
     "notebooks": "grader/notebooks/build.py",
+    "review": "grader/review/commands.py",
 }
 
 
@@ -132,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reference/stub gradings still run)",
     )
 
+    if offered("review"):
+        from grader.review import commands as review_commands
+
+        review_commands.add_arguments(
+            sub.add_parser("review", help="peer review rounds: plan, serve the review pages, score, gallery")
+        )
+
     args = parser.parse_args(argv)
     commands = {
         "check": _check,
@@ -142,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gradescope": _gradescope,
         "release": _release,
         "notebooks": _notebooks,
+        "review": _review,
     }
     return commands[args.command](args)
 
@@ -271,6 +280,12 @@ def _batch(args: argparse.Namespace) -> int:
         return 2
     print(f"graded {graded} submission(s), {skipped} already done; gradebook: {Path(args.out) / 'grades.csv'}")
     return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from grader.review import commands as review_commands
+
+    return review_commands.run(args)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -14,4 +14,10 @@
   contrasting approaches, staff on top), keyed aliases, ``assignments.csv``.
 * :mod:`~grader.review.anonymize` - what a reviewer sees of a solution: names, emails, user
   folders and ``__author__`` removed, every line where it was.
+* :mod:`~grader.review.rounds` - a round's folder: ``plan.json``, ``solutions.json`` (anonymized
+  code and the grader's evidence), ``review.db`` and ``links.csv`` on first serve, ``scores/``.
+* :mod:`~grader.review.store` - the round's SQLite database (every saved version kept, schema
+  migrations with a backup).
+* :mod:`~grader.review.web` - ``python -m grader review serve``: reviewer, author and staff pages.
+* :mod:`~grader.review.commands` - the ``review`` sub-commands.
 """

@@ -60,6 +60,12 @@ def anonymize(source: str, names: Collection[str] = ()) -> str:
     return _by_tokens(source, tree, tokens, any_case, exact_case)
 
 
+def redact(text: str, names: Collection[str] = ()) -> str:
+    """Plain ``text`` (not code: a grader message, a file name) with email addresses, user paths
+    and ``names`` (and their parts, any case) replaced by :data:`HIDDEN`."""
+    return _hide(text, _names_pattern(names, re.IGNORECASE))
+
+
 def _names_pattern(names: Collection[str], flags: int) -> re.Pattern[str] | None:
     """A regex for the names and their parts (longer than 2 characters) as whole words."""
     words = set()

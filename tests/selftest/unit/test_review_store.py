@@ -1,0 +1,189 @@
+"""The review round's database: what it keeps, what it refuses, and the migration from version 1."""
+
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from grader.review import store as store_mod
+from grader.review.store import SCHEMA_V1, SCHEMA_VERSION, Solution, Store, StoreError
+
+PEOPLE = [
+    ("amy", "Heron-1", "student"),
+    ("bo", "Otter-2", "student"),
+    ("cy", "Lynx-3", "student"),
+    ("ta", "Staff-1", "staff"),
+]
+TASKS = [
+    ("amy", "bo", "student", "approach differs"),
+    ("bo", "cy", "student", "passing reviewer"),
+    ("cy", "amy", "student", "balanced"),
+    ("ta", "bo", "staff", "staff load"),
+    ("ta", "cy", "staff", "staff load"),
+]
+EVIDENCE = {"exercises": [{"id": "attention.sdpa", "status": "failed"}]}
+
+
+def _solutions():
+    return [
+        Solution(a, f"def f_{a}():\n    return {i}\n", EVIDENCE, "failed", f"ap{i}")
+        for i, a in enumerate("amy bo cy".split())
+    ]
+
+
+@pytest.fixture
+def store(tmp_path):
+    made = Store.create(
+        tmp_path / "review.db",
+        round_id="r1",
+        unit="attention.sdpa",
+        rubric_items=["correct", "clear"],
+        people=PEOPLE,
+        solutions=_solutions(),
+        tasks=TASKS,
+    )
+    yield made
+    made.close()
+
+
+def test_round_trip_and_private_file(store, tmp_path):
+    assert (store.round_id, store.unit, store.rubric_items) == ("r1", "attention.sdpa", ["correct", "clear"])
+    assert stat.S_IMODE(os.stat(tmp_path / "review.db").st_mode) == 0o600
+    assert [p.id for p in store.people()] == ["amy", "bo", "cy", "ta"]
+    assert store.solution("bo") == _solutions()[1]
+    assert store.solution("ta") is None
+    assert [(t.author, t.number) for t in store.tasks_of("ta")] == [("bo", 1), ("cy", 2)]
+    assert [(t.reviewer, t.role) for t in store.tasks_for_author("bo")] == [("amy", "student"), ("ta", "staff")]
+    task = store.task("ta", 2)
+    assert task is not None and store.task_by_id(task.id) == task
+    assert store.task("amy", 2) is None and store.task_by_id(999) is None
+    with pytest.raises(StoreError, match="already exists"):
+        Store.create(tmp_path / "review.db", round_id="x", unit="u", rubric_items=[], people=[], solutions=[], tasks=[])
+
+
+def test_tokens_are_unguessable_and_name_only_their_owner(store):
+    tokens = [p.token for p in store.people()]
+    assert len(set(tokens)) == len(tokens) and all(len(t) >= 32 for t in tokens)
+    for person in store.people():
+        assert store.person_by_token(person.token) == person
+    assert store.person_by_token("") is None and store.person_by_token(tokens[0][:-1]) is None
+
+
+def test_every_save_is_kept_and_the_last_submission_counts(store):
+    task = store.task("amy", 1).id
+    assert store.latest(task) is None and store.submitted(task) is None
+    store.save_review(task, {"correct": 1}, "first", submit=False)
+    store.save_review(task, {"correct": 2, "clear": 0}, "second", submit=True)
+    store.save_review(task, {"correct": 0}, "third", submit=True)
+    store.save_review(task, {"correct": 1}, "later draft", submit=False)
+    assert store.latest(task).summary == "later draft"
+    assert store.submitted(task).summary == "third" and store.submitted(task).scores == {"correct": 0}
+    assert [(v.version, v.state) for v in store.history(task)] == [
+        (1, "draft"),
+        (2, "submitted"),
+        (3, "submitted"),
+        (4, "draft"),
+    ]
+    with pytest.raises(ValueError, match="not an item"):
+        store.save_review(task, {"style": 1}, "", submit=True)
+    with pytest.raises(ValueError, match="level"):
+        store.save_review(task, {"correct": -1}, "", submit=True)
+
+
+def test_comments_are_soft_deleted_and_belong_to_their_task(store):
+    mine, other = store.task("amy", 1).id, store.task("bo", 1).id
+    late = store.add_comment(mine, 3, 4, "  later line  ")
+    first = store.add_comment(mine, 1, 1, "first line")
+    assert [c.text for c in store.comments(mine)] == ["first line", "later line"]
+    assert not store.delete_comment(other, first.id)  # not the other task's to delete
+    assert store.delete_comment(mine, first.id) and not store.delete_comment(mine, first.id)
+    assert store.comments(mine) == [late]
+    for start, end, text in [(0, 1, "x"), (3, 2, "x"), (1, 1, "   ")]:
+        with pytest.raises(ValueError):
+            store.add_comment(mine, start, end, text)
+    with sqlite3.connect(store.path) as db:  # the deleted one is still in the file
+        assert db.execute("SELECT COUNT(*) FROM comments").fetchone() == (2,)
+
+
+def test_ratings_last_one_wins_in_range(store):
+    task = store.task("cy", 1).id
+    assert store.rating(task) is None
+    store.rate(task, -2)
+    store.rate(task, 1)
+    assert store.rating(task) == 1
+    for bad in (3, -3):
+        with pytest.raises(ValueError):
+            store.rate(task, bad)
+
+
+def test_progress_reviews_and_closing(store):
+    amy, ta = store.task("amy", 1).id, store.task("ta", 1).id
+    store.save_review(amy, {"correct": 2}, "clear and right", submit=True)
+    store.add_comment(amy, 1, 2, "nice")
+    store.save_review(ta, {}, "", submit=False)
+    store.rate(amy, 2)
+    progress = {p.id: rest for p, *rest in store.progress()}
+    assert progress == {"amy": [1, 0, 1], "bo": [0, 0, 1], "cy": [0, 0, 1], "ta": [0, 1, 2]}
+    (review,) = store.reviews()
+    assert (review.reviewer, review.author, review.unit, dict(review.scores)) == (
+        "amy",
+        "bo",
+        "attention.sdpa",
+        {"correct": 2},
+    )
+    assert (review.comments, review.text_chars, review.helpful) == (1, len("clear and right") + len("nice"), 2)
+    assert not store.closed()
+    store.close_round()
+    store.close_round()
+    assert store.closed()
+
+
+def test_open_refuses_what_is_not_a_current_review_database(store, tmp_path):
+    store.close()
+    with pytest.raises(StoreError, match="does not exist"):
+        Store.open(tmp_path / "nope.db")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a review round's database"):
+        Store.open(junk)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(StoreError, match="not a review round's database"):
+        Store.open(other)
+    with sqlite3.connect(tmp_path / "review.db") as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}.*up to {SCHEMA_VERSION}"):
+        Store.open(tmp_path / "review.db")
+
+
+def test_a_version_1_database_is_migrated_after_a_backup(tmp_path):
+    path = tmp_path / "review.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_V1)
+    meta = {"schema_version": "1", "round_id": "old", "unit": "lstm", "rubric_items": '["correct"]', "closed_at": "x"}
+    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+    db.executemany(
+        "INSERT INTO people VALUES (?, ?, ?, ?)", [(i, a, r, f"token-{i}-" + "x" * 30) for i, a, r in PEOPLE]
+    )
+    db.executemany("INSERT INTO tasks (reviewer, author, number, role, reason) VALUES (?, ?, 1, ?, ?)", TASKS[:3])
+    db.execute("INSERT INTO reviews VALUES (1, 'submitted', '{\"correct\": 1}', 'old summary', 't0')")
+    db.execute("INSERT INTO comments (task, start, \"end\", text, created_at) VALUES (1, 2, 3, 'old comment', 't0')")
+    db.execute("INSERT INTO ratings VALUES (1, -1)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+
+    migrated = Store.open(path)
+    try:
+        assert (tmp_path / "review.db.v1.bak").read_bytes() == before
+        assert migrated.submitted(1).summary == "old summary" and migrated.submitted(1).scores == {"correct": 1}
+        assert [c.text for c in migrated.comments(1)] == ["old comment"] and migrated.rating(1) == -1
+        assert migrated.closed() and migrated.unit == "lstm"
+        migrated.save_review(1, {"correct": 2}, "new", submit=True)  # history continues after version 1
+        assert [v.version for v in migrated.history(1)] == [1, 2]
+    finally:
+        migrated.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    assert set(store_mod.MIGRATIONS) == set(range(1, SCHEMA_VERSION))
