@@ -115,7 +115,7 @@ def gallery(exercise: str, solutions: Sequence[Solution]) -> list[Card]:
 # ---- reading a graded batch ---------------------------------------------------------------------
 
 
-def _load(path: Path) -> dict[str, Any] | None:
+def load_result(path: Path) -> dict[str, Any] | None:
     """A results.json as a dict, or ``None`` (missing, unreadable, not an object)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -124,7 +124,7 @@ def _load(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _tests_of(result: dict[str, Any], exercise: str) -> Iterator[dict[str, Any]]:
+def tests_of(result: dict[str, Any], exercise: str) -> Iterator[dict[str, Any]]:
     """The Gradescope tests of ``exercise`` in ``result`` (its public one and its hidden one)."""
     for test in result.get("tests") or []:
         tags = test.get("tags") if isinstance(test, dict) else None
@@ -147,7 +147,7 @@ def behaviour_of(result: dict[str, Any], exercise: str) -> tuple[str, float, flo
     exercise without a test is ``missing`` (``error`` when the grader failed on the whole
     submission, ``rejected`` when staging refused it), worth 0 of its points.
     """
-    tests = list(_tests_of(result, exercise))
+    tests = list(tests_of(result, exercise))
     if not tests:
         extra_data = result.get("extra_data")
         overall = str(extra_data.get("status", "")) if isinstance(extra_data, dict) else ""
@@ -179,7 +179,7 @@ def behaviour_of(result: dict[str, Any], exercise: str) -> tuple[str, float, flo
     )
 
 
-def _entry(submissions_dir: Path, ident: str, result: dict[str, Any]) -> Path | None:
+def entry_path(submissions_dir: Path, ident: str, result: dict[str, Any]) -> Path | None:
     """The submission folder graded as ``ident`` (``None`` for a zip or a name that is not
     one plain folder name)."""
     extra = result.get("extra_data")
@@ -229,12 +229,12 @@ def solutions_from_batch(
     for folder in sorted(batch.iterdir()) if batch.is_dir() else []:
         if folder.is_symlink() or not folder.is_dir():
             continue
-        result = _load(folder / "results.json")
+        result = load_result(folder / "results.json")
         if result is None:
             continue
         ident = folder.name
         status, score, max_score, failed, mistake = behaviour_of(result, exercise)
-        entry = _entry(submissions, ident, result)
+        entry = entry_path(submissions, ident, result)
         code = exercise_source(module_source(entry, module), exercise) if entry is not None else ""
         out.append(Solution(ident, code, status, score, max_score, failed, mistake))
     return out

@@ -135,7 +135,7 @@ def evidence_of(result: Mapping[str, Any], unit: str, names: Collection[str] = (
         status, score, max_score, _, mistake = gallery.behaviour_of(dict(result), exercise.id)
         failures: dict[str, dict[str, Any]] = {}
         hidden = []
-        for test in gallery._tests_of(dict(result), exercise.id):
+        for test in gallery.tests_of(dict(result), exercise.id):
             raw = test.get("extra_data")
             extra: dict[str, Any] = raw if isinstance(raw, dict) else {}
             if "hidden" in test.get("tags", [])[2:]:
@@ -222,14 +222,14 @@ def entries_from_batch(
     everyone = sorted(p.name for p in batch.iterdir() if p.is_dir() and not p.is_symlink())
     entries, notes = [], []
     for ident in everyone:
-        result = gallery._load(batch / ident / "results.json")
+        result = gallery.load_result(batch / ident / "results.json")
         if result is None:
             notes.append(f"{ident}: no readable results.json in {batch / ident}, left out")
             continue
         names = [ident, *roster.get(ident, ())]
         statuses = [gallery.behaviour_of(result, ex.id)[0] for ex in exercises]
         status = worst(statuses)
-        folder = gallery._entry(submissions, ident, result)
+        folder = gallery.entry_path(submissions, ident, result)
         text = gallery.module_source(folder, module) if folder is not None else ""
         code = _unit_code(text, unit) if text else ""
         entries.append(

@@ -36,7 +36,8 @@ DRAFT, SUBMITTED = "draft", "submitted"
 #: The role whose tasks and people sort last (staff reviewers, on top of the student quota).
 STAFF_ROLE = "staff"
 
-SCHEMA_V2 = """
+#: The tables both schemas share.
+_COMMON = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE people (
     id TEXT PRIMARY KEY, alias TEXT NOT NULL UNIQUE, role TEXT NOT NULL, token TEXT NOT NULL UNIQUE
@@ -50,6 +51,11 @@ CREATE TABLE tasks (
     author TEXT NOT NULL REFERENCES people(id), number INTEGER NOT NULL, role TEXT NOT NULL,
     reason TEXT NOT NULL, UNIQUE (reviewer, number), UNIQUE (reviewer, author)
 );
+"""
+
+SCHEMA_V2 = (
+    _COMMON
+    + """
 CREATE TABLE review_versions (
     task INTEGER NOT NULL REFERENCES tasks(id), version INTEGER NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('draft', 'submitted')), scores TEXT NOT NULL,
@@ -65,22 +71,12 @@ CREATE TABLE ratings (
     rated_at TEXT NOT NULL
 );
 """
+)
 
 #: Version 1, kept to test the migration: one review row and one rating row per task.
-SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE people (
-    id TEXT PRIMARY KEY, alias TEXT NOT NULL UNIQUE, role TEXT NOT NULL, token TEXT NOT NULL UNIQUE
-);
-CREATE TABLE solutions (
-    author TEXT PRIMARY KEY REFERENCES people(id), code TEXT NOT NULL, evidence TEXT NOT NULL,
-    status TEXT NOT NULL, approach TEXT NOT NULL
-);
-CREATE TABLE tasks (
-    id INTEGER PRIMARY KEY, reviewer TEXT NOT NULL REFERENCES people(id),
-    author TEXT NOT NULL REFERENCES people(id), number INTEGER NOT NULL, role TEXT NOT NULL,
-    reason TEXT NOT NULL, UNIQUE (reviewer, number), UNIQUE (reviewer, author)
-);
+SCHEMA_V1 = (
+    _COMMON
+    + """
 CREATE TABLE reviews (
     task INTEGER PRIMARY KEY REFERENCES tasks(id), state TEXT NOT NULL, scores TEXT NOT NULL,
     summary TEXT NOT NULL, saved_at TEXT NOT NULL
@@ -91,6 +87,7 @@ CREATE TABLE comments (
 );
 CREATE TABLE ratings (task INTEGER PRIMARY KEY REFERENCES tasks(id), rating INTEGER NOT NULL);
 """
+)
 
 
 class StoreError(Exception):
