@@ -1,5 +1,5 @@
 """Command line: ``python -m grader {check,list}`` for students; staff also have
-``generate``, ``batch``, ``mutants``, ``gradescope``, ``release``, ``notebooks`` and ``review``.
+``generate``, ``batch``, ``mutants``, ``gradescope``, ``release``, ``notebooks``, ``review`` and ``report``.
 
 The staff commands import their modules lazily, and a student release (which lacks those
 modules) does not offer them.
@@ -26,6 +26,7 @@ STAFF_COMMANDS = {
     "release": "grader/release/student.py",
     "notebooks": "grader/notebooks/build.py",
     "review": "grader/review/commands.py",
+    "report": "grader/classreport/commands.py",
 }
 
 
@@ -75,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)",
     )
     check.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep the grader warm and re-grade a module each time you save it (Ctrl-C to stop)",
+    )
+    check.add_argument(
         "--adapter",
         choices=("sandbox", "inprocess"),
         default="sandbox",
@@ -96,7 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=int,
         default=None,
-        help="submissions graded at once (default: one per GPU, or 2 without a GPU)",
+        help="submissions graded at once, by as many workers of a local Dask cluster "
+        "(default: one per GPU, or 2 without a GPU); not with --scheduler",
+    )
+    batch.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="grade on the existing Dask cluster whose scheduler is at ADDRESS (tcp://host:8786) instead: "
+        "its workers need GRADER_STAFF_KEY (the batch's key), this commit, and SUBMISSIONS and OUT at the same paths",
     )
     batch.add_argument(
         "--device",
@@ -140,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_parser("review", help="peer review rounds: plan, serve the review pages, score, gallery")
         )
 
+    if offered("report"):
+        from grader.classreport import commands as report_commands
+
+        report_commands.add_arguments(
+            sub.add_parser("report", help="an HTML page about a graded batch for staff: scores, mistakes, limits, time")
+        )
+
     args = parser.parse_args(argv)
     commands = {
         "check": _check,
@@ -151,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "release": _release,
         "notebooks": _notebooks,
         "review": _review,
+        "report": _report,
     }
     return commands[args.command](args)
 
@@ -167,6 +189,8 @@ def _check(args: argparse.Namespace) -> int:
     if not notebooks and not folder.is_dir():
         print(f"error: submission folder {folder} does not exist", file=sys.stderr)
         return 2
+    if args.watch:
+        return _watch(folder, args, notebooks)
     label = None
     with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
         if notebooks:
@@ -178,6 +202,21 @@ def _check(args: argparse.Namespace) -> int:
             label = str(folder)
             folder = _from_notebooks(_notebooks_in(folder), Path(tmp))
         return _grade_and_report(folder, args, label)
+
+
+def _watch(folder: Path, args: argparse.Namespace, notebooks: list[Path]) -> int:
+    if notebooks or _notebooks_in(folder):
+        print(
+            "error: check --watch watches .py files; grade notebooks with `check` (or their test cells)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.staff or args.adapter != "sandbox" or args.json:
+        print("error: check --watch is a local check: no --staff, --adapter inprocess or --json", file=sys.stderr)
+        return 2
+    from grader.grading import watch
+
+    return watch.watch(folder, args.targets, args.device)
 
 
 def _notebooks_in(folder: Path) -> list[Path]:
@@ -268,18 +307,29 @@ def _written(paths: list[Path], check: bool, command: str, what: str) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from grader.grading import batch
+    from grader.grading import batch, cluster
 
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder", file=sys.stderr)
         return 2
     try:
-        graded, skipped = batch.run(args.submissions, args.out, workers=args.workers, devices=args.device)
-    except staffkey.StaffKeyError as exc:
+        graded, skipped = batch.run(
+            args.submissions, args.out, workers=args.workers, scheduler=args.scheduler, devices=args.device
+        )
+    except (staffkey.StaffKeyError, cluster.ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished submissions are kept; run the same command again to go on", file=sys.stderr)
+        return 130
     print(f"graded {graded} submission(s), {skipped} already done; gradebook: {Path(args.out) / 'grades.csv'}")
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from grader.classreport import commands as report_commands
+
+    return report_commands.run(args)
 
 
 def _review(args: argparse.Namespace) -> int:

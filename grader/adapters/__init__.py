@@ -15,18 +15,31 @@ that exercise fails and the others are unaffected.
 
 Modules: :mod:`~grader.adapters.base` (the base classes, importing none of their siblings),
 :mod:`~grader.adapters.inprocess` and :mod:`~grader.adapters.sandboxed`; this package's
-:func:`open_implementation` is the only factory and imports the adapter it returns lazily.
+:func:`open_implementation` is the only factory and imports the adapter it returns lazily;
+:mod:`~grader.adapters.zygote` starts the sandbox's zygote (no torch: the runner uses it).
 """
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from grader.adapters.base import Implementation, ModuleHandle
+if TYPE_CHECKING:
+    from grader.adapters.base import Implementation, ModuleHandle
 
 __all__ = ["Implementation", "ModuleHandle", "open_implementation"]
 
 
-def open_implementation(submission: str | os.PathLike[str], module: str, kind: str = "inprocess") -> Implementation:
+def __getattr__(name: str) -> Any:
+    """``Implementation`` and ``ModuleHandle``, imported on first use: the package itself
+    imports no torch, so the runner can start the sandbox's zygote (:mod:`.zygote`) at once."""
+    if name in ("Implementation", "ModuleHandle"):
+        from grader.adapters import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def open_implementation(submission: str | os.PathLike[str], module: str, kind: str = "inprocess") -> "Implementation":
     """The :class:`Implementation` of ``module`` in the ``submission`` folder.
 
     Raises :class:`grader.outcomes.SubmissionImportError` when the file does not import.

@@ -8,18 +8,13 @@ dies is replaced for the next call, and a function that timed out or crashed is 
 again (its later calls fail at once), so a hostile submission costs bounded time.
 """
 
-import atexit
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +23,15 @@ import torch
 from grader import ROOT
 from grader import outcomes as E
 from grader.adapters.base import Implementation, ModuleHandle
+from grader.adapters.zygote import (  # noqa: F401 - re-exported: the zygote was defined here before
+    RUNTIME_FILES,
+    RUNTIME_FOLDER,
+    WORKER_FOLDER,
+    Zygote,
+    runtime_bundle,
+    runtime_files,
+    zygote,
+)
 from grader.execution import protocol, static_check
 from grader.execution.calls import Call, CallResult, read_submission
 
@@ -40,14 +44,6 @@ LIMITS = {
     "processes": 32,
 }
 OUTPUT_KEEP = 64 << 10
-#: What the worker side may import of the grader: copied into a private folder the worker
-#: runs from.  The rule is a folder, not a list: ``grader/execution/`` whole, plus the two
-#: modules it may import (``tests/selftest/unit/test_layout.py`` holds it to that).
-RUNTIME_FILES = ("__init__.py", "outcomes.py")
-RUNTIME_FOLDER = "execution"
-#: Where the submitted module "lives" in every worker (its ``__file__``, its tracebacks):
-#: the same path in a local check and in staff grading.
-WORKER_FOLDER = "/sandbox"
 
 
 def call_timeout() -> float:
@@ -93,6 +89,7 @@ class _Budget:
 
 
 _budgets: dict[str, _Budget] = {}
+_lock = threading.Lock()
 
 
 def _submission_budget(folder: str) -> _Budget:
@@ -100,111 +97,6 @@ def _submission_budget(folder: str) -> _Budget:
         if folder not in _budgets:
             _budgets[folder] = _Budget(submission_budget())
         return _budgets[folder]
-
-
-_bundle: Path | None = None
-_zygote: "Zygote | None" = None
-_lock = threading.Lock()
-
-
-def runtime_files() -> list[str]:
-    """The grader's files that go into the worker, relative to ``grader/``."""
-    folder = ROOT / "grader" / RUNTIME_FOLDER
-    return [*RUNTIME_FILES, *(f"{RUNTIME_FOLDER}/{p.name}" for p in sorted(folder.glob("*.py")))]
-
-
-def runtime_bundle() -> Path:
-    """A private, world-readable copy of the worker-side modules (made once per process)."""
-    global _bundle
-    if _bundle is None:
-        target = Path(tempfile.mkdtemp(prefix="grader-runtime-"))
-        os.chmod(target, 0o755)
-        for rel in runtime_files():
-            dst = target / "grader" / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(dst.parent, 0o755)
-            shutil.copyfile(ROOT / "grader" / rel, dst)
-            os.chmod(dst, 0o644)
-        atexit.register(shutil.rmtree, target, True)
-        _bundle = target
-    return _bundle
-
-
-class Zygote:
-    """A process that has imported torch and forks one supervised worker per request."""
-
-    def __init__(self) -> None:
-        bundle = runtime_bundle()
-        mine, theirs = socket.socketpair()
-        # The same environment in every setting: nothing in it tells a local check from staff grading.
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": WORKER_FOLDER,
-            "USER": "sandbox",
-            "LOGNAME": "sandbox",
-            "TMPDIR": "/tmp",
-            "PYTHONHASHSEED": "0",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
-        }
-        for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
-            if key in os.environ:
-                env[key] = os.environ[key]
-        code = (
-            f"import sys; sys.path.insert(0, {str(bundle)!r}); "
-            f"from grader.execution.worker import zygote_main; zygote_main({theirs.fileno()})"
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", code],
-            pass_fds=[theirs.fileno()],
-            env=env,
-            cwd=bundle,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        theirs.close()
-        self.ctl = mine
-        self.lock = threading.Lock()
-
-    def spawn(self, request: dict[str, Any], fds: Sequence[int]) -> int:
-        """Fork a supervised worker for ``request`` with ``fds``; its supervisor's pid."""
-        with self.lock:
-            try:
-                socket.send_fds(self.ctl, [json.dumps(request).encode()], fds)
-                line = b""
-                self.ctl.settimeout(60)
-                while not line.endswith(b"\n"):
-                    chunk = self.ctl.recv(256)
-                    if not chunk:
-                        raise E.WorkerCrashed("the sandbox zygote died")
-                    line += chunk
-            except (OSError, E.WorkerCrashed):
-                self.close()  # a late answer would give the next request the wrong pid: start afresh
-                self.proc.kill()
-                raise E.WorkerCrashed("the sandbox zygote did not answer") from None
-        return int(json.loads(line)["pid"])
-
-    def close(self) -> None:
-        """Stop the zygote (it stops its supervisors, which kill their workers)."""
-        try:
-            self.ctl.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-
-
-def zygote() -> Zygote:
-    """The process-wide zygote, started on first use and stopped at exit."""
-    global _zygote
-    with _lock:
-        if _zygote is None or _zygote.proc.poll() is not None:
-            _zygote = Zygote()
-            atexit.register(_zygote.close)
-        return _zygote
 
 
 def _device_ok(name: str) -> bool:

@@ -15,6 +15,12 @@ a conflict, listed in ``OUT_DIR/notes.txt`` and the gradebook, and none of them 
 graded.  Each results.json records the entry it came from and a hash of the files
 graded: a resumed batch skips a result only when it came from the same entry and the
 files staged from that entry now hash the same.
+
+The submissions are graded on Dask (:mod:`grader.grading.cluster`): each is one task, on a
+local cluster by default or on an existing one (``scheduler``).  A task grades in a guarded
+process (:func:`keeper_main`, which calls :func:`grade_one`) that kills everything it started
+when the task is cancelled or the batch dies; the batch process itself writes only the
+gradebook and the notes.
 """
 
 import csv
@@ -22,22 +28,20 @@ import hashlib
 import io
 import json
 import os
-import queue
 import re
 import signal
 import sys
 import tempfile
-import threading
 import time
 import unicodedata
+import uuid
 from collections.abc import Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, TextIO
 
-from grader import rubric, staffkey
+from grader import ROOT, rubric, staffkey
 from grader.execution.worker import descendants
-from grader.grading import gpu, runner, staging
+from grader.grading import cluster, runner, staging
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED = {"grades.csv", "notes.txt"}  # files of OUT_DIR: never a submission's folder there
@@ -166,8 +170,10 @@ def grade_one(
 
     Its ``extra_data`` records the ``source`` entry (path as given, name, kind) and the
     ``files_sha256`` of the files graded (:func:`grader.grading.staging.files_sha256`;
-    ``None``: a zip refused as a whole).
+    ``None``: a zip refused as a whole); its ``execution_time`` (Gradescope's field) the
+    seconds it took, staging and grading, rounded to 0.1 s.
     """
+    start = time.monotonic()
     path = Path(path)
     source = {"path": str(path), "name": path.name, "kind": "zip" if path.is_file() else "folder"}
     with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
@@ -192,8 +198,76 @@ def grade_one(
     extra = result.setdefault("extra_data", {})
     notes += extra.get("notes", [])  # the sandbox's own (a fallback in force, see README "Isolation")
     extra.update({"submission": ident, "status": status, "notes": notes, "source": source, "files_sha256": digest})
+    result["execution_time"] = round(time.monotonic() - start, 1)
     _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _record_error(ident: str, path: Path, out_dir: str | os.PathLike[str], message: str, seconds: float) -> None:
+    """Write the results.json of a submission whose grading process itself failed (a resumed
+    batch grades it again, as :func:`is_done` retries every ``error``)."""
+    source = {"path": str(path), "name": path.name, "kind": "zip" if path.is_file() else "folder"}
+    extra: dict[str, Any] = {
+        "submission": ident,
+        "status": f"error: {message}",
+        "notes": [],
+        "source": source,
+        "files_sha256": None,
+    }
+    result = {"score": 0.0, "max_score": 100, "tests": [], "execution_time": round(seconds, 1), "extra_data": extra}
+    _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
+
+
+#: How many times a submission is graded again when the worker grading it closes.
+MAX_ATTEMPTS = 3
+#: What the guarded process of a task runs (``python -c``, from the repository).
+KEEPER = "from grader.grading.batch import keeper_main; keeper_main()"
+
+
+def keeper_main() -> None:
+    """The guarded process of one task: read the job and the key :func:`grade_task` sent,
+    grade with :func:`grade_one`; killed with everything it started if the task goes away
+    (:func:`grader.grading.cluster.keep`)."""
+    job = cluster.keep()
+    staffkey.hide_this_process()  # before the key is read
+    key = staffkey.receive()
+    try:
+        grade_one(job["ident"], job["path"], job["out_dir"], staff_key=key, **job["grade_args"])
+    finally:
+        cluster.kill_descendants()
+
+
+def grade_task(
+    ident: str, path: str, out_dir: str, key_id: str, gpus: int, grade_args: dict[str, Any]
+) -> dict[str, Any]:
+    """One Dask task: grade submission ``ident`` (entry ``path``) into ``out_dir``, as
+    :func:`grade_one` in a guarded process (:func:`grader.grading.cluster.run_guarded`).
+
+    ``key_id`` is the staff key's fingerprint (the worker finds the key itself,
+    :func:`grader.grading.cluster.key_for`).  With ``gpus`` (a local cluster on a GPU
+    machine) worker ``n`` grades on GPU ``n % gpus``.  Returns ``{"id", "status"}``, the
+    status ``"cancelled"`` when the task was cancelled before it finished (nothing written).
+    """
+    key = cluster.key_for(key_id)
+    slot = cluster.worker_slot()
+    if gpus and slot is not None:
+        # Nothing here reaches the worker but the GPU it may use: it cannot tell a batch
+        # from a local check (each worker gets a uid of its own from the sandbox's pool).
+        grade_args = {**grade_args, "env": {**grade_args.get("env", {}), "CUDA_VISIBLE_DEVICES": str(slot % gpus)}}
+    start = time.monotonic()
+    job = {"ident": ident, "path": path, "out_dir": out_dir, "grade_args": grade_args}
+    # From the batch's folder (relative paths hold; remote workers get absolute ones), the grader from ROOT.
+    argv = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {KEEPER}"]
+    code, stderr = cluster.run_guarded(argv, job, key, cwd=Path.cwd())
+    if code is None:
+        return {"id": ident, "status": "cancelled"}
+    if code != 0:
+        last = (stderr.strip().splitlines() or ["no message"])[-1]
+        _record_error(
+            ident, Path(path), out_dir, f"the grading process exited with {code}: {last}", time.monotonic() - start
+        )
+    result = _load_result(out_dir, ident) or {}
+    return {"id": ident, "status": result.get("extra_data", {}).get("status", "error: no results.json written")}
 
 
 def write_gradebook(
@@ -244,6 +318,8 @@ def run(
     workers: int | None = None,
     out: TextIO = sys.stderr,
     staff_key: str | bytes | None = None,
+    scheduler: str | None = None,
+    processes: bool = False,
     **grade_args: Any,
 ) -> tuple[int, int]:
     """Grade every submission not yet graded, or changed since; returns ``(graded_now, skipped)``.
@@ -256,57 +332,118 @@ def run(
     or repeated batch into the same ``OUT_DIR`` uses the same key and gives the same scores.
     Raises :class:`grader.staffkey.StaffKeyError` if ``OUT_DIR`` was graded with another key.
 
-    On a GPU machine each worker owns one GPU (``CUDA_VISIBLE_DEVICES``), ``workers``
-    defaults to the number of GPUs, and after each submission no process may still hold
-    GPU memory (a leftover is killed and noted in the submission's results).
+    Each submission is one Dask task (:func:`grade_task`).  By default they run on a local
+    cluster of ``workers`` single-threaded workers in this process (``processes``: worker
+    processes, which then read the key from ``GRADER_STAFF_KEY`` like remote ones).  With
+    ``scheduler`` (an address) they run on that cluster's workers instead (``workers`` must
+    then be ``None``): every worker must have the batch's key in its own ``GRADER_STAFF_KEY``,
+    the same grader and tests, and see ``submissions_dir`` and ``out_dir`` at the same paths
+    (checked first, :func:`grader.grading.cluster.check_workers`); raises
+    :class:`grader.grading.cluster.ClusterError` otherwise, and when ``distributed`` is missing.
+
+    On a GPU machine (local cluster only) each worker owns one GPU (``CUDA_VISIBLE_DEVICES``),
+    ``workers`` defaults to the number of GPUs, and after each submission no process may
+    still hold GPU memory (a leftover is killed and noted in the submission's results).
+    Interrupted (Ctrl-C), the batch cancels what is left: the submissions being graded are
+    stopped, their grading processes killed, and graded again by the next run.
     """
-    gpus = gpu.count()
+    if scheduler and workers is not None:
+        raise cluster.ClusterError(
+            "--workers sizes the local cluster; with --scheduler the cluster's own workers grade "
+            "(one submission per worker thread at once): leave --workers out"
+        )
+    cluster.require()
+    remote = bool(scheduler)
+    gpus, baseline = 0, set()
+    if not remote:
+        from grader.grading import gpu
+
+        gpus = gpu.count()
+        baseline = set(gpu.compute_processes()) if gpus else set()
     workers = workers or gpus or 2
-    slots: queue.Queue[int] = queue.Queue()
-    for slot in range(workers):
-        slots.put(slot)
-    baseline = set(gpu.compute_processes()) if gpus else set()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
     staffkey.hide_this_process()  # before the key is read: no same-uid worker may read our memory
-    grade_args["staff_key"] = staffkey.for_batch(out_dir, staff_key)
+    key = staffkey.for_batch(out_dir, staff_key)
+    key_id = staffkey.fingerprint(key)
+    local_key = not remote and not processes  # the workers are threads of this process
+    if local_key:
+        cluster.register_key(key)
+    try:
+        with cluster.connect(workers, scheduler, processes) as client:
+            if remote:  # a worker elsewhere sees absolute paths, or nothing
+                submissions_dir, out_dir = Path(submissions_dir).absolute(), out_dir.absolute()
+                cluster.check_workers(client, key_id, [submissions_dir, out_dir], __name__)
+            return _grade_all(client, submissions_dir, out_dir, out, key_id, gpus, baseline, grade_args)
+    finally:
+        if local_key:
+            cluster.forget_key(key_id)
+
+
+def _grade_all(
+    client: Any,
+    submissions_dir: str | os.PathLike[str],
+    out_dir: Path,
+    out: TextIO,
+    key_id: str,
+    gpus: int,
+    baseline: Collection[int],
+    grade_args: dict[str, Any],
+) -> tuple[int, int]:
+    """:func:`run` once the cluster is there: discover, skip what is done, one task per
+    submission, the gradebook and the progress line after each."""
+    from distributed import as_completed
+
     entries, conflicts = discover(submissions_dir)
     for line in write_notes(out_dir, conflicts):
         out.write(f"warning: {line}\n")
     todo = [(i, p) for i, p in entries if not is_done(out_dir, i, p)]
     pending = {i for i, _ in todo}
     skipped = len(entries) - len(todo)
-    lock = threading.Lock()
     write_gradebook(out_dir, entries, conflicts, pending)
     start, done = time.monotonic(), 0
     _progress(out, done, len(todo), start, skipped)
+    run_id = uuid.uuid4().hex[:8]  # task keys are unique on a shared scheduler
+    paths = dict(todo)
 
-    def task(ident: str, path: Path) -> dict[str, Any]:
-        slot = slots.get()
-        try:
-            # Nothing here reaches the worker but the GPU it may use: it cannot tell a batch
-            # from a local check (each worker gets a uid of its own from the sandbox's pool).
-            env = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus else {}
-            result = grade_one(ident, path, out_dir, env=env, **grade_args)
-            if gpus:
-                _check_gpu_released(out_dir, ident, result, baseline)
-            return result
-        finally:
-            slots.put(slot)
+    def submit(ident: str, attempt: int = 0) -> Any:
+        return client.submit(
+            grade_task,
+            ident,
+            str(paths[ident]),
+            str(out_dir),
+            key_id,
+            gpus,
+            grade_args,
+            key=f"grade-{ident}-{run_id}-{attempt}",
+        )
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    futures = [submit(i) for i, _ in todo]
+    attempts = dict.fromkeys(paths, 0)
     try:
-        futures = {pool.submit(task, i, p): i for i, p in todo}
-        for future in as_completed(futures):
-            future.result()
-            with lock:
-                done += 1
-                pending.discard(futures[future])
-                write_gradebook(out_dir, entries, conflicts, pending)
-                _progress(out, done, len(todo), start, skipped, futures[future])
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finish the ones running, drop the queue
+        queue = as_completed(futures, loop=client.loop)
+        for future in queue:
+            ident = future.result()["id"]
+            if future.result()["status"] == "cancelled":  # its worker closed under it: grade it elsewhere
+                attempts[ident] += 1
+                if attempts[ident] > MAX_ATTEMPTS:
+                    raise cluster.ClusterError(
+                        f"the workers grading {ident!r} closed under it {MAX_ATTEMPTS + 1} times"
+                    )
+                futures.append(submit(ident, attempts[ident]))
+                queue.add(futures[-1])
+                continue
+            result = _load_result(out_dir, ident)
+            if gpus and result is not None:
+                _check_gpu_released(out_dir, ident, result, baseline)
+            done += 1
+            pending.discard(ident)
+            write_gradebook(out_dir, entries, conflicts, pending)
+            _progress(out, done, len(todo), start, skipped, ident)
+    except BaseException:
+        client.cancel(futures)  # Ctrl-C or a task's error: the running ones stop and are killed, nothing half-written
+        raise
     out.write("\n")
     return len(todo), skipped
 
@@ -317,6 +454,8 @@ def _check_gpu_released(
     """After a submission, no process that escaped the grading tree (a worker's child
     reparented away) may hold GPU memory: kill and note leftovers.  Processes of other
     slots still grading are descendants of this one and are left alone."""
+    from grader.grading import gpu
+
     ours = set(descendants(os.getpid()))
     leftover = {pid: mib for pid, mib in gpu.compute_processes().items() if pid not in baseline and pid not in ours}
     if not leftover:

@@ -14,11 +14,15 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grader import ROOT, rubric, staffkey
+from grader.adapters import zygote
 from grader.grading.scoring import Report, TestRecord, score_exercise
 from grader.outcomes import CRASHED, ERROR, FAILED, MISSING, TIMEOUT
+
+if TYPE_CHECKING:
+    from grader.grading.warm import WarmRunner
 
 TESTS_DIR = ROOT / "tests" / "exercises"
 #: The hidden tests (staff grading only; absent from the student release).
@@ -45,6 +49,7 @@ def grade_many(
     env: dict[str, str] | None = None,
     devices: Sequence[str] = (),
     staff_key: str | bytes | None = None,
+    warm: "WarmRunner | None" = None,
 ) -> dict[str, Report]:
     """Grade several submissions in one child pytest process; ``{id: Report}``.
 
@@ -59,8 +64,11 @@ def grade_many(
     without a GPU).  ``staff_key`` (with ``staff``): the secret the examples are drawn from
     (:mod:`grader.staffkey`); it reaches the test process through a pipe, never its
     command line or environment, and never the worker.  Without it the examples are the
-    public ones of a local run.
+    public ones of a local run.  ``warm`` (a local check's watch mode): run the tests in a
+    fork of that :class:`~grader.grading.warm.WarmRunner` instead of a new process (no staff key).
     """
+    if warm is not None and (staff_key is not None or adapter != "sandbox"):
+        raise ValueError("a warm runner grades local sandboxed checks only")
     plan = []
     for ident, where, targets in entries:
         folder = Path(where)
@@ -87,7 +95,17 @@ def grade_many(
             if present
         ]
         records, measures, note, status = _run_tests(
-            submissions, modules, adapter, staff, progress, timeout, shrink, env, devices, staff_key if staff else None
+            submissions,
+            modules,
+            adapter,
+            staff,
+            progress,
+            timeout,
+            shrink,
+            env,
+            devices,
+            staff_key if staff else None,
+            warm,
         )
     reports = {}
     for ident, folder, exercises, present in plan:
@@ -150,6 +168,7 @@ def _run_tests(
     extra_env: dict[str, str] | None,
     devices: Sequence[str],
     staff_key: str | bytes | None = None,
+    warm: "WarmRunner | None" = None,
 ) -> tuple[list[TestRecord], dict[str, list[str]], str, str | None]:
     """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
     ``(records, measures, note, status)`` where ``status`` is set when the child did not finish normally."""
@@ -163,6 +182,11 @@ def _run_tests(
             sys.executable,
             "-m",
             "pytest",
+            "-p",
+            "_hypothesis_pytestplugin",
+            # its clean-up runs gc.collect() five times at exit (0.5 s); warnings are off anyway
+            "-p",
+            "no:unraisableexception",
             *test_files(modules, staff),
             "-q",
             "--tb=no",
@@ -190,47 +214,88 @@ def _run_tests(
             cmd.append("--no-shrink")
         for device in devices:
             cmd += ["--device", device]
-        env = dict(os.environ, **(extra_env or {}), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
-        for name in (staffkey.ENV, staffkey.FD_ENV):  # the key goes through a pipe or not at all
-            env.pop(name, None)
+        env = child_environment(extra_env)
+        if warm is not None:
+            code = warm.run(cmd[3:], log, timeout)
+            records, measures = _read(results)
+            return (records, measures, *_outcome(code, timeout, log.read_text(errors="replace")[-2000:]))
         key_fd = None
         if staff_key is not None:
             key_fd, key_env = staffkey.send(staff_key)
             env.update(key_env)
-        with open(log, "w") as out:
-            try:
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=ROOT,
-                    stdout=out,
-                    stderr=None if progress else out,
-                    env=env,
-                    start_new_session=True,
-                    pass_fds=() if key_fd is None else (key_fd,),
-                )
-            finally:
-                if key_fd is not None:
-                    os.close(key_fd)
-            try:
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                code = None
-            finally:
-                _kill_group(proc.pid)
-                proc.wait()
+        fds = [] if key_fd is None else [key_fd]
+        # The sandbox's zygote imports torch while the test process does the same on the other core.
+        zyg = _prestart(env) if adapter == "sandbox" else None
+        if zyg is not None:
+            fds.append(zyg.ctl.fileno())
+            cmd += ["--zygote-fd", str(zyg.ctl.fileno())]
+        try:
+            with open(log, "w") as out:
+                try:
+                    proc = subprocess.Popen(
+                        cmd,
+                        cwd=ROOT,
+                        stdout=out,
+                        stderr=None if progress else out,
+                        env=env,
+                        start_new_session=True,
+                        pass_fds=fds,
+                    )
+                finally:
+                    if key_fd is not None:
+                        os.close(key_fd)
+                    if zyg is not None:
+                        zyg.ctl.close()  # the test process holds it now: the zygote ends with it
+                try:
+                    code = proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    code = None
+                finally:
+                    _kill_group(proc.pid)
+                    proc.wait()
+        finally:
+            if zyg is not None:
+                zygote.reap(zyg)
         records, measures = _read(results)
         tail = log.read_text(errors="replace")[-2000:]
+    return (records, measures, *_outcome(code, timeout, tail))
+
+
+def child_environment(extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the test process: this one's, ``extra_env``, no staff key, and
+    what makes it fast and deterministic."""
+    env = dict(os.environ, **(extra_env or {}), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    # Only the plugins grading needs: the grader's (tests/conftest.py) and hypothesis's.
+    # Entry-point plugins of the environment (anyio, xdist, benchmark...) cost 0.6 s to import.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # Nor hypothesis's entry points (trio registers a PRNG: a full gc.collect, 0.1 s).
+    env["HYPOTHESIS_NO_PLUGINS"] = "1"
+    for name in (staffkey.ENV, staffkey.FD_ENV):  # the key goes through a pipe or not at all
+        env.pop(name, None)
+    return env
+
+
+def _outcome(code: int | None, timeout: float, tail: str) -> tuple[str, str | None]:
+    """``(note, status)`` of a test run that ended with ``code`` (None: stopped at ``timeout``)."""
     if code is None:
-        return records, measures, f"grading stopped after {timeout}s", TIMEOUT
+        return f"grading stopped after {timeout}s", TIMEOUT
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = str(-code)
-        return records, measures, f"the grading process died with signal {name}", CRASHED
+        return f"the grading process died with signal {name}", CRASHED
     if code not in (0, 1, 5):  # pytest: 0 all passed, 1 some failed, 5 nothing selected (all hidden)
-        return records, measures, f"the test run could not complete (pytest exit {code})\n{tail}", ERROR
-    return records, measures, "", None
+        return f"the test run could not complete (pytest exit {code})\n{tail}", ERROR
+    return "", None
+
+
+def _prestart(env: dict[str, str]) -> "zygote.Zygote | None":
+    """A zygote for the test process, or None (then it starts its own on first use)."""
+    try:
+        return zygote.prestart(env)
+    except OSError:
+        return None
 
 
 def _kill_group(pgid: int) -> None:

@@ -235,7 +235,12 @@ def reference_grads(
     leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
     outs = [(o, c) for o, c in zip(tensor_leaves(fn(*leaves)), cotangents) if c is not None]
     wrt = leaves + list(params)
-    grads = torch.autograd.grad([o for o, _ in outs], wrt, grad_outputs=[c for _, c in outs], allow_unused=True)
+    if not outs:
+        return [torch.zeros_like(x) for x in wrt]
+    # One scalar root, as the worker differentiates the student's code (execution/calls.py):
+    # grad_outputs would make torch import sympy's symbolic shapes on first use (0.3 s).
+    terms = [(o * c.to(o.dtype)).sum() for o, c in outs]
+    grads = torch.autograd.grad(sum(terms[1:], terms[0]), wrt, allow_unused=True)
     return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(wrt, grads)]
 
 

@@ -12,6 +12,7 @@ grading and is otherwise treated as a hidden test.
 """
 
 import functools
+import gc
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
 from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.vendor import pretty
 
 from grader import ROOT, mistakes, rubric, staffkey
 from grader.adapters import open_implementation
@@ -56,6 +58,28 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("grading")
+
+
+def _pretty_tensor(obj: torch.Tensor, printer: Any, cycle: bool) -> None:
+    """How hypothesis shows a tensor argument in its "Falsifying example" note: the values of
+    a small one, the shape of a large one.  torch's own repr costs about 0.7 ms a tensor, and
+    hypothesis writes the note for every explicit example, failing or not."""
+    dtype = str(obj.dtype).removeprefix("torch.")
+    where = "" if obj.device.type == "cpu" else f", device={obj.device.type!r}"
+    if obj.device.type == "meta" or obj.numel() > 16:
+        printer.text(f"tensor(shape={tuple(obj.shape)}, dtype={dtype}{where})")
+        return
+    printer.text(f"tensor({_nested(obj.detach().cpu().tolist())}, dtype={dtype}{where})")
+
+
+def _nested(values: Any) -> str:
+    if isinstance(values, list):
+        return "[" + ", ".join(_nested(v) for v in values) + "]"
+    return f"{values:.4g}" if isinstance(values, float) else repr(values)
+
+
+pretty.for_type_by_name("torch", "Tensor", _pretty_tensor)
+pretty.for_type_by_name("torch.nn.parameter", "Parameter", _pretty_tensor)
 
 #: The reference solutions (absent from a student release).
 REFERENCE_DIR = ROOT / "solutions"
@@ -101,6 +125,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "plus cuda when available)",
     )
     group.addoption(
+        "--zygote-fd",
+        type=int,
+        default=None,
+        help="the control socket of a sandbox zygote the grading runner started beforehand (inherited fd)",
+    )
+    group.addoption(
         "--no-shrink",
         action="store_true",
         help="report the first failing example instead of the smallest (faster; for the catalog run)",
@@ -124,6 +154,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # a student release has no reference: the tests check the student's own folder
         config.option.submission = str(ROOT / "assignments")
     _use_staff_key(config)
+    fd = config.getoption("--zygote-fd", None)
+    if fd is not None:
+        from grader.adapters import zygote
+
+        zygote.adopt(fd)
     config.addinivalue_line("markers", "exercise(id, weight=1): the exercise (grader/rubric.py) a test grades")
     config.addinivalue_line("markers", "hidden: a test run only in staff grading; students see 'hidden, graded later'")
     config.addinivalue_line("markers", "device(name): a device test (cpu, meta, cuda)")
@@ -289,7 +324,11 @@ def submission_of(item: pytest.Item) -> dict | None:
 @pytest.fixture(autouse=True)
 def _seeded() -> Iterator[None]:
     """Every test starts from the same torch seed and default dtype."""
-    torch.manual_seed(0)
+    # Not torch.manual_seed: on a machine without an initialized GPU it queues a lazy CUDA
+    # and XPU seeding with a formatted stack trace each time (2.5 ms a test).
+    torch.default_generator.manual_seed(0)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(0)
     torch.set_default_dtype(torch.float32)
     yield
 
@@ -582,3 +621,6 @@ def _property(item: pytest.Item) -> str:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     session.config.stash[_RECORDER]._items = {item.nodeid: item for item in session.items}
+    # torch, hypothesis and the tests are loaded and stay: later collections (hypothesis
+    # runs a full one per test it sets up) need not walk them again.
+    gc.freeze()

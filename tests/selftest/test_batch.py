@@ -71,9 +71,24 @@ def _rows(out):
         return {row["id"]: row for row in csv.DictReader(fh)}
 
 
+def _tagged(tag):
+    """Pids of the processes whose environment holds ``BATCH_TEST_TAG=tag``: the batch and all it
+    started but the sandbox's own processes (built from scratch, they die with their pytest)."""
+    found, entry = [], f"BATCH_TEST_TAG={tag}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if entry in fh.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:  # gone, or not ours to read (a non-dumpable process of a grader that is not root)
+            pass
+    return found
+
+
 def test_batch_grades_everyone_like_a_lone_check_and_resumes(submissions, tmp_path):
     out = tmp_path / "out"
-    env = dict(os.environ, GRADER_CALL_TIMEOUT="5")
+    tag = os.urandom(8).hex()
+    env = dict(os.environ, GRADER_CALL_TIMEOUT="5", BATCH_TEST_TAG=tag)
     cmd = [sys.executable, "-m", "grader", "batch", str(submissions), "--out", str(out), "--workers", "2"]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -81,8 +96,13 @@ def test_batch_grades_everyone_like_a_lone_check_and_resumes(submissions, tmp_pa
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not any(out.glob("*/results.json")):
         time.sleep(0.5)
+    assert _tagged(tag) or os.geteuid() != 0, "the batch's processes are not found by their tag"
     os.killpg(proc.pid, signal.SIGKILL)  # kill the batch halfway
     proc.wait()
+    deadline = time.monotonic() + 10
+    while _tagged(tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _tagged(tag), "a grading process outlived the killed batch"
     first = {p.parent.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.glob("*/results.json")}
     assert first, "nothing finished before the kill"
     assert len(first) < 6

@@ -142,41 +142,7 @@ def test_gallery_stacks_renamed_copies_and_splits_einsum(graded):
     assert len({card_of[a] for a in ("eve_jung", "fay_han", "gus_yoon", "hal_song")}) == 4
 
 
-# -- the round in a real browser ------------------------------------------------------
-
-
-def _chromium() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("no headless Chromium here (chromium and chromedriver; `.ci/run` installs them with apt-get)")
-    return browser, driver
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """A headless Chromium driven by Selenium."""
-    binary, driver_path = _chromium()
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(driver_path), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+# -- the round in a real browser (the `browser` fixture: tests/selftest/conftest.py) ---
 
 
 @pytest.fixture

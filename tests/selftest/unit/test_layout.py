@@ -25,7 +25,15 @@ ROOMS = (
     ("grading", ("grader.grading",)),
     (
         "commands and authoring",
-        ("grader.cli", "grader.__main__", "grader.authoring", "grader.release", "grader.notebooks", "grader.review"),
+        (
+            "grader.cli",
+            "grader.__main__",
+            "grader.authoring",
+            "grader.release",
+            "grader.notebooks",
+            "grader.review",
+            "grader.classreport",
+        ),
     ),
 )
 #: What the worker side may import of the grader (besides the standard library and these).

@@ -1,0 +1,201 @@
+"""The zygote: a process that has imported torch and forks one supervised worker per request.
+
+This module imports no torch, so the grading runner can start the zygote before the test
+process exists: the zygote imports torch on one core while the test process imports torch,
+pytest and hypothesis on the other (:func:`prestart`), and the test process adopts it
+(:func:`adopt`) instead of starting its own when the first test needs a worker.  Without a
+prestarted zygote, :func:`zygote` starts one on first use, as before.
+"""
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from grader import ROOT
+from grader import outcomes as E
+
+#: What the worker side may import of the grader: copied into a private folder the worker
+#: runs from.  The rule is a folder, not a list: ``grader/execution/`` whole, plus the two
+#: modules it may import (``tests/selftest/unit/test_layout.py`` holds it to that).
+RUNTIME_FILES = ("__init__.py", "outcomes.py")
+RUNTIME_FOLDER = "execution"
+#: Where the submitted module "lives" in every worker (its ``__file__``, its tracebacks):
+#: the same path in a local check and in staff grading.
+WORKER_FOLDER = "/sandbox"
+#: Variables of the grading environment the zygote keeps (the GPU a batch slot may use).
+PASSED_ON = ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
+
+_bundle: Path | None = None
+_zygote: "Zygote | None" = None
+_lock = threading.Lock()
+
+
+def runtime_files() -> list[str]:
+    """The grader's files that go into the worker, relative to ``grader/``."""
+    folder = ROOT / "grader" / RUNTIME_FOLDER
+    return [*RUNTIME_FILES, *(f"{RUNTIME_FOLDER}/{p.name}" for p in sorted(folder.glob("*.py")))]
+
+
+def runtime_bundle() -> Path:
+    """A private, world-readable copy of the worker-side modules (made once per process)."""
+    global _bundle
+    with _lock:
+        if _bundle is None:
+            target = Path(tempfile.mkdtemp(prefix="grader-runtime-"))
+            os.chmod(target, 0o755)
+            for rel in runtime_files():
+                dst = target / "grader" / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(dst.parent, 0o755)
+                shutil.copyfile(ROOT / "grader" / rel, dst)
+                os.chmod(dst, 0o644)
+            atexit.register(shutil.rmtree, target, True)
+            _bundle = target
+        return _bundle
+
+
+class Zygote:
+    """A zygote process and the control socket requests go through.
+
+    ``Zygote()`` starts one owned by this process; :meth:`adopted` wraps the control socket
+    of one another process started (:func:`prestart`)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, *, new_session: bool = False) -> None:
+        """Start a zygote; ``environ``: where :data:`PASSED_ON` come from (default this
+        process's); ``new_session``: its own process group (one :func:`prestart` kills whole)."""
+        environ = os.environ if environ is None else environ
+        bundle = runtime_bundle()
+        mine, theirs = socket.socketpair()
+        # The same environment in every setting: nothing in it tells a local check from staff grading.
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": WORKER_FOLDER,
+            "USER": "sandbox",
+            "LOGNAME": "sandbox",
+            "TMPDIR": "/tmp",
+            "PYTHONHASHSEED": "0",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        }
+        env.update({key: environ[key] for key in PASSED_ON if key in environ})
+        code = (
+            f"import sys; sys.path.insert(0, {str(bundle)!r}); "
+            f"from grader.execution.worker import zygote_main; zygote_main({theirs.fileno()})"
+        )
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-I", "-c", code],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            cwd=bundle,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=new_session,
+        )
+        theirs.close()
+        self.ctl = mine
+        self.lock = threading.Lock()
+        self.dead = False
+
+    @classmethod
+    def adopted(cls, fd: int) -> "Zygote":
+        """The zygote whose control socket this process inherited as ``fd``."""
+        self = cls.__new__(cls)
+        self.proc = None
+        self.ctl = socket.socket(fileno=fd)
+        self.lock = threading.Lock()
+        self.dead = False
+        return self
+
+    def alive(self) -> bool:
+        """Whether requests can still go to it."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return not self.dead
+
+    def spawn(self, request: dict[str, Any], fds: Sequence[int]) -> int:
+        """Fork a supervised worker for ``request`` with ``fds``; its supervisor's pid."""
+        with self.lock:
+            try:
+                socket.send_fds(self.ctl, [json.dumps(request).encode()], fds)
+                line = b""
+                self.ctl.settimeout(60)
+                while not line.endswith(b"\n"):
+                    chunk = self.ctl.recv(256)
+                    if not chunk:
+                        raise E.WorkerCrashed("the sandbox zygote died")
+                    line += chunk
+            except (OSError, E.WorkerCrashed):
+                self.close()  # a late answer would give the next request the wrong pid: start afresh
+                if self.proc is not None:
+                    self.proc.kill()
+                raise E.WorkerCrashed("the sandbox zygote did not answer") from None
+        return int(json.loads(line)["pid"])
+
+    def close(self) -> None:
+        """Stop the zygote (it stops its supervisors, which kill their workers)."""
+        self.dead = True
+        try:
+            self.ctl.close()
+            if self.proc is not None:
+                self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            if self.proc is not None:
+                self.proc.kill()
+
+
+def zygote() -> Zygote:
+    """The process-wide zygote: the adopted one, else one started on first use; stopped at exit."""
+    global _zygote
+    with _lock:
+        if _zygote is None or not _zygote.alive():
+            _zygote = Zygote()
+            atexit.register(_zygote.close)
+        return _zygote
+
+
+def adopt(fd: int) -> None:
+    """Make the zygote whose control socket is ``fd`` (from :func:`prestart`) this process's."""
+    global _zygote
+    with _lock:
+        _zygote = Zygote.adopted(fd)
+        atexit.register(_zygote.close)
+
+
+def prestart(environ: Mapping[str, str]) -> Zygote:
+    """Start a zygote for a test process about to start with ``environ``; give the test
+    process ``ctl.fileno()`` (then :meth:`Zygote.ctl` ``.close()`` here) and :func:`reap` it after."""
+    return Zygote(environ, new_session=True)
+
+
+def reap(zyg: Zygote, timeout: float = 10) -> None:
+    """After the test process ended: wait for the zygote to stop (it stops when its control
+    socket closes), then kill its process group (supervisors and workers included)."""
+    zyg.ctl.close()
+    if zyg.proc is None:
+        return
+    deadline = time.monotonic() + timeout
+    # wait without reaping, so its pid (the group's id) cannot be reused before the kill
+    while os.waitid(os.P_PID, zyg.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    try:
+        os.killpg(zyg.proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    zyg.proc.wait()
