@@ -38,7 +38,8 @@ PASSED_ON = ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
 
 _bundle: Path | None = None
 _zygote: "Zygote | None" = None
-_lock = threading.Lock()
+_lock = threading.Lock()  # the process-wide zygote
+_bundle_lock = threading.Lock()  # the runtime bundle (made while _lock is held)
 
 
 def runtime_files() -> list[str]:
@@ -50,7 +51,7 @@ def runtime_files() -> list[str]:
 def runtime_bundle() -> Path:
     """A private, world-readable copy of the worker-side modules (made once per process)."""
     global _bundle
-    with _lock:
+    with _bundle_lock:
         if _bundle is None:
             target = Path(tempfile.mkdtemp(prefix="grader-runtime-"))
             os.chmod(target, 0o755)

@@ -181,3 +181,18 @@ def test_raising_torch_meta_error_on_meta_is_a_failure_not_a_skip(staff_graded):
     assert not any(rec.status == "skipped" for rec in result.records if "-cuda-" not in rec.nodeid)
     assert result.score < result.max_score
     assert "cannot be called on meta tensors" in "\n".join(result.feedback())
+
+
+def test_a_plain_pytest_run_starts_its_own_zygote_and_a_runner_run_adopts_one(tmp_path):
+    """Without the runner (a student's ``pytest``) the first sandboxed test starts the zygote
+    itself; the runner's prestarted one is adopted. Both grade, neither hangs."""
+    code = (
+        "from grader.adapters import open_implementation\n"
+        "impl = open_implementation('solutions', 'attention', 'sandbox')\n"
+        "print(impl.call('causal_mask', 2).tolist())\n"
+        "impl.close()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "[[True, False], [True, True]]" in proc.stdout, proc.stderr[-2000:]
+    report = runner.grade(ROOT / "solutions", ["attention.causal_mask"], timeout=120)
+    assert report.score == report.max_score > 0
