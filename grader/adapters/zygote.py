@@ -191,10 +191,13 @@ def reap(zyg: Zygote, timeout: float = 10) -> None:
         return
     deadline = time.monotonic() + timeout
     # wait without reaping, so its pid (the group's id) cannot be reused before the kill
-    while os.waitid(os.P_PID, zyg.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
+    try:
+        while os.waitid(os.P_PID, zyg.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+    except ChildProcessError:  # already reaped elsewhere: its group is nobody's to kill now
+        return
     try:
         os.killpg(zyg.proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -199,7 +199,8 @@ def grade_one(
     notes += extra.get("notes", [])  # the sandbox's own (a fallback in force, see README "Isolation")
     extra.update({"submission": ident, "status": status, "notes": notes, "source": source, "files_sha256": digest})
     result["execution_time"] = round(time.monotonic() - start, 1)
-    _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
+    with cluster.WRITES:  # in a guarded process: not after the batch died (cluster._die)
+        _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -361,6 +361,12 @@ def kill_descendants() -> None:
             break
 
 
+#: Held while a result is written (batch.grade_one) and taken for good by :func:`_die`: once the
+#: batch is gone, a grading its death cut short must not be written as if it had finished.
+WRITES = threading.RLock()
+
+
 def _die(code: int) -> None:
+    WRITES.acquire()  # after a write in progress (a finished grading), before any other
     kill_descendants()
     os._exit(code)

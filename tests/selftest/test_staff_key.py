@@ -591,8 +591,9 @@ def test_runner_sends_the_key_through_a_pipe_only(tmp_path, monkeypatch):
     monkeypatch.setenv(staffkey.ENV, "the-secret-from-the-shell")
     monkeypatch.setattr(runner.subprocess, "Popen", FakeChild)
     monkeypatch.setattr(runner, "_kill_group", lambda pgid: None)
+    monkeypatch.setattr(runner, "_prestart", lambda env: None)  # no zygote: only the key's pipe is passed
     runner.grade(tmp_path, ["attention.causal_mask"], staff=True, staff_key="the-secret")
-    assert seen["sent"] == b"the-secret" and seen["fds"] == (int(seen["env"][staffkey.FD_ENV]),)
+    assert seen["sent"] == b"the-secret" and tuple(seen["fds"]) == (int(seen["env"][staffkey.FD_ENV]),)
     assert not any("secret" in part for part in seen["cmd"])
     assert not any("secret" in value for value in seen["env"].values())  # the shell's key is dropped too
     seen.clear()
