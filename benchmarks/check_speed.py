@@ -8,7 +8,8 @@ median wall time of
 * the floor: ``python -c "import torch, pytest, hypothesis"``;
 * ``python -m grader check <exercise> --submission solutions`` (one exercise) and
   ``python -m grader check --submission solutions`` (everything), cold processes as a student
-  runs them, with their ratios to the floor (goals: <= 2x and <= 3x);
+  runs them, with their ratios to the floor (goals: <= 2x and <= 3x), and the full check with
+  ``--serial`` (every test file in one process, as before the test files ran side by side);
 * watch mode: ``check --watch <exercise>`` on a copy of the reference; each save (alternately
   a catalogued mistake and the reference) is timed from the write to the report's TOTAL line
   (goal: <= 1.5 s).
@@ -86,12 +87,13 @@ def main() -> None:
     args = parser.parse_args()
     floor_cmd = [sys.executable, "-c", "import torch, pytest, hypothesis"]
     check = [sys.executable, "-m", "grader", "check", "--submission", "solutions", "--quiet"]
-    runs: dict[str, list[float]] = {"floor": [], "one exercise": [], "full check": []}
+    runs: dict[str, list[float]] = {"floor": [], "one exercise": [], "full check": [], "full, --serial": []}
     timed(check + [args.exercise])  # warm the page cache
     for _ in range(args.repeat):
         runs["floor"].append(timed(floor_cmd))
         runs["one exercise"].append(timed(check + [args.exercise]))
         runs["full check"].append(timed(check))
+        runs["full, --serial"].append(timed(check + ["--serial"]))
     floor = statistics.median(runs["floor"])
     print(f"{'what':<16} {'median':>8}  {'x floor':>7}  runs")
     for name, values in runs.items():

@@ -8,7 +8,10 @@ dies is replaced for the next call, and a function that timed out or crashed is 
 again (its later calls fail at once), so a hostile submission costs bounded time.
 """
 
+import contextlib
+import ctypes
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -82,10 +85,26 @@ def own_pid_namespace() -> bool:
 
 
 class _Budget:
-    """Seconds of calls left to one submission, shared by its modules' workers."""
+    """Seconds of calls left to one submission, shared by its modules' workers (and, made by
+    :func:`share_budget`, by the processes forked from this one)."""
 
-    def __init__(self, seconds: float) -> None:
-        self.left = seconds
+    def __init__(self, seconds: float, lock: Any = None) -> None:
+        if lock is None:
+            self._left: Any = ctypes.c_double(seconds)
+            self._lock: Any = contextlib.nullcontext()
+        else:
+            self._left = multiprocessing.get_context("fork").RawValue(ctypes.c_double, seconds)
+            self._lock = lock
+
+    @property
+    def left(self) -> float:
+        """Seconds left."""
+        return float(self._left.value)
+
+    def spend(self, seconds: float) -> None:
+        """Take ``seconds`` off what is left."""
+        with self._lock:
+            self._left.value -= seconds
 
 
 _budgets: dict[str, _Budget] = {}
@@ -97,6 +116,14 @@ def _submission_budget(folder: str) -> _Budget:
         if folder not in _budgets:
             _budgets[folder] = _Budget(submission_budget())
         return _budgets[folder]
+
+
+def share_budget(folder: str | os.PathLike[str], lock: Any) -> None:
+    """Before this process forks several test processes that grade the submission in
+    ``folder``: its time budget lives in shared memory (updated under ``lock``, a
+    ``multiprocessing`` lock), so all the processes spend one budget, as one process would."""
+    with _lock:
+        _budgets[str(Path(folder).resolve())] = _Budget(submission_budget(), lock)
 
 
 def _device_ok(name: str) -> bool:
@@ -317,7 +344,8 @@ class Sandboxed(Implementation):
         worker = self.worker
         if worker is None:  # it answered the import, then ended (settle() failed): nothing to send this to
             raise self._poison(key, E.WorkerCrashed(f"{label}: the worker process ended right after the import"))
-        limit = min(call_timeout(), self.budget, self.shared.left)
+        shared_left = self.shared.left
+        limit = min(call_timeout(), self.budget, shared_left)
         start = time.monotonic()
         try:
             worker.resume()
@@ -328,7 +356,7 @@ class Sandboxed(Implementation):
             self._kill()
             if limit == call_timeout():
                 why = f"no answer within {limit:g}s (an infinite loop? a long sleep?)"
-            elif limit == self.shared.left:
+            elif limit == shared_left:
                 why = f"the submission's time budget of {submission_budget():g}s (all modules together) ran out"
             else:
                 why = f"the module's time budget of {module_budget():g}s ran out"
@@ -341,7 +369,7 @@ class Sandboxed(Implementation):
         finally:
             spent = time.monotonic() - start
             self.budget -= spent
-            self.shared.left -= spent
+            self.shared.spend(spent)
         if not worker.settle():  # nothing the call started runs on
             ended = self._kill()
             if ended.get("oom"):

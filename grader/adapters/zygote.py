@@ -8,6 +8,7 @@ prestarted zygote, :func:`zygote` starts one on first use, as before.
 """
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -110,6 +111,7 @@ class Zygote:
         theirs.close()
         self.ctl = mine
         self.lock = threading.Lock()
+        self.between_processes: Any = contextlib.nullcontext()
         self.dead = False
 
     @classmethod
@@ -119,8 +121,14 @@ class Zygote:
         self.proc = None
         self.ctl = socket.socket(fileno=fd)
         self.lock = threading.Lock()
+        self.between_processes = contextlib.nullcontext()
         self.dead = False
         return self
+
+    def share(self, lock: Any) -> None:
+        """Requests from the processes about to be forked from this one (each holding the
+        control socket) go one at a time under ``lock`` (a ``multiprocessing`` lock)."""
+        self.between_processes = lock
 
     def alive(self) -> bool:
         """Whether requests can still go to it."""
@@ -130,7 +138,7 @@ class Zygote:
 
     def spawn(self, request: dict[str, Any], fds: Sequence[int]) -> int:
         """Fork a supervised worker for ``request`` with ``fds``; its supervisor's pid."""
-        with self.lock:
+        with self.lock, self.between_processes:
             try:
                 socket.send_fds(self.ctl, [json.dumps(request).encode()], fds)
                 line = b""
@@ -167,6 +175,12 @@ def zygote() -> Zygote:
             _zygote = Zygote()
             atexit.register(_zygote.close)
         return _zygote
+
+
+def current() -> Zygote | None:
+    """The process-wide zygote if one is running (adopted or started), without starting one."""
+    with _lock:
+        return _zygote if _zygote is not None and _zygote.alive() else None
 
 
 def adopt(fd: int) -> None:

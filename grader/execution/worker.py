@@ -189,11 +189,21 @@ def kill_descendants(spare: int | None = None) -> int:
 
 
 def _stop(pid: int) -> bool:
-    """SIGSTOP ``pid`` and wait until it is stopped (or gone); whether it still lives."""
+    """SIGSTOP ``pid`` (a child of this process) and wait until it is stopped (or gone);
+    whether it still lives."""
     try:
         os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:
         return False
+    # The kernel tells the parent the moment its child stops: no polling delay.  WNOWAIT
+    # leaves an exit for the supervisor's loop to collect; a stop is taken off, so the next
+    # call waits for its own.  /proc confirms it (a stale stop could be an old one).
+    try:
+        info = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+        if info is not None and info.si_code in (os.CLD_STOPPED, os.CLD_TRAPPED):
+            os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+    except (ChildProcessError, InterruptedError):
+        pass
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         state = _state(pid)

@@ -50,6 +50,7 @@ def grade_many(
     devices: Sequence[str] = (),
     staff_key: str | bytes | None = None,
     warm: "WarmRunner | None" = None,
+    fork_files: bool = False,
 ) -> dict[str, Report]:
     """Grade several submissions in one child pytest process; ``{id: Report}``.
 
@@ -66,6 +67,8 @@ def grade_many(
     command line or environment, and never the worker.  Without it the examples are the
     public ones of a local run.  ``warm`` (a local check's watch mode): run the tests in a
     fork of that :class:`~grader.grading.warm.WarmRunner` instead of a new process (no staff key).
+    ``fork_files``: the test process forks one child per test file after collection and runs
+    them side by side (:mod:`grader.testing.forked`; the same grades, on every core).
     """
     if warm is not None and (staff_key is not None or adapter != "sandbox"):
         raise ValueError("a warm runner grades local sandboxed checks only")
@@ -106,6 +109,7 @@ def grade_many(
             devices,
             staff_key if staff else None,
             warm,
+            fork_files,
         )
     reports = {}
     for ident, folder, exercises, present in plan:
@@ -169,6 +173,7 @@ def _run_tests(
     devices: Sequence[str],
     staff_key: str | bytes | None = None,
     warm: "WarmRunner | None" = None,
+    fork_files: bool = False,
 ) -> tuple[list[TestRecord], dict[str, list[str]], str, str | None]:
     """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
     ``(records, measures, note, status)`` where ``status`` is set when the child did not finish normally."""
@@ -212,6 +217,8 @@ def _run_tests(
             cmd.append("--progress")
         if not shrink:
             cmd.append("--no-shrink")
+        if fork_files:
+            cmd.append("--fork-files")
         for device in devices:
             cmd += ["--device", device]
         env = child_environment(extra_env)

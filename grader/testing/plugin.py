@@ -22,7 +22,7 @@ import time
 import types
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -44,6 +44,9 @@ from grader.outcomes import (
 )
 from grader.testing import diagnose, selection
 from grader.testing.skips import Unavailable
+
+if TYPE_CHECKING:
+    from grader.testing import forked
 
 settings.register_profile(
     "grading",
@@ -131,6 +134,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the control socket of a sandbox zygote the grading runner started beforehand (inherited fd)",
     )
     group.addoption(
+        "--fork-files",
+        action="store_true",
+        help="run each test file in a process of its own, side by side (forked after collection; "
+        "a local check uses this to grade on every core)",
+    )
+    group.addoption(
         "--no-shrink",
         action="store_true",
         help="report the first failing example instead of the smallest (faster; for the catalog run)",
@@ -169,6 +178,25 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[_RECORDER] = _Recorder(config)
     config.pluginmanager.register(config.stash[_RECORDER], "grader-recorder")
+    if config.getoption("--fork-files", False):
+        from grader.testing import forked
+
+        forked.install(config, functools.partial(_share, config), config.stash[_RECORDER].pytest_sessionfinish)
+
+
+def _share(config: pytest.Config, shared: "forked.Shared") -> None:
+    """Before ``--fork-files`` forks: the children share the zygote (one request at a time),
+    each submission's time budget and the progress count."""
+    from grader.adapters import sandboxed, zygote
+
+    running = zygote.current()
+    if running is not None:  # otherwise each child starts its own on first use
+        running.share(shared.lock)
+    entries = _submissions(config) or []
+    folders = [e["path"] for e in entries] or [config.getoption("--submission") or str(REFERENCE_DIR)]
+    for folder in folders:
+        sandboxed.share_budget(folder, shared.lock)
+    config.stash[_RECORDER].shared = shared
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -291,12 +319,17 @@ def _note_measures(config: pytest.Config, entry: dict | None, measures: Any) -> 
 
 
 def _append(path: str | None, record: dict) -> None:
-    """Append ``record`` as one JSON line to the results file ``path`` (if any), on disk at once."""
+    """Append ``record`` as one JSON line to the results file ``path`` (if any), at once.
+
+    One ``write`` of the whole line to a file opened for appending: lines from processes
+    writing side by side (``--fork-files``) never interleave, and a line written is kept
+    when the process dies right after."""
     if path:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
 
 
 def _submissions(config: pytest.Config) -> list[dict] | None:
@@ -521,6 +554,7 @@ class _Recorder:
         self.hidden: list[pytest.Item] = []
         self.total = 0
         self.done = 0
+        self.shared: Any = None  # the count of finished tests, shared by --fork-files children
         self.started = time.monotonic()
         self.outcome: dict[str, tuple[str, str]] = {}
         self.undecided: list[tuple[pytest.Item, diagnose.Pending]] = []
@@ -589,7 +623,7 @@ class _Recorder:
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple) -> None:
         item_outcome = self.outcome.get(nodeid)
         item = self._items.get(nodeid)
-        self.done += 1
+        self.done = self.shared.count_done() if self.shared is not None else self.done + 1
         if item is not None and item_outcome is not None:
             self._write(_record(item, *item_outcome))
         if self.progress:

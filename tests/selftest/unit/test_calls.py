@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.execution.calls import sanitize, tensor_leaves
+from grader.execution.calls import sanitize, seed_all, tensor_leaves
 from grader.outcomes import FAILED, BadOutput
 
 WHAT = "f returned"
@@ -211,3 +211,14 @@ def test_tensor_leaves_in_order():
     assert [id(t) for t in leaves] == [id(a), id(b), id(c)]
     assert tensor_leaves(a) == [a]
     assert tensor_leaves({"k": a}) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+def test_seed_all_leaves_the_state_torch_manual_seed_leaves(seed):
+    torch.manual_seed(seed)
+    expected = (torch.rand(7), torch.randn(3, 2), torch.randint(0, 100, (5,)))
+    torch.rand(11)  # move the generator on
+    seed_all(seed)
+    got = (torch.rand(7), torch.randn(3, 2), torch.randint(0, 100, (5,)))
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert torch.initial_seed() == seed

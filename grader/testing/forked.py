@@ -1,0 +1,147 @@
+"""Run a grading session's test files side by side: one forked process per test file.
+
+A student's full check runs four test files; one test process alternates with its sandbox
+worker, so it uses about one core.  With ``--fork-files`` the test process collects once
+(torch, hypothesis and every test module loaded), then forks one child per test file; each
+child runs its file's tests in their order, as the single process would, and ends.
+
+Every test file still gets its own worker (the ``impl`` fixture is module-scoped), so each
+worker sees the same calls in the same order as in one process: the grades cannot depend on
+how the files are spread.  The partition is one file per child whatever the machine, so a
+check grades the same on 2 cores and on 16.  The children share what a single process would
+hold once: the sandbox zygote (its requests go one at a time), the submission's time budget
+and the progress count (see :class:`Shared`).
+"""
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+#: pytest's exit code for an internal error: a child whose run raised ends with it.
+INTERNAL_ERROR = int(pytest.ExitCode.INTERNAL_ERROR)
+
+
+class Shared:
+    """What the children of one session share: a lock and counters in shared memory."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.lock = ctx.Lock()
+        self._done = ctx.RawValue("i", 0)
+
+    def count_done(self) -> int:
+        """Count one more finished test (in any child); the count so far."""
+        with self.lock:
+            self._done.value += 1
+            return int(self._done.value)
+
+
+def by_file(items: Sequence[pytest.Item]) -> list[list[pytest.Item]]:
+    """``items`` cut into runs of one test file each, in their order (a file whose items are
+    not consecutive gives several runs: each stays in order)."""
+    runs: list[list[pytest.Item]] = []
+    for item in items:
+        if runs and runs[-1][-1].path == item.path:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+class ForkedFiles:
+    """The pytest plugin behind ``--fork-files``: ``pytest_runtestloop`` in forked children.
+
+    ``before_fork(shared)`` runs once in the parent (to share the zygote and budgets),
+    ``child_finish(session)`` at the end of each child (what the single process does at
+    its session's end for the tests it ran)."""
+
+    def __init__(
+        self,
+        before_fork: Callable[[Shared], None],
+        child_finish: Callable[[pytest.Session], None],
+    ) -> None:
+        self.before_fork = before_fork
+        self.child_finish = child_finish
+        self.died: int | None = None  # a signal that killed a child
+        self.broken = False  # a child's run raised (an error of the grader's, not a test's)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        """Run each test file's items in a child of its own; wait for them all."""
+        if session.config.option.collectonly or session.testsfailed:
+            return None
+        runs = by_file(session.items)
+        if len(runs) < 2:
+            return None  # nothing to run side by side: the usual loop
+        shared = Shared()
+        self.before_fork(shared)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        children = []
+        for run in runs:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(self._child(session, run))  # never returns into the parent's session
+            children.append(pid)
+        failed = 0
+        for pid in children:
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            if code < 0 and self.died is None:
+                self.died = -code
+            elif code == INTERNAL_ERROR:
+                self.broken = True
+            elif code != 0:
+                failed += 1
+        session.testsfailed += failed
+        return True
+
+    def _child(self, session: pytest.Session, run: list[pytest.Item]) -> int:
+        """Run ``run`` in this (forked) process; its exit code: 0 all passed, 1 some failed."""
+        code = 0
+        try:
+            capman = session.config.pluginmanager.getplugin("capturemanager")
+            if capman is not None:  # the parent's capture files are not this process's to share
+                capman.stop_global_capturing()
+                capman.start_global_capturing()
+            for i, item in enumerate(run):
+                nextitem = run[i + 1] if i + 1 < len(run) else None
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                if session.shouldfail or session.shouldstop:
+                    break
+            self.child_finish(session)
+            code = 1 if session.testsfailed else 0
+        except BaseException:  # whatever it was, the child must not return into the parent's session
+            traceback.print_exc()
+            code = INTERNAL_ERROR
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+        return code
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """A child killed by a signal kills the session the same way (after its clean-up), and
+        a child's internal error ends it with pytest's exit code for one, so the grading runner
+        reports either as it would for a single process."""
+        if self.died is None and self.broken:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(INTERNAL_ERROR)
+        if self.died is not None:
+            with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP keep their action anyway
+                signal.signal(self.died, signal.SIG_DFL)
+            os.kill(os.getpid(), self.died)
+
+
+def install(config: pytest.Config, before_fork: Callable[[Shared], None], child_finish: Callable[[Any], None]) -> None:
+    """Register :class:`ForkedFiles` on ``config`` (``--fork-files``)."""
+    config.pluginmanager.register(ForkedFiles(before_fork, child_finish), "grader-forked-files")
