@@ -91,7 +91,7 @@ def watch(
 
 def _grade(folder: Path, targets: list[str], devices: Sequence[str], warm: WarmRunner, out: TextIO, why: str) -> None:
     start = time.monotonic()
-    result = runner.grade(folder, targets, devices=devices, warm=warm)
+    result = runner.grade(folder, targets, devices=devices, warm=warm, fork_files=True)
     took = time.monotonic() - start
     stamp = datetime.now().strftime("%H:%M:%S")
     what = ", ".join(targets) if targets else "everything"
