@@ -20,7 +20,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import pytest
 
@@ -82,8 +81,7 @@ class ForkedFiles:
             return None  # nothing to run side by side: the usual loop
         shared = Shared()
         self.before_fork(shared)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush()  # nothing buffered before the fork is written twice
         children = []
         for run in runs:
             pid = os.fork()
@@ -121,9 +119,7 @@ class ForkedFiles:
             traceback.print_exc()
             code = INTERNAL_ERROR
         finally:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stdout.flush()
-                sys.stderr.flush()
+            _flush()
         return code
 
     @pytest.hookimpl(trylast=True)
@@ -132,9 +128,7 @@ class ForkedFiles:
         a child's internal error ends it with pytest's exit code for one, so the grading runner
         reports either as it would for a single process."""
         if self.died is None and self.broken:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stdout.flush()
-                sys.stderr.flush()
+            _flush()
             os._exit(INTERNAL_ERROR)
         if self.died is not None:
             with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP keep their action anyway
@@ -142,6 +136,15 @@ class ForkedFiles:
             os.kill(os.getpid(), self.died)
 
 
-def install(config: pytest.Config, before_fork: Callable[[Shared], None], child_finish: Callable[[Any], None]) -> None:
+def _flush() -> None:
+    """Write out what this process buffered (before a fork or an ``os._exit``)."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def install(
+    config: pytest.Config, before_fork: Callable[[Shared], None], child_finish: Callable[[pytest.Session], None]
+) -> None:
     """Register :class:`ForkedFiles` on ``config`` (``--fork-files``)."""
     config.pluginmanager.register(ForkedFiles(before_fork, child_finish), "grader-forked-files")

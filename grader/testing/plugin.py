@@ -32,6 +32,7 @@ from hypothesis.vendor import pretty
 
 from grader import ROOT, mistakes, rubric, staffkey
 from grader.adapters import open_implementation
+from grader.execution.calls import seed_all
 from grader.outcomes import (
     FAILED,
     HIDDEN,
@@ -357,11 +358,7 @@ def submission_of(item: pytest.Item) -> dict | None:
 @pytest.fixture(autouse=True)
 def _seeded() -> Iterator[None]:
     """Every test starts from the same torch seed and default dtype."""
-    # Not torch.manual_seed: on a machine without an initialized GPU it queues a lazy CUDA
-    # and XPU seeding with a formatted stack trace each time (2.5 ms a test).
-    torch.default_generator.manual_seed(0)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(0)
+    seed_all(0)  # as the worker seeds each call: torch.manual_seed's state, without its cost on a CPU
     torch.set_default_dtype(torch.float32)
     yield
 
