@@ -145,6 +145,15 @@ class Cgroup:
         with open(os.path.join(self.path, "cgroup.procs"), "w") as fh:
             fh.write("0")
 
+    def processes(self) -> set[int] | None:
+        """The processes in this cgroup (pids as this process sees them), or ``None`` when
+        they cannot be read.  Nothing started in it can leave: the worker has no ``/sys``."""
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as fh:
+                return {int(line) for line in fh.read().split()}
+        except (OSError, ValueError):
+            return None
+
     def oom_killed(self) -> bool:
         """Whether the kernel's out-of-memory killer killed a process of this cgroup (its
         ``oom_kill`` counter; v1 kernels older than 4.13 have none: then any failed charge)."""

@@ -29,16 +29,24 @@ import time
 import traceback
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from grader.execution import cgroup
 
 
 def zygote_main(ctl_fd: int) -> None:
     """Serve fork requests on the control socket ``ctl_fd`` until it closes."""
+    # No garbage collection while importing torch and warming it up: the collector would
+    # walk the growing heap again and again (a quarter of the zygote's start), and all
+    # that is loaded is frozen after anyway.
+    gc.disable()
     import torch
 
-    from grader.execution import calls, cgroup, confine, protocol, static_check  # noqa: F401  # noqa: F401
+    from grader.execution import calls, cgroup, confine, protocol, static_check  # noqa: F401
 
     _warm_up(torch)
+    gc.enable()  # for the workers: the student's garbage is theirs to collect
 
     confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped automatically
@@ -285,7 +293,7 @@ def supervisor(
     os.close(out_fd)
     os.close(sock_fd)
     ctl = socket.socket(fileno=ctl_fd)
-    status = _supervise(pid, ctl)
+    status = _supervise(pid, ctl, group)
     kill_descendants()
     oom = group is not None and group.oom_killed()
     if group is not None:
@@ -300,7 +308,14 @@ def supervisor(
     os._exit(0)
 
 
-def _supervise(pid: int, ctl: socket.socket) -> int:
+def _alone(pid: int, group: "cgroup.Cgroup | None") -> bool:
+    """Whether the stopped worker ``pid`` is the only process of its memory cgroup (every
+    process it started is in it too): then there is nothing to kill after its call.  Without
+    a cgroup: unknown (``False``), and the supervisor looks through ``/proc``."""
+    return group is not None and group.processes() == {pid}
+
+
+def _supervise(pid: int, ctl: socket.socket, group: "cgroup.Cgroup | None" = None) -> int:
     """Serve the trusted side's ``r`` and ``c`` until the worker ends; its wait status."""
     import select
 
@@ -334,7 +349,7 @@ def _supervise(pid: int, ctl: socket.socket) -> int:
             for op in data:
                 if op == ord("r"):
                     alive = _stop(pid)
-                    killed = kill_descendants(spare=pid) if alive else 0
+                    killed = kill_descendants(spare=pid) if alive and not _alone(pid, group) else 0
                     try:
                         ctl.sendall(json.dumps({"reaped": killed}).encode() + b"\n")
                     except OSError:  # the trusted side is gone: end the worker like on EOF

@@ -113,8 +113,8 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     zyg = zygote.prestart(os.environ)  # it imports torch on the other core meanwhile
 
     # Imported once, here, for every fork: pytest, torch, hypothesis, the grader's checks,
-    # and what a gradient with explicit grad_outputs imports (sympy's symbolic shapes; a test
-    # of multi-head attention asks for one).
+    # and torch's symbolic shapes (no test asks for them now, yet a re-grade of attention.sdpa
+    # measured 0.9 s with them here and 1.1 s without; BENCHMARKS.md, issue 16).
     import pytest  # noqa: F401
     import torch.fx.experimental.symbolic_shapes  # noqa: F401
 

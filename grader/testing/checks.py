@@ -233,14 +233,22 @@ def reference_grads(
     """Gradients of ``sum(output * cotangent)`` of the trusted ``fn`` with respect to
     ``inputs`` then ``params`` (zeros where unused); a ``None`` cotangent skips an output."""
     leaves = [x.detach().clone().requires_grad_(True) for x in inputs]
-    outs = [(o, c) for o, c in zip(tensor_leaves(fn(*leaves)), cotangents) if c is not None]
-    wrt = leaves + list(params)
+    return vjp(fn(*leaves), cotangents, leaves + list(params))
+
+
+def vjp(outputs: Any, cotangents: Sequence[torch.Tensor | None], wrt: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Gradients of ``sum(output * cotangent)`` over the tensor leaves of ``outputs`` with
+    respect to ``wrt`` (zeros where unused); a ``None`` cotangent skips an output.
+
+    The vector-Jacobian product ``torch.autograd.grad(outputs, wrt, grad_outputs=cotangents)``
+    computes, through one scalar root as the worker differentiates the student's code
+    (execution/calls.py): ``grad_outputs`` would make torch import sympy's symbolic shapes on
+    first use (0.3 s of a check)."""
+    outs = [(o, c) for o, c in zip(tensor_leaves(outputs), cotangents) if c is not None]
     if not outs:
         return [torch.zeros_like(x) for x in wrt]
-    # One scalar root, as the worker differentiates the student's code (execution/calls.py):
-    # grad_outputs would make torch import sympy's symbolic shapes on first use (0.3 s).
     terms = [(o * c.to(o.dtype)).sum() for o, c in outs]
-    grads = torch.autograd.grad(sum(terms[1:], terms[0]), wrt, allow_unused=True)
+    grads = torch.autograd.grad(sum(terms[1:], terms[0]), list(wrt), allow_unused=True)
     return [torch.zeros_like(x) if gr is None else gr for x, gr in zip(wrt, grads)]
 
 

@@ -223,10 +223,15 @@ def _use_staff_key(config: pytest.Config) -> None:
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Under a staff key, each hypothesis test runs from ``HMAC(key, its path::name)``
     (what ``@seed`` sets) instead of its derandomized seed; every other setting of the
-    profile stays as it is."""
+    profile stays as it is.  A test without an example database gets no database key
+    (hypothesis would hash the test's source for one on every run, to key nothing)."""
     test = getattr(item, "obj", None)
     test = getattr(test, "__func__", test)
-    if test is None or staffkey.installed() is None or not is_hypothesis_test(test):
+    if test is None or not is_hypothesis_test(test):
+        return
+    if (getattr(test, "_hypothesis_internal_use_settings", None) or settings()).database is None:
+        test._hypothesis_internal_database_key = None
+    if staffkey.installed() is None:
         return
     try:
         where = Path(item.path).resolve().relative_to(ROOT).as_posix()

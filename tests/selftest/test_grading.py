@@ -196,3 +196,22 @@ def test_a_plain_pytest_run_starts_its_own_zygote_and_a_runner_run_adopts_one(tm
     assert proc.returncode == 0 and "[[True, False], [True, True]]" in proc.stdout, proc.stderr[-2000:]
     report = runner.grade(ROOT / "solutions", ["attention.causal_mask"], timeout=120)
     assert report.score == report.max_score > 0
+
+
+def test_a_worker_collects_its_garbage_though_its_zygote_started_without(tmp_path):
+    """The zygote imports torch with the garbage collector off (a quarter of its start);
+    the workers it forks run the student's code with the collector on."""
+    source = (ROOT / "solutions" / "attention.py").read_text()
+    source += (
+        "\n\ndef causal_mask(length, device=None):\n"
+        "    import gc\n\n"
+        "    return torch.full((length, length), gc.isenabled(), dtype=torch.bool, device=device)\n"
+    )
+    (tmp_path / "attention.py").write_text(source)
+    from grader.adapters import open_implementation
+
+    impl = open_implementation(tmp_path, "attention", "sandbox")
+    try:
+        assert impl.call("causal_mask", 2).all()
+    finally:
+        impl.close()

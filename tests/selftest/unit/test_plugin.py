@@ -271,3 +271,48 @@ def test_device_tests_carry_their_cases_oracle():
         assert set(marks) == {"exercise", "device", "oracle"}
         oracles.setdefault(param.values[2].name, set()).add(marks["oracle"].args)
     assert oracles == {"f": {("library",)}, "g": {("reference",)}}
+
+
+def _digests(test, monkeypatch) -> int:
+    """How many times running the hypothesis ``test`` hashes a test's source."""
+    import hypothesis.core
+
+    calls = []
+    real = hypothesis.core.function_digest
+    monkeypatch.setattr(hypothesis.core, "function_digest", lambda f: calls.append(f) or real(f))
+    test()
+    return len(calls)
+
+
+def test_a_hypothesis_test_without_a_database_gets_no_database_key(monkeypatch):
+    """The grading profile keeps no example database: the hook sets the test's database key
+    to None, so hypothesis hashes its source once (the derandomized seed), not twice; the
+    examples stay the same.  A test with a database of its own keeps its key."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.database import InMemoryExampleDatabase
+
+    def make(**chosen):
+        seen = []
+
+        @settings(**chosen)
+        @given(st.integers(0, 1000))
+        def test(x):
+            seen.append(x)
+
+        return test, seen
+
+    plain, seen_plain = make()
+    assert _digests(plain, monkeypatch) == 2
+    keyless, seen_keyless = make()
+    item = FakeItem("test_x")
+    item.obj = keyless
+    plugin.pytest_itemcollected(item)
+    assert keyless._hypothesis_internal_database_key is None
+    assert _digests(keyless, monkeypatch) == 1
+    assert seen_keyless == seen_plain and len(seen_plain) >= 20
+
+    own, _ = make(database=InMemoryExampleDatabase())
+    item.obj = own
+    plugin.pytest_itemcollected(item)
+    assert not hasattr(own, "_hypothesis_internal_database_key")

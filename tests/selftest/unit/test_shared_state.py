@@ -5,7 +5,8 @@ import signal
 import time
 
 from grader.adapters import sandboxed
-from grader.execution.worker import _state, _stop
+from grader.execution.cgroup import Cgroup
+from grader.execution.worker import _alone, _state, _stop
 from grader.testing.forked import Shared, by_file
 
 
@@ -87,3 +88,33 @@ def test_stop_of_a_child_that_ended_leaves_its_exit_status_to_collect():
         time.sleep(0.01)
     assert _stop(pid) is False
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7  # still there for the supervisor's loop
+
+
+class _Group:
+    """A worker's cgroup that lists ``procs`` (``None``: unreadable)."""
+
+    def __init__(self, procs):
+        self.procs = procs
+
+    def processes(self):
+        return self.procs
+
+
+def test_a_worker_alone_in_its_cgroup_needs_no_search_for_what_it_started():
+    """After a call the supervisor looks through /proc for processes to kill only when the
+    worker's cgroup holds more than the worker, cannot be read, or there is none."""
+    assert _alone(41, _Group({41})) is True
+    assert _alone(41, _Group({41, 42})) is False
+    assert _alone(41, _Group(set())) is False
+    assert _alone(41, _Group(None)) is False
+    assert _alone(41, None) is False
+
+
+def test_a_cgroups_processes_are_read_from_its_procs_file(tmp_path):
+    group = Cgroup.__new__(Cgroup)
+    group.path = str(tmp_path)
+    assert group.processes() is None
+    (tmp_path / "cgroup.procs").write_text("12\n345\n")
+    assert group.processes() == {12, 345}
+    (tmp_path / "cgroup.procs").write_text("12\nx\n")
+    assert group.processes() is None
