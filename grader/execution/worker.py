@@ -315,7 +315,7 @@ def _alone(pid: int, group: "cgroup.Cgroup | None") -> bool:
     return group is not None and group.processes() == {pid}
 
 
-def _supervise(pid: int, ctl: socket.socket, group: "cgroup.Cgroup | None" = None) -> int:
+def _supervise(pid: int, ctl: socket.socket, group: "cgroup.Cgroup | None") -> int:
     """Serve the trusted side's ``r`` and ``c`` until the worker ends; its wait status."""
     import select
 

@@ -35,13 +35,9 @@ class _CollectAgain:
 def main(args: list[str]) -> int:
     """Run pytest with ``args``; its exit code."""
     try:
-        code = int(pytest.main(args, plugins=[_CollectAgain()]))
+        return int(pytest.main(args, plugins=[_CollectAgain()]))
     finally:
         gc.enable()  # a run that ended before its collection did
-    with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout changes nothing
-        sys.stdout.flush()
-        sys.stderr.flush()
-    return code
 
 
 if __name__ == "__main__":
@@ -50,7 +46,7 @@ if __name__ == "__main__":
         status = main(sys.argv[1:])
     finally:
         atexit._run_exitfuncs()
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout changes nothing
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(status)

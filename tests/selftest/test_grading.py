@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from grader import ROOT, mistakes, rubric
+from grader.adapters import open_implementation
 from grader.grading import runner
 from grader.outcomes import NOT_IMPLEMENTED, PASSED
 
@@ -208,8 +209,6 @@ def test_a_worker_collects_its_garbage_though_its_zygote_started_without(tmp_pat
         "    return torch.full((length, length), gc.isenabled(), dtype=torch.bool, device=device)\n"
     )
     (tmp_path / "attention.py").write_text(source)
-    from grader.adapters import open_implementation
-
     impl = open_implementation(tmp_path, "attention", "sandbox")
     try:
         assert impl.call("causal_mask", 2).all()
