@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
 from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.internal import entropy
 from hypothesis.vendor import pretty
 
 from grader import ROOT, mistakes, rubric, staffkey
@@ -62,6 +63,36 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("grading")
+
+
+class _Unmanaged:
+    """Stands in for hypothesis's wrapper of numpy's global ``RandomState``, unregistered."""
+
+    def seed(self, seed: int) -> None:
+        """Nothing to seed."""
+
+    def getstate(self) -> None:
+        """No state."""
+
+    def setstate(self, state: object) -> None:
+        """Nothing to restore."""
+
+
+def _leave_numpys_global_random_alone() -> None:
+    """Take numpy's global ``RandomState`` off the PRNGs hypothesis manages.
+
+    Hypothesis seeds, then restores, each PRNG it manages around every example, numpy's global
+    state among them once numpy is loaded (torch loads it): about 0.1 ms an example, the
+    dearest of them.  No grading code draws from that state (values come from a seeded
+    ``torch.Generator`` or ``np.random.default_rng(seed)``; ``tests/selftest/unit/test_plugin.py``
+    holds the code to that), so hypothesis is told it has wrapped it already."""
+    entropy.NP_RANDOM = _Unmanaged()
+    for key, managed in list(entropy.RANDOMS_TO_MANAGE.items()):
+        if isinstance(managed, entropy.NumpyRandomWrapper):
+            del entropy.RANDOMS_TO_MANAGE[key]
+
+
+_leave_numpys_global_random_alone()
 
 
 def _pretty_tensor(obj: torch.Tensor, printer: Any, cycle: bool) -> None:
@@ -198,6 +229,32 @@ def _share(config: pytest.Config, shared: "forked.Shared") -> None:
     for folder in folders:
         sandboxed.share_budget(folder, shared.lock)
     config.stash[_RECORDER].shared = shared
+    before_tests(config.stash[_RECORDER]._items.values())
+
+
+def before_tests(items: Iterable[pytest.Item]) -> None:
+    """What each forked child would otherwise work out for itself, done once before the fork
+    (while the zygote still imports torch, so off the critical path).
+
+    * Each derandomized test's seed: hypothesis hashes the test's source for it every time
+      the test runs (``Random(int_from_bytes(function_digest(test)))``); the same number is
+      set as ``@seed`` sets one, so the test draws the same examples.  A seed already set (a
+      staff key's) stays.
+    * Hypothesis's pool of the constants found in the loaded modules' source: it is read
+      on a test's first draw and grows by the modules loaded after, as it would in a child.
+    """
+    from hypothesis.internal.compat import int_from_bytes
+    from hypothesis.internal.conjecture.providers import _get_local_constants
+    from hypothesis.internal.reflection import function_digest
+
+    for item in items:
+        test = getattr(item, "obj", None)
+        test = getattr(test, "__func__", test)
+        if test is None or not is_hypothesis_test(test) or test._hypothesis_internal_use_seed is not None:
+            continue
+        if (getattr(test, "_hypothesis_internal_use_settings", None) or settings()).derandomize:
+            test._hypothesis_internal_use_seed = int_from_bytes(function_digest(test.hypothesis.inner_test))
+    _get_local_constants()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -316,3 +316,79 @@ def test_a_hypothesis_test_without_a_database_gets_no_database_key(monkeypatch):
     item.obj = own
     plugin.pytest_itemcollected(item)
     assert not hasattr(own, "_hypothesis_internal_database_key")
+
+
+def test_seeds_worked_out_before_the_fork_draw_the_same_examples(monkeypatch):
+    """``before_tests`` sets each derandomized test's seed to the number hypothesis derives
+    from the test's source: the test draws the same examples without hashing its source.
+    A seed already set (a staff key's, or ``@seed``) stays."""
+    from hypothesis import given, seed
+    from hypothesis import strategies as st
+
+    def make():
+        seen = []
+
+        @given(st.integers(0, 10**6), st.lists(st.integers(0, 9), max_size=4))
+        def test(x, xs):
+            seen.append((x, xs))
+
+        return test, seen
+
+    plain, seen_plain = make()
+    plain()
+    early, seen_early = make()
+    item = FakeItem("test_x")
+    item.obj = early
+    plugin.pytest_itemcollected(item)  # no database key, as in a grading run
+    plugin.before_tests([item])
+    assert early._hypothesis_internal_use_seed is not None
+    assert _digests(early, monkeypatch) == 0
+    assert seen_early == seen_plain and len(seen_plain) >= 20
+
+    chosen = seed(12345)(make()[0])
+    item.obj = chosen
+    plugin.before_tests([item])
+    assert chosen._hypothesis_internal_use_seed == 12345
+
+
+def test_hypothesis_leaves_numpys_global_random_state_alone():
+    """Hypothesis would seed numpy's global ``RandomState`` with 0 around every example; the
+    plugin takes it off hypothesis's list (no grading test draws from it): inside an example
+    it is the state the process had."""
+    import numpy as np
+    from hypothesis import given
+    from hypothesis import strategies as st
+    from hypothesis.internal import entropy
+
+    np.random.seed(12345)
+    before = np.random.get_state()[1].copy()
+    inside = []
+
+    @given(st.integers(0, 10))
+    def test(x):
+        inside.append(np.random.get_state()[1].copy())
+
+    test()
+    assert inside and all((state == before).all() for state in inside)
+    assert not any(isinstance(r, entropy.NumpyRandomWrapper) for r in entropy.RANDOMS_TO_MANAGE.values())
+
+
+def test_no_grading_code_draws_from_numpys_global_random_state():
+    """What lets the plugin take numpy's global ``RandomState`` off hypothesis's list: tests
+    and the grader draw from seeded generators (``np.random.default_rng(seed)``) only."""
+    import re
+
+    from grader import ROOT
+
+    global_draw = re.compile(
+        r"\b(?:np|numpy)\.random\.(?!default_rng\b|Generator\b|SeedSequence\b|PCG64\b)\w+"
+        r"|from\s+numpy\.random\s+import|from\s+numpy\s+import\s+[^\n]*\brandom\b"
+    )
+    offenders = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}: {match.group(0)}"
+        for folder in ("grader", "tests/exercises", "tests/hidden", "solutions")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for text in [path.read_text(encoding="utf-8")]
+        for match in global_draw.finditer(text)
+    ]
+    assert offenders == []
