@@ -445,22 +445,17 @@ class Sandboxed(Implementation):
         label: str,
         **extra: Any,
     ) -> Any:
-        enc_args, buffers = protocol.encode(list(args))
-        enc_kwargs, more = protocol.encode(dict(kwargs))
-        shift = len(buffers)
-        buffers += more
+        buffers: list[bytes] = []
         header = {
             "op": op,
             "name": name,
             "label": label,
             "filename": self.worker_filename,
-            "args": enc_args,
-            "kwargs": _shift(enc_kwargs, shift),
+            "args": protocol.encode_into(list(args), buffers),
+            "kwargs": protocol.encode_into(dict(kwargs), buffers),
         }
         for field, value in extra.items():
-            enc, more = protocol.encode(value)
-            header[field] = _shift(enc, len(buffers))
-            buffers += more
+            header[field] = protocol.encode_into(value, buffers)
         return self._exchange(header, buffers, key, label)
 
     # -- the Implementation verbs ----------------------------------------------------
@@ -523,16 +518,3 @@ class Sandboxed(Implementation):
     def _check_generation(self, generation: int, class_name: str) -> None:
         if generation != self.generation:
             raise E.WorkerCrashed(f"{self.label(class_name)}: the object was lost when the worker restarted")
-
-
-def _shift(enc: Any, offset: int) -> Any:
-    """Renumber tensor buffer indices in an encoded value by ``offset``."""
-    if not offset:
-        return enc
-    if type(enc) is list:
-        return [_shift(v, offset) for v in enc]
-    if type(enc) is dict:
-        if "__tensor__" in enc and type(enc["__tensor__"]) is int:
-            return dict(enc, __tensor__=enc["__tensor__"] + offset)
-        return {k: _shift(v, offset) for k, v in enc.items()}
-    return enc

@@ -57,15 +57,22 @@ def encode(value: Any) -> tuple[Any, list[bytes]]:
     return _enc(value, buffers, 0), buffers
 
 
+def encode_into(value: Any, buffers: list[bytes]) -> Any:
+    """The header object for ``value``, its tensors' bytes appended to ``buffers`` (their
+    indices follow those already there): several values of one frame, encoded in turn."""
+    return _enc(value, buffers, 0)
+
+
 def _enc(value: Any, buffers: list[bytes], depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise ProtocolError("value nested too deeply")
     kind = type(value)
-    if value is None or _one_of(kind, (bool, int, str)):
+    # identity, not ``in``: a metaclass's ``__eq__`` must not run (and this runs for every value)
+    if value is None or kind is bool or kind is int or kind is str:
         return value
     if kind is float:
         return value if math.isfinite(value) else {"__float__": repr(value)}
-    if _one_of(kind, (torch.Tensor, torch.nn.Parameter)):
+    if kind is torch.Tensor or kind is torch.nn.Parameter:
         t = value.detach()
         meta: dict[str, Any] = {
             "__tensor__": len(buffers),
@@ -84,7 +91,7 @@ def _enc(value: Any, buffers: list[bytes], depth: int) -> Any:
         return {"__tuple__": [_enc(v, buffers, depth + 1) for v in value]}
     if kind is list:
         return [_enc(v, buffers, depth + 1) for v in value]
-    if _one_of(kind, (dict, collections.OrderedDict)):
+    if kind is dict or kind is collections.OrderedDict:
         return {"__dict__": [[_enc(k, buffers, depth + 1), _enc(v, buffers, depth + 1)] for k, v in value.items()]}
     if kind is torch.dtype:
         return {"__dtype__": str(value).replace("torch.", "")}
@@ -247,4 +254,7 @@ def recv(sock: socket.socket, deadline: float | None = None) -> tuple[Any, list[
 
 def _one_of(kind: type, kinds: tuple[type, ...]) -> bool:
     """``kind`` is one of ``kinds`` by identity (``in`` would call a metaclass's ``__eq__``)."""
-    return any(kind is k for k in kinds)
+    for k in kinds:
+        if kind is k:
+            return True
+    return False

@@ -11,6 +11,12 @@ how the files are spread.  The partition is one file per child whatever the mach
 check grades the same on 2 cores and on 16.  The children share what a single process would
 hold once: the sandbox zygote (its requests go one at a time), the submission's time budget
 and the progress count (see :class:`Shared`).
+
+Where the children outnumber the cores they share them, and the file with the most work would
+run on alone at the end, one core idle.  So each child lowers its own scheduling priority by
+its file's rank in expected work (:func:`weight`, the examples its tests run): the longest
+file goes first, all end at about the same time.  Only the order of the CPU's attention
+changes, never what any test does.
 """
 
 import contextlib
@@ -25,6 +31,8 @@ import pytest
 
 #: pytest's exit code for an internal error: a child whose run raised ends with it.
 INTERNAL_ERROR = int(pytest.ExitCode.INTERNAL_ERROR)
+#: How much lower (``nice``) each child's priority is than that of the file with more work.
+NICE_STEP = 2
 
 
 class Shared:
@@ -52,6 +60,31 @@ def by_file(items: Sequence[pytest.Item]) -> list[list[pytest.Item]]:
         else:
             runs.append([item])
     return runs
+
+
+def weight(run: Sequence[pytest.Item]) -> int:
+    """How much work ``run`` is expected to be: the examples its hypothesis tests run
+    (``max_examples`` and the explicit ones each), one for any other test."""
+    from hypothesis import is_hypothesis_test, settings
+
+    total = 0
+    for item in run:
+        test = getattr(item, "obj", None)
+        test = getattr(test, "__func__", test)
+        if test is not None and is_hypothesis_test(test):
+            chosen = getattr(test, "_hypothesis_internal_use_settings", None) or settings()
+            total += chosen.max_examples + len(getattr(test, "hypothesis_explicit_examples", ()))
+        else:
+            total += 1
+    return total
+
+
+def niceness(runs: Sequence[Sequence[pytest.Item]]) -> list[int]:
+    """For each run, how much its child lowers its priority: :data:`NICE_STEP` times the
+    number of runs expected to be longer (ties keep the files' order)."""
+    order = sorted(range(len(runs)), key=lambda i: -weight(runs[i]))
+    rank = {i: r for r, i in enumerate(order)}
+    return [NICE_STEP * rank[i] for i in range(len(runs))]
 
 
 class ForkedFiles:
@@ -83,9 +116,11 @@ class ForkedFiles:
         self.before_fork(shared)
         _flush()  # nothing buffered before the fork is written twice
         children = []
-        for run in runs:
+        for run, nice in zip(runs, niceness(runs), strict=True):
             pid = os.fork()
             if pid == 0:
+                with contextlib.suppress(OSError):
+                    os.nice(nice)
                 os._exit(self._child(session, run))  # never returns into the parent's session
             children.append(pid)
         failed = 0

@@ -155,6 +155,19 @@ def test_tensors_inside_structures_keep_their_places():
     assert same(decode(header, buffers), value)
 
 
+@settings(max_examples=30)
+@given(st.lists(st.one_of(plain_values, tensors(torch.float64), tensors(torch.int8)), min_size=1, max_size=4))
+def test_values_encoded_into_one_frame_share_its_buffers(values):
+    """Values encoded in turn into one buffer list (the parts of a request) each decode to
+    themselves from the shared buffers, and a frame of them is the one that encoding the list
+    of them whole would make."""
+    buffers: list[bytes] = []
+    parts = [protocol.encode_into(v, buffers) for v in values]
+    assert all(same(decode(part, buffers), v) for part, v in zip(parts, values, strict=True))
+    whole, whole_buffers = encode(list(values))
+    assert parts == whole and buffers == whole_buffers
+
+
 def test_encode_sends_a_plain_contiguous_copy():
     """A transposed view, a tensor that requires grad and a ``Parameter`` arrive as plain
     detached tensors holding the values of the view."""

@@ -7,7 +7,7 @@ import time
 from grader.adapters import sandboxed
 from grader.execution.cgroup import Cgroup
 from grader.execution.worker import _alone, _state, _stop
-from grader.testing.forked import Shared, by_file
+from grader.testing.forked import NICE_STEP, Shared, by_file, niceness, weight
 
 
 def _child(body) -> int:
@@ -64,6 +64,43 @@ def test_items_are_cut_into_runs_of_one_file_in_their_order():
     runs = by_file(items)
     assert [[i.name for i in run] for run in runs] == [["1", "2"], ["3"], ["4"]]
     assert by_file([]) == []
+
+
+def _hypothesis_item(name, max_examples, explicit):
+    from hypothesis import example, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=max_examples)
+    @given(st.integers())
+    def test(x):
+        pass
+
+    for i in range(explicit):
+        test = example(i)(test)
+    item = _Item(f"{name}.py", name)
+    item.obj = test
+    return item
+
+
+def test_a_runs_weight_counts_the_examples_its_tests_run():
+    """``max_examples`` plus the explicit examples of each hypothesis test, one per other test."""
+    plain = _Item("a.py", "plain")
+    plain.obj = lambda: None
+    run = [_hypothesis_item("a", 20, 3), _hypothesis_item("a", 7, 0), plain]
+    assert weight(run) == 23 + 7 + 1
+    assert weight([]) == 0
+
+
+def test_the_run_expected_to_be_longest_keeps_the_highest_priority():
+    """Each child's priority is lowered by its run's rank in expected work; ties keep their order."""
+    short, longest, middle, also_middle = (
+        [_hypothesis_item("s", 5, 0)],
+        [_hypothesis_item("l", 20, 9), _hypothesis_item("l", 20, 0)],
+        [_hypothesis_item("m", 20, 0)],
+        [_hypothesis_item("n", 20, 0)],
+    )
+    assert niceness([short, longest, middle, also_middle]) == [3 * NICE_STEP, 0, NICE_STEP, 2 * NICE_STEP]
+    assert niceness([middle]) == [0]
 
 
 def test_stop_returns_once_the_child_is_stopped_and_again_after_it_went_on():
