@@ -10,6 +10,8 @@ median wall time of
   ``python -m grader check --submission solutions`` (everything), cold processes as a student
   runs them, with their ratios to the floor (goals: <= 2x and <= 3x), and the full check with
   ``--serial`` (every test file in one process, as before the test files ran side by side);
+  ``x round`` is the median of each run's ratio to the floor of its own round (steadier where
+  the machine's speed drifts during the run);
 * watch mode: ``check --watch <exercise>`` on a copy of the reference; each save (alternately
   a catalogued mistake and the reference) is timed from the write to the report's TOTAL line
   (goal: <= 1.5 s).
@@ -95,10 +97,12 @@ def main() -> None:
         runs["full check"].append(timed(check))
         runs["full, --serial"].append(timed(check + ["--serial"]))
     floor = statistics.median(runs["floor"])
-    print(f"{'what':<16} {'median':>8}  {'x floor':>7}  runs")
+    print(f"{'what':<16} {'median':>8}  {'x floor':>7}  {'x round':>7}  runs")
     for name, values in runs.items():
         med = statistics.median(values)
-        print(f"{name:<16} {med:7.2f}s  {med / floor:6.2f}x  {', '.join(f'{v:.2f}' for v in values)}")
+        # each command against the floor of its own round: steadier on a machine whose speed drifts
+        paired = statistics.median(v / f for v, f in zip(values, runs["floor"], strict=True))
+        print(f"{name:<16} {med:7.2f}s  {med / floor:6.2f}x  {paired:6.2f}x  {', '.join(f'{v:.2f}' for v in values)}")
     saves = watch_times(args.exercise, args.watch_saves)
     print(
         f"{'watch re-grade':<16} {statistics.median(saves):7.2f}s  {'':>7}  "
