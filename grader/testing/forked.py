@@ -26,6 +26,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -62,20 +63,28 @@ def by_file(items: Sequence[pytest.Item]) -> list[list[pytest.Item]]:
     return runs
 
 
+def hypothesis_test(item: pytest.Item) -> tuple[Any, Any] | None:
+    """``(test, its settings)`` when ``item`` runs a hypothesis test, else ``None``."""
+    from hypothesis import is_hypothesis_test, settings
+
+    test = getattr(item, "obj", None)
+    test = getattr(test, "__func__", test)
+    if test is None or not is_hypothesis_test(test):
+        return None
+    return test, getattr(test, "_hypothesis_internal_use_settings", None) or settings()
+
+
 def weight(run: Sequence[pytest.Item]) -> int:
     """How much work ``run`` is expected to be: the examples its hypothesis tests run
     (``max_examples`` and the explicit ones each), one for any other test."""
-    from hypothesis import is_hypothesis_test, settings
-
     total = 0
     for item in run:
-        test = getattr(item, "obj", None)
-        test = getattr(test, "__func__", test)
-        if test is not None and is_hypothesis_test(test):
-            chosen = getattr(test, "_hypothesis_internal_use_settings", None) or settings()
-            total += chosen.max_examples + len(getattr(test, "hypothesis_explicit_examples", ()))
-        else:
+        found = hypothesis_test(item)
+        if found is None:
             total += 1
+        else:
+            test, chosen = found
+            total += chosen.max_examples + len(getattr(test, "hypothesis_explicit_examples", ()))
     return total
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, is_hypothesis_test, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.internal import entropy
 from hypothesis.vendor import pretty
@@ -45,6 +45,7 @@ from grader.outcomes import (
     SubmissionProblem,
 )
 from grader.testing import diagnose, selection
+from grader.testing.forked import hypothesis_test
 from grader.testing.skips import Unavailable
 
 if TYPE_CHECKING:
@@ -248,11 +249,11 @@ def before_tests(items: Iterable[pytest.Item]) -> None:
     from hypothesis.internal.reflection import function_digest
 
     for item in items:
-        test = getattr(item, "obj", None)
-        test = getattr(test, "__func__", test)
-        if test is None or not is_hypothesis_test(test) or test._hypothesis_internal_use_seed is not None:
+        found = hypothesis_test(item)
+        if found is None or found[0]._hypothesis_internal_use_seed is not None:
             continue
-        if (getattr(test, "_hypothesis_internal_use_settings", None) or settings()).derandomize:
+        test, chosen = found
+        if chosen.derandomize:
             test._hypothesis_internal_use_seed = int_from_bytes(function_digest(test.hypothesis.inner_test))
     _get_local_constants()
 
@@ -282,11 +283,11 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     (what ``@seed`` sets) instead of its derandomized seed; every other setting of the
     profile stays as it is.  A test without an example database gets no database key
     (hypothesis would hash the test's source for one on every run, to key nothing)."""
-    test = getattr(item, "obj", None)
-    test = getattr(test, "__func__", test)
-    if test is None or not is_hypothesis_test(test):
+    found = hypothesis_test(item)
+    if found is None:
         return
-    if (getattr(test, "_hypothesis_internal_use_settings", None) or settings()).database is None:
+    test, chosen = found
+    if chosen.database is None:
         test._hypothesis_internal_database_key = None
     if staffkey.installed() is None:
         return
