@@ -5,6 +5,7 @@ An exercise ID (``module.name``) is used everywhere: the TODO in the stub, the
 results and the CLI (``python -m grader check attention.sdpa``).
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,11 +61,13 @@ MODULES = tuple(dict.fromkeys(ex.module for ex in EXERCISES))
 BY_ID = {ex.id: ex for ex in EXERCISES}
 
 
+@functools.cache  # asked for on every call the tests make (how messages name it)
 def exercises_of(module: str) -> tuple[Exercise, ...]:
     """The exercises of ``module``, in rubric order."""
     return tuple(ex for ex in EXERCISES if ex.module == module)
 
 
+@functools.cache
 def exercise_for_name(module: str, name: str) -> Exercise | None:
     """The exercise that covers public ``name`` of ``module`` (``None`` if none does)."""
     for ex in exercises_of(module):

@@ -11,10 +11,12 @@ Every exercise test declares its oracle, ``@pytest.mark.oracle("library" | "data
 grading and is otherwise treated as a hidden test.
 """
 
+import contextlib
 import functools
 import gc
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -27,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import control as hypothesis_control
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.internal import entropy
+from hypothesis.strategies._internal import core as hypothesis_core
 from hypothesis.vendor import pretty
 
 from grader import ROOT, mistakes, rubric, staffkey
@@ -67,7 +71,7 @@ settings.load_profile("grading")
 
 
 class _Unmanaged:
-    """Stands in for hypothesis's wrapper of numpy's global ``RandomState``, unregistered."""
+    """Stands in for a global PRNG hypothesis would manage, unregistered."""
 
     def seed(self, seed: int) -> None:
         """Nothing to seed."""
@@ -79,21 +83,36 @@ class _Unmanaged:
         """Nothing to restore."""
 
 
-def _leave_numpys_global_random_alone() -> None:
-    """Take numpy's global ``RandomState`` off the PRNGs hypothesis manages.
+_UNMANAGED = _Unmanaged()
 
-    Hypothesis seeds, then restores, each PRNG it manages around every example, numpy's global
-    state among them once numpy is loaded (torch loads it): about 0.1 ms an example, the
-    dearest of them.  No grading code draws from that state (values come from a seeded
-    ``torch.Generator`` or ``np.random.default_rng(seed)``; ``tests/selftest/unit/test_plugin.py``
-    holds the code to that), so hypothesis is told it has wrapped it already."""
-    entropy.NP_RANDOM = _Unmanaged()
+
+@contextlib.contextmanager
+def _no_random_module_check(fmt: str, *args: Any) -> Iterator[None]:
+    yield
+
+
+def _leave_the_global_prngs_alone() -> None:
+    """Take the global PRNGs of numpy and of ``random`` off the ones hypothesis manages.
+
+    Around every example hypothesis seeds, then restores, each PRNG it manages: numpy's global
+    ``RandomState`` once numpy is loaded (torch loads it), 0.1 ms an example, and the
+    ``random`` module's, with a fresh ``Random()`` seeded from the OS to note the state it
+    set (0.04 ms); and around every draw of a composite strategy it compares the ``random``
+    module's state before and after, to warn of strategies that use it (0.04 ms an example).
+    No grading code draws from either global state (values come from a seeded
+    ``torch.Generator``, ``np.random.default_rng(seed)`` or ``random.Random(seed)``;
+    ``tests/selftest/unit/test_plugin.py`` holds the code to that), so hypothesis is told it
+    has wrapped numpy's already, no longer finds ``random`` on its list, and skips the check.
+    """
+    entropy.NP_RANDOM = _UNMANAGED
     for key, managed in list(entropy.RANDOMS_TO_MANAGE.items()):
-        if isinstance(managed, entropy.NumpyRandomWrapper):
+        if isinstance(managed, entropy.NumpyRandomWrapper) or managed is random:
             del entropy.RANDOMS_TO_MANAGE[key]
+    hypothesis_control.deprecate_random_in_strategy = _no_random_module_check
+    hypothesis_core.deprecate_random_in_strategy = _no_random_module_check
 
 
-_leave_numpys_global_random_alone()
+_leave_the_global_prngs_alone()
 
 
 def _pretty_tensor(obj: torch.Tensor, printer: Any, cycle: bool) -> None:

@@ -63,7 +63,7 @@ def sdpa_case(b, h, lq, lk, dk, dv, *, heads_axis=True, dtype=torch.float32, see
     return q, k, v, mask
 
 
-@st.composite
+@S.composite
 def sdpa_inputs(draw, masked=True, dtype=None):
     """q, k, v with B, H, L_q, L_k, d_k, d_v all different, and a broadcastable mask
     (every query keeps at least one key) or ``None``."""
@@ -328,7 +328,7 @@ def test_sdpa_gradients(impl, inputs):
         assert_grad(result.grads.get(i), expected[i], f"d/d{name}", inputs=io)
 
 
-@st.composite
+@S.composite
 def causal_inputs(draw):
     """q ``(B, [H,] L, d_k)`` and a position ``t`` in ``[0, L - 2]``."""
     q, _, _, _ = draw(sdpa_inputs(masked=False))
@@ -386,7 +386,7 @@ def test_causal_mask_is_lower_triangular(impl, length):
     )
 
 
-@st.composite
+@S.composite
 def lengths_batch(draw):
     b, max_len = draw(S.distinct_sizes(2, lo=2, hi=10))
     lengths = draw(st.lists(st.integers(0, max_len), min_size=b, max_size=b))
@@ -426,7 +426,7 @@ def heads_case(b, length, heads, d, *, seed=0, dtype=torch.float32):
     return S.uniform(S.generator(seed), b, length, heads * d, dtype=dtype), heads
 
 
-@st.composite
+@S.composite
 def heads_input(draw):
     b, length, heads, d = draw(S.distinct_sizes(4, lo=2, hi=7))
     seed = draw(S.seeds)
@@ -530,7 +530,7 @@ def mha_case(b, heads, lq, lk, d, *, dtype=torch.float32, bias=True, seed=0, mas
     return dict(embed=embed, heads=heads, bias=bias, query=query, key=key, value=value, mask=mask, state=state)
 
 
-@st.composite
+@S.composite
 def mha_inputs(draw, masked=True, dtype=None, self_attention=False):
     b, heads, lq, lk, d = draw(S.distinct_sizes(5, lo=2, hi=6))
     dtype = dtype or draw(S.dtypes)

@@ -47,7 +47,7 @@ def tensors_of(lead, k, count, *, dtype=torch.float32, seed=0, scale=2.0):
     return [S.uniform(g, *lead, k, dtype=dtype, scale=scale) for _ in range(count)]
 
 
-@st.composite
+@S.composite
 def tensors(draw, count, dtype=None, scale=2.0):
     """``count`` tensors of one shape ``(*lead, K)`` with ``lead`` one of ``()``, ``(B,)``,
     ``(B, T)`` and B, T, K distinct; values uniform in ``[-scale, scale]``."""
@@ -75,7 +75,7 @@ def bernoulli_of(logits, u):
     return (u > 0).to(logits.dtype), logits
 
 
-@st.composite
+@S.composite
 def bernoulli_inputs(draw, dtype=None, scale=4.0):
     """Binary ``x`` and ``logits`` of one shape ``(*lead, D)``, x in the logits' dtype."""
     return bernoulli_of(*draw(tensors(2, dtype=dtype, scale=scale)))
@@ -96,7 +96,7 @@ def elbo_case(lead, d, k, *, dtype=torch.float32, seed=0):
     return x, logits, mu, logvar
 
 
-@st.composite
+@S.composite
 def elbo_inputs(draw, dtype=None):
     """``x (*lead, D)`` binary, ``recon_logits (*lead, D)``, ``mu, logvar (*lead, K)``, D != K."""
     b, t, d, k = draw(S.distinct_sizes(4, lo=2, hi=8))
@@ -202,7 +202,7 @@ def prior_case(b, k, *, dtype=torch.float32, seed=0, on_mu=True):
     return mu, logvar, at_prior
 
 
-@st.composite
+@S.composite
 def prior_or_not(draw, dtype=None):
     """``(mu, logvar, at_prior)``: rows ``(B, K)``, those flagged in ``at_prior`` exactly the
     prior (mu = 0, logvar = 0), the others with one coordinate at least 0.5 away from it."""
@@ -374,7 +374,7 @@ def samples_case(b, k, *, dtype=torch.float32, seed=0, samples=1000):
     return mu, logvar, eps
 
 
-@st.composite
+@S.composite
 def many_samples(draw, samples=1000):
     """``mu, logvar (B, K)`` and ``eps (N, B, K)`` standard normal from a fixed seed."""
     b, k = draw(S.distinct_sizes(2, lo=2, hi=6))
@@ -474,7 +474,7 @@ def huge_logits_of(x, logits, seed):
     return x, logits
 
 
-@st.composite
+@S.composite
 def huge_logits(draw):
     """Binary ``x`` and logits with entries of +-1e4, +-1e3, +-100 and +-30 among moderate ones."""
     x, logits = draw(bernoulli_inputs(scale=3.0))
@@ -590,7 +590,7 @@ def test_gaussian_ll_gradients(impl, drawn):
         assert_grad(result.grads.get(i), expected[i], f"dLL/d{name}", inputs=io)
 
 
-@st.composite
+@S.composite
 def linear_gaussian(draw, samples=64):
     """A linear-Gaussian model ``z ~ N(0, I_K)``, ``x | z ~ N(W z + c, diag(exp(logvar_x)))``,
     a batch of ``x``, a diagonal ``q(z|x) = N(mu, diag(exp(logvar)))`` per example and

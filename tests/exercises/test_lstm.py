@@ -64,7 +64,7 @@ def rnn_inputs(t, b, h, i, *, blocks=4, seq=False, dtype=torch.float32, seed=0, 
     return case
 
 
-@st.composite
+@S.composite
 def rnn_case(draw, blocks=4, seq=False, dtype=None, c_scale=2.0):
     """x, h, c and weights in PyTorch's layout (``blocks * H`` rows) with T, B, H, I all
     different; ``seq``: x is ``(B, T, I)``, else ``(B, I)``."""
@@ -558,7 +558,7 @@ def test_forward_final_state_is_last_step(impl, case):
     assert_close(outputs[:, -1], h_t, "outputs[:, -1]", prop="outputs[:, -1] must equal h_T", inputs=io)
 
 
-@st.composite
+@S.composite
 def causal_case(draw):
     """A sequence case and a step ``t`` in ``[0, T - 2]``."""
     case = draw(rnn_case(seq=True))

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from grader.testing import strategies as S
 from grader.testing.checks import INT_HINT, describe, expect_int, expect_int_list, expect_raises, fail
 from grader.testing.plugin import implementation_fixture
 
@@ -25,7 +26,7 @@ impl = implementation_fixture(MODULE)
 # ----------------------------------------------------------------------------- inputs
 
 
-@st.composite
+@S.composite
 def mixed_cardinalities(draw, min_size=2, max_size=5, lo=2, hi=6):
     """Cardinalities in ``[lo, hi]`` with at least two different values (so not all 2).
     ``lo`` is 2 by default: a cardinality of 1 is valid but adds no parameter, and the
@@ -55,7 +56,7 @@ INVALID = [
 ]
 
 
-@st.composite
+@S.composite
 def invalid_cardinalities(draw):
     """A mixed list with one entry replaced by something that is not an int >= 1."""
     cards = draw(mixed_cardinalities())
@@ -64,7 +65,7 @@ def invalid_cardinalities(draw):
     return cards, why
 
 
-@st.composite
+@S.composite
 def dags(draw, min_size=2, max_size=5):
     """``(cardinalities, parents)``: a random DAG over mixed cardinalities.
 
@@ -468,7 +469,7 @@ def test_bayes_net_special_cases(impl, cards, data):
         expect_int(got, expected, "count", prop=prop, inputs=describe(cardinalities=cards, parents=parents))
 
 
-@st.composite
+@S.composite
 def bad_networks(draw):
     """``(cardinalities, parents, why)``: an index out of range or a bad cardinality."""
     cards, parents = draw(dags())
@@ -511,7 +512,7 @@ def test_bayes_net_rejects_bad_indices_and_cardinalities(impl, case):
     )
 
 
-@st.composite
+@S.composite
 def cyclic_networks(draw):
     """``(cardinalities, parents, why)``: a DAG plus edges that close a cycle."""
     cards, parents = draw(dags(min_size=3, max_size=6))

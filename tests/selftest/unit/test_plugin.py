@@ -351,31 +351,39 @@ def test_seeds_worked_out_before_the_fork_draw_the_same_examples(monkeypatch):
     assert chosen._hypothesis_internal_use_seed == 12345
 
 
-def test_hypothesis_leaves_numpys_global_random_state_alone():
-    """Hypothesis would seed numpy's global ``RandomState`` with 0 around every example; the
-    plugin takes it off hypothesis's list (no grading test draws from it): inside an example
-    it is the state the process had."""
+def test_hypothesis_leaves_the_global_random_states_alone():
+    """Hypothesis would seed numpy's global ``RandomState`` and the ``random`` module's with 0
+    around every example; the plugin takes both off hypothesis's list (no grading test draws
+    from them): inside an example each is the state the process had."""
+    import random
+
     import numpy as np
     from hypothesis import given
     from hypothesis import strategies as st
     from hypothesis.internal import entropy
 
     np.random.seed(12345)
-    before = np.random.get_state()[1].copy()
+    random.seed(54321)
+    before = np.random.get_state()[1].copy(), random.getstate()
     inside = []
 
-    @given(st.integers(0, 10))
+    @st.composite
+    def pair(draw):
+        return draw(st.integers(0, 10)), draw(st.integers(0, 10))
+
+    @given(pair())
     def test(x):
-        inside.append(np.random.get_state()[1].copy())
+        inside.append((np.random.get_state()[1].copy(), random.getstate()))
 
     test()
-    assert inside and all((state == before).all() for state in inside)
-    assert not any(isinstance(r, entropy.NumpyRandomWrapper) for r in entropy.RANDOMS_TO_MANAGE.values())
+    assert inside and all((np_state == before[0]).all() and state == before[1] for np_state, state in inside)
+    assert not any(isinstance(r, entropy.NumpyRandomWrapper) or r is random for r in entropy.RANDOMS_TO_MANAGE.values())
 
 
-def test_no_grading_code_draws_from_numpys_global_random_state():
-    """What lets the plugin take numpy's global ``RandomState`` off hypothesis's list: tests
-    and the grader draw from seeded generators (``np.random.default_rng(seed)``) only."""
+def test_no_grading_code_draws_from_a_global_random_state():
+    """What lets the plugin take the global ``RandomState`` of numpy and the ``random``
+    module's off hypothesis's list: tests and the grader draw from seeded generators
+    (``np.random.default_rng(seed)``, ``random.Random(seed)``) only."""
     import re
 
     from grader import ROOT
@@ -383,6 +391,7 @@ def test_no_grading_code_draws_from_numpys_global_random_state():
     global_draw = re.compile(
         r"\b(?:np|numpy)\.random\.(?!default_rng\b|Generator\b|SeedSequence\b|PCG64\b)\w+"
         r"|from\s+numpy\.random\s+import|from\s+numpy\s+import\s+[^\n]*\brandom\b"
+        r"|(?<![\w.])random\.(?!Random\b)\w+|from\s+random\s+import"
     )
     offenders = [
         f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}: {match.group(0)}"
