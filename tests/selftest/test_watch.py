@@ -92,14 +92,20 @@ def test_a_save_regrades_like_a_cold_check_and_ctrl_c_stops_everything(tmp_path)
     folder = tmp_path / "work"
     folder.mkdir()
     (folder / "attention.py").write_text(REFERENCE)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "grader", "check", "--watch", TARGET, "--submission", str(folder)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
+    # A run started in the background (``nohup pytest ... &``) ignores SIGINT, and an ignored
+    # signal stays ignored across exec: with a handler here the watcher starts with the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "grader", "check", "--watch", TARGET, "--submission", str(folder)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     seen: list[str] = []
     lines = _reader(proc)
     try:
