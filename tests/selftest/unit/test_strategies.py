@@ -45,6 +45,7 @@ def test_a_cached_composite_is_one_strategy_per_arguments():
     assert sizes(3, hi=7) is sizes(3, hi=7)
     assert sizes(3, hi=7) is not sizes(4, hi=7)
     assert case(masked=False) is case(masked=False)
+    assert case(masked=1) is not case(masked=True)  # equal, but of another type: its own strategy
     assert S.distinct_sizes(4, lo=2, hi=7) is S.distinct_sizes(4, lo=2, hi=7)
 
 
