@@ -210,6 +210,9 @@ def _copy(value: Any) -> Any:
         return [_copy(v) for v in value]  # a list, so grad_wrt can swap entries
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
+    kind = type(value)
+    if value is None or kind is int or kind is float or kind is bool or kind is str:
+        return value  # what deepcopy returns for these (identity checks: no metaclass __eq__ runs)
     return copy.deepcopy(value)
 
 

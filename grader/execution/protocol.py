@@ -43,6 +43,12 @@ DTYPES = {
 }
 
 
+#: The wire name of each allowed dtype.
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+#: Devices every side may name without further checks of their form.
+_PLAIN_DEVICES = frozenset({"cpu", "meta"})
+
+
 class ProtocolError(Exception):
     """A frame that breaks the format or its caps."""
 
@@ -76,7 +82,7 @@ def _enc(value: Any, buffers: list[bytes], depth: int) -> Any:
         t = value.detach()
         meta: dict[str, Any] = {
             "__tensor__": len(buffers),
-            "dtype": str(t.dtype).replace("torch.", ""),
+            "dtype": DTYPE_NAMES.get(t.dtype) or str(t.dtype).replace("torch.", ""),
             "shape": list(t.shape),
             "device": str(t.device),
         }
@@ -85,7 +91,7 @@ def _enc(value: Any, buffers: list[bytes], depth: int) -> Any:
         else:
             flat = t.to("cpu").contiguous().reshape(-1)
             raw = flat.view(torch.uint8) if flat.numel() else flat
-            buffers.append(bytes(raw.numpy().tobytes()) if flat.numel() else b"")
+            buffers.append(raw.numpy().tobytes() if flat.numel() else b"")
         return meta
     if kind is tuple:
         return {"__tuple__": [_enc(v, buffers, depth + 1) for v in value]}
@@ -170,7 +176,7 @@ def _dtype(name: Any) -> torch.dtype:
 
 
 def _device(name: Any, device_ok: DeviceCheck) -> str:
-    if type(name) is not str or not re.fullmatch(r"(cpu|meta|cuda(:\d{1,2})?)", name):
+    if type(name) is not str or (name not in _PLAIN_DEVICES and not re.fullmatch(r"cuda(:\d{1,2})?", name)):
         raise ProtocolError("bad device")
     if device_ok is not None and not device_ok(name):
         raise ProtocolError(f"device {name!r} not allowed")
@@ -192,13 +198,13 @@ def _tensor(obj: dict[str, Any], buffers: Sequence[bytes], device_ok: DeviceChec
     if type(index) is not int or not 0 <= index < len(buffers):
         raise ProtocolError("bad tensor buffer index")
     raw = buffers[index]
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     if len(raw) != numel * itemsize:
         raise ProtocolError(f"tensor of shape {shape} and dtype {dtype} needs {numel * itemsize} bytes, got {len(raw)}")
     if numel == 0:
         t = torch.empty(shape, dtype=dtype)
     else:
-        t = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape).clone()
+        t = torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape).clone()  # owns resizable storage
     return t if device == "cpu" else t.to(device)
 
 

@@ -48,7 +48,7 @@ from grader.outcomes import (
     StudentCodeError,
     SubmissionProblem,
 )
-from grader.testing import diagnose, selection
+from grader.testing import diagnose, lighter_hypothesis, selection
 from grader.testing.forked import hypothesis_test
 from grader.testing.skips import Unavailable
 
@@ -86,9 +86,11 @@ class _Unmanaged:
 _UNMANAGED = _Unmanaged()
 
 
-@contextlib.contextmanager
-def _no_random_module_check(fmt: str, *args: Any) -> Iterator[None]:
-    yield
+_NO_CHECK = contextlib.nullcontext()
+
+
+def _no_random_module_check(fmt: str, *args: Any) -> contextlib.nullcontext[None]:
+    return _NO_CHECK  # a nullcontext can be entered again and again
 
 
 def _leave_the_global_prngs_alone() -> None:
@@ -108,11 +110,13 @@ def _leave_the_global_prngs_alone() -> None:
     for key, managed in list(entropy.RANDOMS_TO_MANAGE.items()):
         if isinstance(managed, entropy.NumpyRandomWrapper) or managed is random:
             del entropy.RANDOMS_TO_MANAGE[key]
-    hypothesis_control.deprecate_random_in_strategy = _no_random_module_check
-    hypothesis_core.deprecate_random_in_strategy = _no_random_module_check
+    # a reusable nullcontext where hypothesis's is a generator-based one: the same protocol
+    hypothesis_control.deprecate_random_in_strategy = _no_random_module_check  # type: ignore[assignment]
+    hypothesis_core.deprecate_random_in_strategy = _no_random_module_check  # type: ignore[assignment]
 
 
 _leave_the_global_prngs_alone()
+lighter_hypothesis.install()
 
 
 def _pretty_tensor(obj: torch.Tensor, printer: Any, cycle: bool) -> None:

@@ -1,8 +1,12 @@
 """The messages of the self-explaining checks (grader/testing/checks.py), pinned as golden
 text: what a student reads when a property fails."""
 
+import math
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grader.outcomes import FAILED, PropertyFailure
 from grader.testing.checks import assert_close, assert_equal, describe, expect_tensor, fail, tolerance, unpack
@@ -342,3 +346,32 @@ def test_assert_equal_golden(got, expected, lines):
     """Python values show yours and expected with their types (long ones shortened); tensors
     the number of entries that differ, the first, and small ones in full."""
     assert message(assert_equal, got, expected, "n", prop="counts differ", inputs="m=3") == lines
+
+
+_nudges = st.sampled_from([0.0, 1e-12, -3e-7, 2e-5, 1e-3, 0.5, math.nan, math.inf, -math.inf])
+
+
+@settings(max_examples=200)
+@given(
+    expected=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=6),
+    nudges=st.lists(_nudges, min_size=6, max_size=6),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    tolerances=st.sampled_from([(None, None), (0.0, 0.0), (1e-4, 0.0), (0.0, 1e-3)]),
+)
+def test_assert_close_passes_exactly_when_every_entry_is_within_tolerance(expected, nudges, dtype, tolerances):
+    """For finite expected values, ``assert_close`` passes exactly when every entry of the
+    output, NaN and infinite ones included, lies within ``atol + rtol * |expected|`` of the
+    expected entry (worked out here one Python float at a time)."""
+    e = torch.tensor(expected, dtype=dtype)
+    g = e + torch.tensor(nudges[: len(expected)], dtype=dtype)
+    atol, rtol = tolerances
+    d_atol, d_rtol = tolerance(dtype)
+    atol, rtol = d_atol if atol is None else atol, d_rtol if rtol is None else rtol
+    within = all(
+        abs(x - y) <= atol + rtol * abs(y) for x, y in zip(g.double().tolist(), e.double().tolist(), strict=True)
+    )
+    if within:
+        assert_close(g, e, "out", prop="p", atol=atol, rtol=rtol)
+    else:
+        with pytest.raises(PropertyFailure):
+            assert_close(g, e, "out", prop="p", atol=atol, rtol=rtol)

@@ -340,6 +340,10 @@ def test_decode_of_hostile_input_raises_only_protocol_error(frame):
         ({"__dtype__": ["float32"]}, [], "malformed value"),
         ({"__device__": "cuda:123"}, [], "bad device"),
         ({"__device__": "cpu "}, [], "bad device"),
+        ({"__device__": "meta:0"}, [], "bad device"),
+        ({"__device__": "CPU"}, [], "bad device"),
+        ({"__device__": ["cpu"]}, [], "bad device"),
+        ({"__tensor__": 0, "dtype": "float32", "shape": [1], "device": "cpux"}, [b"\0" * 4], "bad device"),
         ({"__tensor__": 0, "dtype": "float32", "shape": [2]}, [b"\0" * 7], "needs 8 bytes, got 7"),
         ({"__tensor__": 1, "dtype": "float32", "shape": [1]}, [b"\0" * 4], "bad tensor buffer index"),
         ({"__tensor__": True, "dtype": "float32", "shape": [1]}, [b"\0" * 4], "bad tensor buffer index"),
@@ -505,3 +509,26 @@ def test_recv_caps_follow_the_constants(monkeypatch):
         recv(FakeSocket(frame))
     monkeypatch.setattr(protocol, "MAX_PAYLOAD", 10)
     assert recv(FakeSocket(frame)) == ({"s": "abc"}, [b"0123456789"])
+
+
+def test_wire_names_are_torch_s_dtype_names():
+    """Each allowed dtype travels under torch's own name for it (``float32`` for
+    ``torch.float32``); one outside the list travels under its name and is refused."""
+    for name, dtype in DTYPES.items():
+        assert protocol.DTYPE_NAMES[dtype] == name == str(dtype).removeprefix("torch.")
+    header, buffers = encode(torch.zeros(2, dtype=torch.uint16))
+    assert header["dtype"] == "uint16"
+    with pytest.raises(ProtocolError, match="dtype 'uint16' not allowed"):
+        decode(header, buffers)
+
+
+def test_a_decoded_tensor_owns_its_memory():
+    """A decoded tensor is a tensor of its own: writing to it or resizing it changes neither
+    the frame's bytes nor another decoding of them."""
+    header, buffers = encode(torch.arange(6, dtype=torch.float64).reshape(2, 3))
+    frozen = bytes(buffers[0])
+    first, second = decode(header, buffers), decode(header, buffers)
+    first.add_(1)
+    first.resize_(12)  # resizable: not a view of a fixed buffer
+    assert bytes(buffers[0]) == frozen
+    assert second.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
