@@ -186,12 +186,16 @@ def _device(name: Any, device_ok: DeviceCheck) -> str:
 def _tensor(obj: dict[str, Any], buffers: Sequence[bytes], device_ok: DeviceCheck) -> torch.Tensor:
     dtype = _dtype(obj.get("dtype"))
     shape = obj.get("shape")
-    if type(shape) is not list or any(type(s) is not int or s < 0 for s in shape) or len(shape) > 16:
+    if type(shape) is not list or len(shape) > 16:
         raise ProtocolError("bad tensor shape")
-    if math.prod(shape) > MAX_PAYLOAD:
+    numel = 1
+    for size in shape:
+        if type(size) is not int or size < 0:
+            raise ProtocolError("bad tensor shape")
+        numel *= size
+    if numel > MAX_PAYLOAD:
         raise ProtocolError("tensor too large")
     device = _device(obj.get("device", "cpu"), device_ok)
-    numel = math.prod(shape)
     if device == "meta":
         return torch.empty(shape, dtype=dtype, device="meta")
     index = obj["__tensor__"]
@@ -255,7 +259,14 @@ def recv(sock: socket.socket, deadline: float | None = None) -> tuple[Any, list[
     lengths = header.pop("__buffers__", []) if type(header) is dict else None
     if type(lengths) is not list or any(type(n) is not int or n < 0 for n in lengths) or sum(lengths) > MAX_PAYLOAD:
         raise ProtocolError("bad buffer lengths")
-    return header, [_recv_exact(sock, n, deadline) for n in lengths]
+    if len(lengths) < 2:
+        return header, [_recv_exact(sock, n, deadline) for n in lengths]
+    # the buffers follow each other: read them in one go (fewer waits), then cut
+    whole, buffers, at = _recv_exact(sock, sum(lengths), deadline), [], 0
+    for n in lengths:
+        buffers.append(whole[at : at + n])
+        at += n
+    return header, buffers
 
 
 def _one_of(kind: type, kinds: tuple[type, ...]) -> bool:

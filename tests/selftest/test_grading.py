@@ -1,6 +1,7 @@
 """End to end: `python -m grader check` on the reference, the stubs and broken submissions."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from grader import ROOT, mistakes, rubric
-from grader.adapters import open_implementation
+from grader.adapters import open_implementation, zygote
 from grader.grading import runner
 from grader.outcomes import NOT_IMPLEMENTED, PASSED
 
@@ -197,6 +198,51 @@ def test_a_plain_pytest_run_starts_its_own_zygote_and_a_runner_run_adopts_one(tm
     assert proc.returncode == 0 and "[[True, False], [True, True]]" in proc.stdout, proc.stderr[-2000:]
     report = runner.grade(ROOT / "solutions", ["attention.causal_mask"], timeout=120)
     assert report.score == report.max_score > 0
+
+
+def test_the_runner_takes_the_zygote_started_early(monkeypatch):
+    """``python -m grader check`` starts its zygote first thing; the runner grades with that
+    one instead of starting another."""
+    zygote.start_early(os.environ)
+
+    def no_second(environ):
+        raise AssertionError("the runner started a second zygote")
+
+    monkeypatch.setattr(zygote, "prestart", no_second)
+    report = runner.grade(ROOT / "solutions", ["attention.causal_mask"], timeout=120)
+    assert report.score == report.max_score > 0
+    assert zygote.take_early(os.environ) is None  # taken
+
+
+def test_an_early_zygote_started_for_other_devices_is_reaped_not_taken():
+    """A zygote started with other values of the variables it keeps (the GPU to use) is not
+    the one a grading asks for: it is reaped, and the grading starts its own."""
+    zygote.start_early(dict(os.environ, CUDA_VISIBLE_DEVICES="7"))
+    early = zygote._early[0]
+    assert zygote.take_early({k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}) is None
+    assert early.proc.poll() is not None
+
+
+def test_an_early_zygote_nobody_takes_is_gone_when_the_command_ends():
+    """``check`` with a bad target exits 2 before grading; the zygote it started is reaped at
+    exit (``atexit`` runs the later-registered reaping before this test's probe)."""
+    code = (
+        "import atexit, runpy, sys\n"
+        "from grader.adapters import zygote\n"
+        "seen = {}\n"
+        "atexit.register(lambda: print('gone' if seen['z'].proc.poll() is not None else 'alive'))\n"
+        "real = zygote.start_early\n"
+        "def spy(environ):\n"
+        "    real(environ)\n"
+        "    seen['z'] = zygote._early[0]\n"
+        "zygote.start_early = spy\n"
+        "sys.argv = ['grader', 'check', 'nosuch.thing']\n"
+        "runpy.run_module('grader', run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "unknown module or exercise 'nosuch.thing'" in proc.stderr
+    assert proc.stdout.strip() == "gone"
 
 
 def test_a_worker_collects_its_garbage_though_its_zygote_started_without(tmp_path):
