@@ -7,11 +7,6 @@ pinned version) does work that a grading run never needs, measured per example:
   function with the test's signature for every example, from source text through
   ``inspect.signature`` twice and a copy of the code object.  :func:`install` builds it
   once per test and lets it call the example's own closure (:class:`_OneWrapper`).
-* **hypothesis's own global PRNG** (0.04 ms): seeded and restored around every example
-  like the global PRNGs it manages.  It draws the seed of tests that are neither
-  derandomized nor seeded; every grading test is one or the other (the grading profile
-  derandomizes, a staff key sets each seed), so nothing reads it during an example.
-  :func:`install` creates it unregistered, as hypothesis would, minus the registration.
 * **verbosity comparisons** (0.008 ms each, two or three an example): ``Verbosity``
   orders its members by building a dict of their names at each comparison.  The same
   order, looked up in a table.
@@ -38,7 +33,6 @@ version than the one these were written for, :func:`install` changes nothing.
 """
 
 import contextlib
-import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -202,8 +196,6 @@ def install() -> bool:
         for owner, name, ours in _replacements():
             _INSTALLED.append((owner, name, vars(owner)[name], ours))
             setattr(owner, name, ours)
-    if hypothesis_core.threadlocal._hypothesis_global_random is None:
-        hypothesis_core.threadlocal._hypothesis_global_random = random.Random()  # unregistered
     return True
 
 

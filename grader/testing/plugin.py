@@ -30,6 +30,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import control as hypothesis_control
+from hypothesis import core as hypothesis_engine
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.internal import entropy
 from hypothesis.strategies._internal import core as hypothesis_core
@@ -94,7 +95,8 @@ def _no_random_module_check(fmt: str, *args: Any) -> contextlib.nullcontext[None
 
 
 def _leave_the_global_prngs_alone() -> None:
-    """Take the global PRNGs of numpy and of ``random`` off the ones hypothesis manages.
+    """Take the global PRNGs of numpy, of ``random`` and of hypothesis itself off the ones
+    hypothesis manages.
 
     Around every example hypothesis seeds, then restores, each PRNG it manages: numpy's global
     ``RandomState`` once numpy is loaded (torch loads it), 0.1 ms an example, and the
@@ -105,6 +107,10 @@ def _leave_the_global_prngs_alone() -> None:
     ``torch.Generator``, ``np.random.default_rng(seed)`` or ``random.Random(seed)``;
     ``tests/selftest/unit/test_plugin.py`` holds the code to that), so hypothesis is told it
     has wrapped numpy's already, no longer finds ``random`` on its list, and skips the check.
+    Hypothesis's own global PRNG, seeded and restored the same way (0.02-0.04 ms), draws the
+    seed of tests neither derandomized nor seeded, and every grading test is one or the other
+    (the grading profile derandomizes, a staff key sets each seed): it is created here, as
+    hypothesis would create it, but never put on the list.
     """
     entropy.NP_RANDOM = _UNMANAGED
     for key, managed in list(entropy.RANDOMS_TO_MANAGE.items()):
@@ -113,6 +119,8 @@ def _leave_the_global_prngs_alone() -> None:
     # a reusable nullcontext where hypothesis's is a generator-based one: the same protocol
     hypothesis_control.deprecate_random_in_strategy = _no_random_module_check  # type: ignore[assignment]
     hypothesis_core.deprecate_random_in_strategy = _no_random_module_check  # type: ignore[assignment]
+    if hypothesis_engine.threadlocal._hypothesis_global_random is None:
+        hypothesis_engine.threadlocal._hypothesis_global_random = random.Random()
 
 
 _leave_the_global_prngs_alone()

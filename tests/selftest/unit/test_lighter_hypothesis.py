@@ -230,14 +230,3 @@ def test_thread_local_values_stay_per_thread():
     assert (local.depth, seen) == (5, [0])
     with pytest.raises(AttributeError):
         _ = local.other
-
-
-def test_hypothesis_s_own_prng_is_not_seeded_around_examples():
-    """Hypothesis's own global PRNG exists and is off the list of the PRNGs it seeds and
-    restores around every example (grading tests never draw from it)."""
-    from hypothesis.internal.entropy import RANDOMS_TO_MANAGE
-
-    assert lighter_hypothesis.install()
-    own = hypothesis_core.threadlocal._hypothesis_global_random
-    assert own is not None
-    assert all(managed is not own for managed in RANDOMS_TO_MANAGE.values())

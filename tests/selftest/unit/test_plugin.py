@@ -352,19 +352,22 @@ def test_seeds_worked_out_before_the_fork_draw_the_same_examples(monkeypatch):
 
 
 def test_hypothesis_leaves_the_global_random_states_alone():
-    """Hypothesis would seed numpy's global ``RandomState`` and the ``random`` module's with 0
-    around every example; the plugin takes both off hypothesis's list (no grading test draws
-    from them): inside an example each is the state the process had."""
+    """Hypothesis would seed numpy's global ``RandomState``, the ``random`` module's and its
+    own global PRNG with 0 around every example; the plugin takes all three off hypothesis's
+    list (no grading test draws from them): inside an example each is the state the process
+    had."""
     import random
 
     import numpy as np
-    from hypothesis import given
+    from hypothesis import core, given
     from hypothesis import strategies as st
     from hypothesis.internal import entropy
 
     np.random.seed(12345)
     random.seed(54321)
-    before = np.random.get_state()[1].copy(), random.getstate()
+    own = core.threadlocal._hypothesis_global_random
+    own.seed(6789)
+    before = np.random.get_state()[1].copy(), random.getstate(), own.getstate()
     inside = []
 
     @st.composite
@@ -373,11 +376,16 @@ def test_hypothesis_leaves_the_global_random_states_alone():
 
     @given(pair())
     def test(x):
-        inside.append((np.random.get_state()[1].copy(), random.getstate()))
+        inside.append((np.random.get_state()[1].copy(), random.getstate(), own.getstate()))
 
     test()
-    assert inside and all((np_state == before[0]).all() and state == before[1] for np_state, state in inside)
-    assert not any(isinstance(r, entropy.NumpyRandomWrapper) or r is random for r in entropy.RANDOMS_TO_MANAGE.values())
+    assert inside and all(
+        (np_state == before[0]).all() and state == before[1] and own_state == before[2]
+        for np_state, state, own_state in inside
+    )
+    assert not any(
+        isinstance(r, entropy.NumpyRandomWrapper) or r is random or r is own for r in entropy.RANDOMS_TO_MANAGE.values()
+    )
 
 
 def test_no_grading_code_draws_from_a_global_random_state():
