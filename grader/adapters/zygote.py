@@ -213,13 +213,18 @@ def start_early(environ: Mapping[str, str]) -> None:
             atexit.register(drop_early)
 
 
+def _pop_early() -> tuple[Zygote, dict[str, str | None]] | None:
+    global _early
+    with _lock:
+        early, _early = _early, None
+    return early
+
+
 def take_early(environ: Mapping[str, str]) -> Zygote | None:
     """The zygote :func:`start_early` started, for a test process about to start with
     ``environ``, or ``None`` (none started, or started with other :data:`PASSED_ON` values:
     then it is reaped)."""
-    global _early
-    with _lock:
-        early, _early = _early, None
+    early = _pop_early()
     if early is None:
         return None
     if early[1] != _passed_on(environ):
@@ -230,9 +235,7 @@ def take_early(environ: Mapping[str, str]) -> Zygote | None:
 
 def drop_early() -> None:
     """Reap the zygote :func:`start_early` started if nobody took it."""
-    global _early
-    with _lock:
-        early, _early = _early, None
+    early = _pop_early()
     if early is not None:
         reap(early[0], timeout=0)
 
