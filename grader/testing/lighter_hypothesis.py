@@ -45,9 +45,8 @@ from hypothesis.strategies._internal import lazy as hypothesis_lazy
 from hypothesis.strategies._internal import strategies as hypothesis_strategies
 from hypothesis.utils.threading import ThreadLocal
 
-#: The hypothesis version whose internals these changes were written against.  A string:
-#: hypothesis draws integers from a pool of the literals in the loaded modules' source (the
-#: grader's included), so a new int literal here would change which examples it draws.
+#: The hypothesis version whose internals these changes were written against (compared with
+#: ``hypothesis.__version__``).
 WRITTEN_FOR = "6.155.2"
 
 

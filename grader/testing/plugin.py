@@ -33,6 +33,7 @@ from hypothesis import control as hypothesis_control
 from hypothesis import core as hypothesis_engine
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.internal import entropy
+from hypothesis.internal.conjecture import providers as hypothesis_providers
 from hypothesis.strategies._internal import core as hypothesis_core
 from hypothesis.vendor import pretty
 
@@ -123,7 +124,25 @@ def _leave_the_global_prngs_alone() -> None:
         hypothesis_engine.threadlocal._hypothesis_global_random = random.Random()
 
 
+def _examples_from_the_seed_alone() -> None:
+    """Give hypothesis an empty pool of "local constants", so that a test's examples depend on
+    its strategies and its seed only.
+
+    Hypothesis mixes into its draws (one in twenty) the literals it finds in the source of the
+    loaded modules it calls local, which here are the grader's (test files are left out) and the
+    reference solutions once loaded; the pool grows whenever a module is imported.  So the
+    examples of a grading run depended on which of those happened to be loaded at each draw:
+    the watch mode's server loads other grader modules than a cold check, a failing test loads
+    the reference for its diagnosis and changed the pool of every test after it, and a new int
+    literal in the grader changed a few examples.  Scanning the modules also cost each test
+    process 0.1-0.2 s.  Hypothesis's own constants (0, 1, -1, the float edge cases...) stay.
+    """
+    empty = hypothesis_providers.Constants()
+    hypothesis_providers._get_local_constants = lambda: empty
+
+
 _leave_the_global_prngs_alone()
+_examples_from_the_seed_alone()
 lighter_hypothesis.install()
 
 
@@ -272,11 +291,8 @@ def before_tests(items: Iterable[pytest.Item]) -> None:
       the test runs (``Random(int_from_bytes(function_digest(test)))``); the same number is
       set as ``@seed`` sets one, so the test draws the same examples.  A seed already set (a
       staff key's) stays.
-    * Hypothesis's pool of the constants found in the loaded modules' source: it is read
-      on a test's first draw and grows by the modules loaded after, as it would in a child.
     """
     from hypothesis.internal.compat import int_from_bytes
-    from hypothesis.internal.conjecture.providers import _get_local_constants
     from hypothesis.internal.reflection import function_digest
 
     for item in items:
@@ -286,7 +302,6 @@ def before_tests(items: Iterable[pytest.Item]) -> None:
         test, chosen = found
         if chosen.derandomize:
             test._hypothesis_internal_use_seed = int_from_bytes(function_digest(test.hypothesis.inner_test))
-    _get_local_constants()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

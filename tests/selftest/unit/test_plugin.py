@@ -5,6 +5,7 @@ for reference tests only) and the oracle marks of the device tests.
 
 Items and the config are small stand-ins: no child pytest run, no worker."""
 
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -386,6 +387,37 @@ def test_hypothesis_leaves_the_global_random_states_alone():
     assert not any(
         isinstance(r, entropy.NumpyRandomWrapper) or r is random or r is own for r in entropy.RANDOMS_TO_MANAGE.values()
     )
+
+
+def test_examples_do_not_depend_on_the_modules_loaded(monkeypatch, tmp_path):
+    """Hypothesis would mix the literals of every loaded local module (the grader's, a loaded
+    reference solution) into its draws; the plugin gives it an empty pool, so a seeded test
+    draws the same examples before and after such a module is imported (one whose literals
+    lie in the test's ranges)."""
+    import importlib
+
+    from hypothesis import given, seed, settings
+    from hypothesis import strategies as st
+
+    def draws():
+        seen = []
+
+        @seed(2024)
+        @settings(max_examples=200)
+        @given(st.integers(777770, 777780), st.floats(123456.0, 123457.0))
+        def test(x, y):
+            seen.append((x, y))
+
+        test()
+        return seen
+
+    before = draws()
+    (tmp_path / "grading_constants_module.py").write_text("MAGIC = 777777\nOTHER = 123456.5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "grading_constants_module", raising=False)
+    importlib.import_module("grading_constants_module")
+    after = draws()
+    assert after == before and len(before) >= 200
 
 
 def test_no_grading_code_draws_from_a_global_random_state():
