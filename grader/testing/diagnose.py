@@ -13,11 +13,14 @@ first): never a list of guesses.
 When several entries tie on the failing example (``m`` instead of ``m - 1`` and "returns
 ones" both give 1 at ``m = 1``), the decision waits for the end of the run: the entries
 must then also agree with the student on the other examples that the exercise's tests
-ran, passing ones included (:func:`refine`).
+ran, passing ones included (:func:`refine`).  Where the tests of one exercise ran in two
+forked processes (``--fork-files`` on a lone test file), each hands its examples over
+(:meth:`Recording.evidence`) and the session's process decides with both, in the tests'
+order (:func:`merge`): the same examples a single process would have kept.
 """
 
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +57,7 @@ class Recording:
         self.module: str = inner.module
         self.steps: list[Step] = []
         self.examples: dict[str | None, list[list[Step]]] = {}  # exercise -> the step lists of its examples
+        self.tests: dict[str | None, list[int]] = {}  # exercise -> the test (its place in the run) of each
         self._exercise: str | None = None
         self._context: BuildContext | None = None
         self._epoch = -1
@@ -63,6 +67,17 @@ class Recording:
         kept = self.examples.setdefault(self._exercise, [])
         if self.steps and len(kept) < HISTORY and all(k is not self.steps for k in kept):
             kept.append(self.steps)
+            self.tests.setdefault(self._exercise, []).append(self._epoch)
+
+    def evidence(self, exercises: Collection[str]) -> dict[str, list[tuple[int, list[Step]]]]:
+        """The examples kept for ``exercises``, each with its test's place in the run (for
+        :func:`merge`), the current example included."""
+        self.archive()
+        return {
+            ex: list(zip(self.tests.get(ex, []), steps, strict=True))
+            for ex, steps in self.examples.items()
+            if ex is not None and ex in exercises
+        }
 
     def _begin(self) -> None:
         context = _context()
@@ -159,7 +174,8 @@ def matching(module: str, steps: Sequence[Step], reference: types.ModuleType) ->
 class Pending:
     """A failure whose matching entries tie: decided by :func:`refine` at the end of the run."""
 
-    recording: Recording
+    recording: Recording | None  # None once handed to the session's process (see the module doc)
+    module: str
     exercise: str
     steps: list[Step]
     matched: list[mistakes.Mutant]
@@ -183,24 +199,38 @@ def hints(exercise: str) -> tuple[list[str], Pending | None] | tuple[None, None]
     named = mistakes.precise(matched, exercise)
     if named or len(matched) < 2:
         return _lines(named), None
-    return [], Pending(recording, exercise, recording.steps, matched)
+    return [], Pending(recording, recording.module, exercise, recording.steps, matched)
 
 
-def refine(pending: Pending) -> list[str]:
-    """Hint lines for a :class:`Pending` failure, once every test of its exercise has run."""
-    recording, matched = pending.recording, pending.matched
-    recording.archive()
-    for steps in recording.examples.get(pending.exercise, []):
+def refine(pending: Pending, examples: Sequence[list[Step]] | None = None) -> list[str]:
+    """Hint lines for a :class:`Pending` failure, once every test of its exercise has run:
+    decided on ``examples`` (:func:`merge`'s, gathered from the processes that ran the
+    exercise's tests), else on those its recording kept."""
+    if examples is None:
+        assert pending.recording is not None, "a handed-over failure is refined on merged examples"
+        pending.recording.archive()
+        examples = pending.recording.examples.get(pending.exercise, [])
+    matched = pending.matched
+    for steps in examples:
         if mistakes.precise(matched, pending.exercise) or len(matched) < 2:
             break
         if steps is pending.steps:
             continue
         steps = [s for s in steps if s.outcome is not None]
-        matched = [m for m in matched if _agrees(replay(steps, mistakes.namespace(m), recording.module), steps)]
+        matched = [m for m in matched if _agrees(replay(steps, mistakes.namespace(m), pending.module), steps)]
     return _lines(mistakes.precise(matched, pending.exercise))
 
 
-def reset() -> None:
-    """A new test starts: every recording forgets its calls at its next call."""
-    _active["epoch"] += 1
+def merge(evidence: Iterable[Sequence[tuple[int, list[Step]]]]) -> list[list[Step]]:
+    """One exercise's examples from several processes (:meth:`Recording.evidence` of each), in
+    the order of their tests as one process would have run them, the first :data:`HISTORY`."""
+    tagged = [(test, n, steps) for pairs in evidence for n, (test, steps) in enumerate(pairs)]
+    tagged.sort(key=lambda t: (t[0], t[1]))
+    return [steps for _, _, steps in tagged[:HISTORY]]
+
+
+def reset(test: int | None = None) -> None:
+    """A new test starts (``test``: its place in the run, which tags the examples it keeps;
+    the next number when not given): every recording forgets its calls at its next call."""
+    _active["epoch"] = _active["epoch"] + 1 if test is None else test
     _active["recording"] = None

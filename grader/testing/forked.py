@@ -7,10 +7,13 @@ child runs its file's tests in their order, as the single process would, and end
 
 Every test file still gets its own worker (the ``impl`` fixture is module-scoped), so each
 worker sees the same calls in the same order as in one process: the grades cannot depend on
-how the files are spread.  The partition is one file per child whatever the machine, so a
-check grades the same on 2 cores and on 16.  The children share what a single process would
-hold once: the sandbox zygote (its requests go one at a time), the submission's time budget
-and the progress count (see :class:`Shared`).
+how the files are spread.  A session of one test file (a check of one exercise or one module,
+a watch mode's re-grade) would leave a core idle, so its tests are dealt into two children
+(:func:`in_two`), each keeping the file's order and starting its own worker.  The partition
+depends on the collected tests alone, never on the machine, so a check grades the same on 2
+cores and on 16.  The children share what a single process would hold once: the sandbox
+zygote (its requests go one at a time), the submission's time budget and the progress count
+(see :class:`Shared`).
 
 Where the children outnumber the cores they share them, and the file with the most work would
 run on alone at the end, one core idle.  So each child lowers its own scheduling priority by
@@ -22,10 +25,13 @@ changes, never what any test does.
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,12 +43,14 @@ NICE_STEP = 2
 
 
 class Shared:
-    """What the children of one session share: a lock and counters in shared memory."""
+    """What the children of one session share: a lock and counters in shared memory, and a
+    private folder where a child leaves what the session's process finishes for it."""
 
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("fork")
         self.lock = ctx.Lock()
         self._done = ctx.RawValue("i", 0)
+        self.folder = Path(tempfile.mkdtemp(prefix="grader-forked-"))
 
     def count_done(self) -> int:
         """Count one more finished test (in any child); the count so far."""
@@ -60,6 +68,28 @@ def by_file(items: Sequence[pytest.Item]) -> list[list[pytest.Item]]:
             runs[-1].append(item)
         else:
             runs.append([item])
+    return runs
+
+
+def in_two(run: Sequence[pytest.Item]) -> list[list[pytest.Item]]:
+    """The tests of one file dealt into two runs of about the same expected work
+    (:func:`weight`): each test in turn goes to the run with less so far, so each run keeps
+    the file's order."""
+    runs: list[list[pytest.Item]] = [[], []]
+    work = [0, 0]
+    for item in run:
+        lighter = 0 if work[0] <= work[1] else 1
+        runs[lighter].append(item)
+        work[lighter] += weight([item])
+    return runs
+
+
+def plan(items: Sequence[pytest.Item]) -> list[list[pytest.Item]]:
+    """The runs a session forks, one child each: one per test file (:func:`by_file`), and a
+    lone file of several tests in two (:func:`in_two`)."""
+    runs = by_file(items)
+    if len(runs) == 1 and len(runs[0]) > 1:
+        return in_two(runs[0])
     return runs
 
 
@@ -100,25 +130,30 @@ class ForkedFiles:
     """The pytest plugin behind ``--fork-files``: ``pytest_runtestloop`` in forked children.
 
     ``before_fork(shared)`` runs once in the parent (to share the zygote and budgets),
-    ``child_finish(session)`` at the end of each child (what the single process does at
-    its session's end for the tests it ran)."""
+    ``child_finish(session, elsewhere)`` at the end of each child (what the single process
+    does at its session's end for the tests it ran; ``elsewhere`` are the tests the other
+    children ran), and ``after_children(session, shared)`` in the parent once every child
+    has ended (what needs the tests of several children)."""
 
     def __init__(
         self,
         before_fork: Callable[[Shared], None],
-        child_finish: Callable[[pytest.Session], None],
+        child_finish: Callable[[pytest.Session, Sequence[pytest.Item]], None],
+        after_children: Callable[[pytest.Session, Shared], None],
     ) -> None:
         self.before_fork = before_fork
         self.child_finish = child_finish
+        self.after_children = after_children
         self.died: int | None = None  # a signal that killed a child
         self.broken = False  # a child's run raised (an error of the grader's, not a test's)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        """Run each test file's items in a child of its own; wait for them all."""
+        """Run each test file's items (a lone file's in two halves) in a child of their own;
+        wait for them all."""
         if session.config.option.collectonly or session.testsfailed:
             return None
-        runs = by_file(session.items)
+        runs = plan(session.items)
         if len(runs) < 2:
             return None  # nothing to run side by side: the usual loop
         shared = Shared()
@@ -130,7 +165,8 @@ class ForkedFiles:
             if pid == 0:
                 with contextlib.suppress(OSError):
                     os.nice(nice)
-                os._exit(self._child(session, run))  # never returns into the parent's session
+                elsewhere = [item for other in runs if other is not run for item in other]
+                os._exit(self._child(session, run, elsewhere))  # never returns into the parent's session
             children.append(pid)
         failed = 0
         for pid in children:
@@ -142,9 +178,13 @@ class ForkedFiles:
             elif code != 0:
                 failed += 1
         session.testsfailed += failed
+        try:
+            self.after_children(session, shared)
+        finally:
+            shutil.rmtree(shared.folder, ignore_errors=True)
         return True
 
-    def _child(self, session: pytest.Session, run: list[pytest.Item]) -> int:
+    def _child(self, session: pytest.Session, run: list[pytest.Item], elsewhere: list[pytest.Item]) -> int:
         """Run ``run`` in this (forked) process; its exit code: 0 all passed, 1 some failed."""
         code = 0
         try:
@@ -157,7 +197,7 @@ class ForkedFiles:
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
                 if session.shouldfail or session.shouldstop:
                     break
-            self.child_finish(session)
+            self.child_finish(session, elsewhere)
             code = 1 if session.testsfailed else 0
         except BaseException:  # whatever it was, the child must not return into the parent's session
             traceback.print_exc()
@@ -188,7 +228,10 @@ def _flush() -> None:
 
 
 def install(
-    config: pytest.Config, before_fork: Callable[[Shared], None], child_finish: Callable[[pytest.Session], None]
+    config: pytest.Config,
+    before_fork: Callable[[Shared], None],
+    child_finish: Callable[[pytest.Session, Sequence[pytest.Item]], None],
+    after_children: Callable[[pytest.Session, Shared], None],
 ) -> None:
     """Register :class:`ForkedFiles` on ``config`` (``--fork-files``)."""
-    config.pluginmanager.register(ForkedFiles(before_fork, child_finish), "grader-forked-files")
+    config.pluginmanager.register(ForkedFiles(before_fork, child_finish, after_children), "grader-forked-files")

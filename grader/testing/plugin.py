@@ -16,13 +16,15 @@ import functools
 import gc
 import json
 import os
+import pickle
 import random
 import shutil
 import sys
 import tempfile
 import time
 import types
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -264,7 +266,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--fork-files", False):
         from grader.testing import forked
 
-        forked.install(config, functools.partial(_share, config), config.stash[_RECORDER].pytest_sessionfinish)
+        recorder = config.stash[_RECORDER]
+        forked.install(config, functools.partial(_share, config), recorder.finish_child, recorder.after_children)
 
 
 def _share(config: pytest.Config, shared: "forked.Shared") -> None:
@@ -359,6 +362,9 @@ def implementation_fixture(module: str) -> Any:
         opened = open_implementation(where, module, adapter)
         _note_measures(request.config, entry, getattr(opened, "measures", None))
         implementation = diagnose.Recording(opened, functools.partial(open_implementation, where, module, adapter))
+        recorder = request.config.stash.get(_RECORDER, None)
+        if recorder is not None and recorder.shared is not None:  # a forked child may hand its examples over
+            recorder.recordings.append(((str(request.path), entry["path"] if entry else ""), implementation))
         yield implementation
         implementation.close()
 
@@ -456,6 +462,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     entries = _submissions(metafunc.config)
     if entries and "impl" in metafunc.fixturenames:
         metafunc.parametrize("impl", entries, indirect=True, scope="module", ids=[e["id"] for e in entries])
+
+
+def _scope(item: pytest.Item) -> tuple[str, str, str]:
+    """Where an undecided hint of ``item`` looks for more examples: its test file's recording
+    of its submission (the module-scoped ``impl``), those of its exercise."""
+    entry = submission_of(item)
+    found = exercise_of(item)
+    return str(item.path), entry["path"] if entry else "", found[0] if found else ""
 
 
 def submission_of(item: pytest.Item) -> dict | None:
@@ -664,16 +678,60 @@ class _Recorder:
         self.started = time.monotonic()
         self.outcome: dict[str, tuple[str, str]] = {}
         self.undecided: list[tuple[pytest.Item, diagnose.Pending]] = []
+        # ((test file, submission), its impl's recording), kept in a forked child only
+        self.recordings: list[tuple[tuple[str, str], diagnose.Recording]] = []
         self._items: dict[str, pytest.Item] = {}
+        self._order: dict[str, int] = {}  # nodeid -> its place in the session
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Failures whose matching mistakes tied: decide with every example of the exercise
         # and re-record them with the hint (a record's last line wins).
         for item, pending in self.undecided:
-            named = [f"  hint: {h}" for h in diagnose.refine(pending)]
-            status, message = self.outcome[item.nodeid]
-            if named and not is_hidden(item):
-                self._write(_record(item, status, "\n".join([message, *named])))
+            self._decided(item, self.outcome[item.nodeid], diagnose.refine(pending))
+
+    def _decided(self, item: pytest.Item, outcome: tuple[str, str], hints: list[str]) -> None:
+        status, message = outcome
+        if hints and not is_hidden(item):
+            self._write(_record(item, status, "\n".join([message, *(f"  hint: {h}" for h in hints)])))
+
+    def finish_child(self, session: pytest.Session, elsewhere: Sequence[pytest.Item]) -> None:
+        """The end of a ``--fork-files`` child.  An undecided failure whose :func:`_scope` (its
+        exercise's tests in its test file) also ran in another child is handed, with this
+        child's examples of that scope, to the session's process (:meth:`after_children`),
+        which decides it on the examples of both; the others are decided here, as a single
+        process would."""
+        spread = {_scope(item) for item in elsewhere if exercise_of(item) is not None}
+        handed = [(item, pending) for item, pending in self.undecided if _scope(item) in spread]
+        self.undecided = [(item, pending) for item, pending in self.undecided if _scope(item) not in spread]
+        evidence: dict[tuple[str, str, str], list] = {}
+        for where, recording in self.recordings:
+            for exercise, pairs in recording.evidence({s[2] for s in spread if s[:2] == where}).items():
+                evidence.setdefault((*where, exercise), []).append(pairs)
+        if evidence or handed:
+            failures = [
+                (item.nodeid, self.outcome[item.nodeid], replace(pending, recording=None)) for item, pending in handed
+            ]
+            fd, _ = tempfile.mkstemp(suffix=".pickle", dir=self.shared.folder)
+            with open(fd, "wb") as fh:  # in one dump, so that `is` holds across it
+                pickle.dump({"evidence": evidence, "failures": failures}, fh)
+        self.pytest_sessionfinish(session)
+
+    def after_children(self, session: pytest.Session, shared: "forked.Shared") -> None:
+        """In the session's process once its ``--fork-files`` children ended: decide the
+        failures they handed over (:meth:`finish_child`) on the examples of every child, merged
+        in the tests' order (:func:`diagnose.merge`)."""
+        evidence: dict[tuple[str, str, str], list] = {}
+        failures = []
+        for path in sorted(shared.folder.glob("*.pickle")):
+            with open(path, "rb") as fh:
+                left = pickle.load(fh)
+            for scope, lists in left["evidence"].items():
+                evidence.setdefault(scope, []).extend(lists)
+            failures += left["failures"]
+        failures.sort(key=lambda failure: self._order.get(failure[0], 0))
+        for nodeid, outcome, pending in failures:
+            item = self._items[nodeid]
+            self._decided(item, outcome, diagnose.refine(pending, diagnose.merge(evidence.get(_scope(item), []))))
 
     def _write(self, record: dict) -> None:
         _append(self.path, record)
@@ -682,6 +740,7 @@ class _Recorder:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Every selected test is recorded as pending first: if the run dies, the runner
         # knows which tests never finished and scores them as lost.
+        self._order = {item.nodeid: place for place, item in enumerate(session.items)}
         for item in session.items:
             if exercise_of(item) is not None:
                 self._write(_record(item, "pending", ""))
@@ -696,7 +755,7 @@ class _Recorder:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
         found = exercise_of(item)
-        diagnose.reset()
+        diagnose.reset(self._order.get(item.nodeid))
         with mistakes.focus(found[0] if found else None):  # hints prefer the mistakes of this exercise
             yield
 

@@ -1,5 +1,6 @@
-"""``--fork-files`` (a local check on every core): one forked process per test file, the same
-grades as one process, and a child's crash is the session's."""
+"""``--fork-files`` (a local check on every core): one forked process per test file (a lone
+file's tests dealt into two), the same grades as one process, and a child's crash is the
+session's."""
 
 import json
 import os
@@ -59,13 +60,26 @@ def test_each_file_runs_in_a_child_of_its_own_in_its_order(tmp_path):
     assert session not in (one, two)
 
 
-def test_without_the_option_or_with_one_file_the_tests_run_in_the_session(tmp_path):
-    for options, files in (((), TWO_FILES), (("--fork-files",), {"test_one.py": TWO_FILES["test_one.py"]})):
+def test_without_the_option_or_with_one_test_the_tests_run_in_the_session(tmp_path):
+    for options, files in (((), TWO_FILES), (("--fork-files",), {"test_one.py": "def test_a():\n    log('a')\n"})):
         for stale in tmp_path.glob("log.jsonl"):
             stale.unlink()
         proc, rows = _session(tmp_path, files, *options)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert len({pid for _, pid, _ in rows}) == 1 and len(rows) == 2 * len(files)
+        assert len({pid for _, pid, _ in rows}) == 1 and len(rows) == sum(s.count("def test_") for s in files.values())
+
+
+def test_a_lone_files_tests_are_dealt_into_two_children_each_in_its_order(tmp_path):
+    source = "".join(f"def test_{n}():\n    log('{n}')\n\n" for n in "abcde")
+    proc, rows = _session(tmp_path, {"test_one.py": source}, "--fork-files")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    where = {name: (pid, parent) for name, pid, parent in rows}
+    assert sorted(where) == list("abcde")
+    # plain tests weigh one each: a, c, e to the first child, b, d to the second
+    first, second = where["a"][0], where["b"][0]
+    assert first != second and {where[n][0] for n in "ace"} == {first} and {where[n][0] for n in "bd"} == {second}
+    assert [n for n, *_ in rows if n in "ace"] == list("ace") and [n for n, *_ in rows if n in "bd"] == list("bd")
+    assert where["a"][1] == where["b"][1] not in (first, second)  # two children of the session
 
 
 def test_a_failure_in_a_child_fails_the_session(tmp_path):
@@ -105,6 +119,21 @@ def test_a_forked_check_grades_exactly_as_one_process(mixed):
         assert sum(r.score for r in one.results if r.exercise.module == module) < sum(
             ex.points for ex in rubric.exercises_of(module)
         )
+    assert [(r.exercise.id, r.score, r.status, r.feedback()) for r in forked.results] == [
+        (r.exercise.id, r.score, r.status, r.feedback()) for r in one.results
+    ]
+
+
+def test_an_exercise_split_between_two_children_grades_exactly_as_one_process(tmp_path):
+    """A check of one exercise deals its tests into two children.  This catalogued mistake
+    ties with a trivial output on a failing example, and the tie is decided on the examples
+    of every test of the exercise: the session's process decides it on both children's."""
+    mistake = next(m for m in mistakes.load("attention") if m.id == "causal_mask_no_diagonal")
+    (tmp_path / "attention.py").write_text(mistake.source())
+    one = runner.grade(tmp_path, [mistake.exercise])
+    forked = runner.grade(tmp_path, [mistake.exercise], fork_files=True)
+    assert one.score < one.max_score
+    assert any(f"hint: your code matches {mistake.mistake}" in line for line in one.results[0].feedback())
     assert [(r.exercise.id, r.score, r.status, r.feedback()) for r in forked.results] == [
         (r.exercise.id, r.score, r.status, r.feedback()) for r in one.results
     ]

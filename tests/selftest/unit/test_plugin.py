@@ -5,6 +5,7 @@ for reference tests only) and the oracle marks of the device tests.
 
 Items and the config are small stand-ins: no child pytest run, no worker."""
 
+import json
 import sys
 from types import SimpleNamespace
 
@@ -251,6 +252,59 @@ def test_hints_come_from_the_catalog_or_the_fingerprints(monkeypatch, tmp_path):
     assert plugin._hints(public, "attention.sdpa", raised) == (["fingerprint attention.sdpa"], None)
     assert plugin._hints(public, "attention.sdpa", WorkerTimeout("20 s")) == (None, None)
     assert plugin._hints(hidden, "attention.sdpa", wrong) == (None, None)
+
+
+def test_a_tie_split_between_forked_children_is_decided_on_the_examples_of_both(monkeypatch, tmp_path):
+    """``--fork-files`` on one test file: a child hands an undecided failure and its examples
+    to the session's process, which decides it on every child's examples of that exercise in
+    that test file, in the tests' order; another file's examples (a hidden file's recording)
+    and a failure no other child shares stay out of it."""
+    from grader.testing import diagnose
+
+    public, hidden = "tests/exercises/test_attention.py", "tests/hidden/test_attention_hidden.py"
+    items = [FakeItem(name, sdpa) for name in ("t0", "t1", "t2")]
+    for n, item in enumerate(items):
+        item.nodeid, item.path = f"{public}::t{n}", public
+    alone = FakeItem("t3", pytest.mark.exercise("attention.heads"))
+    alone.nodeid, alone.path = f"{public}::t3", public
+    decided = []
+    monkeypatch.setattr(diagnose, "refine", lambda pending, examples=None: decided.append(examples) or ["decided"])
+    results = tmp_path / "results.jsonl"
+
+    def recorder():
+        made = plugin._Recorder(FakeConfig(results=str(results), progress=False))
+        made._items = {item.nodeid: item for item in [*items, alone]}
+        made._order = {item.nodeid: n for n, item in enumerate([*items, alone])}
+        made.shared = SimpleNamespace(folder=tmp_path)
+        return made
+
+    def recording(tests):
+        made = diagnose.Recording(SimpleNamespace(module="attention"))
+        made._exercise = "attention.sdpa"
+        for place in tests:
+            made._epoch, made.steps = place, [f"example of test {place}"]
+            made.archive()
+        made.steps = []
+        return made
+
+    first, second = recorder(), recorder()  # t0 and t2 in the first child, t1 in the second
+    first.recordings = [((public, ""), recording([0, 2])), ((hidden, ""), recording([9]))]
+    second.recordings = [((public, ""), recording([1]))]
+    pending = diagnose.Pending(None, "attention", "attention.sdpa", [], [])
+    first.outcome = {items[2].nodeid: ("failed", "t2 failed"), alone.nodeid: ("failed", "t3 failed")}
+    first.undecided = [(items[2], pending), (alone, pending)]
+    session = SimpleNamespace()
+    first.finish_child(session, [items[1]])
+    assert decided == [None]  # t3's exercise ran in this child alone: decided here
+    second.finish_child(session, [items[0], items[2]])
+    decided.clear()
+    recorder().after_children(session, SimpleNamespace(folder=tmp_path))
+    assert decided == [[["example of test 0"], ["example of test 1"], ["example of test 2"]]]
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["nodeid"], r["message"]) for r in lines] == [
+        (alone.nodeid, "t3 failed\n  hint: decided"),
+        (items[2].nodeid, "t2 failed\n  hint: decided"),
+    ]
 
 
 def test_device_tests_carry_their_cases_oracle():
