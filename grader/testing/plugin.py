@@ -711,9 +711,15 @@ class _Recorder:
             failures = [
                 (item.nodeid, self.outcome[item.nodeid], replace(pending, recording=None)) for item, pending in handed
             ]
-            fd, _ = tempfile.mkstemp(suffix=".pickle", dir=self.shared.folder)
-            with open(fd, "wb") as fh:  # in one dump, so that `is` holds across it
-                pickle.dump({"evidence": evidence, "failures": failures}, fh)
+            try:  # in one dump, so that `is` holds across it
+                data = pickle.dumps({"evidence": evidence, "failures": failures})
+            except (pickle.PicklingError, TypeError, AttributeError):
+                self.undecided += handed  # what cannot travel is decided here, on this child's examples
+            else:
+                fd, part = tempfile.mkstemp(suffix=".part", dir=self.shared.folder)
+                with open(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(part, part.removesuffix(".part") + ".pickle")  # whole or not at all
         self.pytest_sessionfinish(session)
 
     def after_children(self, session: pytest.Session, shared: "forked.Shared") -> None:

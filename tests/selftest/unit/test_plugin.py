@@ -306,6 +306,18 @@ def test_a_tie_split_between_forked_children_is_decided_on_the_examples_of_both(
         (items[2].nodeid, "t2 failed\n  hint: decided"),
     ]
 
+    # examples that cannot be pickled: the child decides on its own ones instead of failing
+    for left in tmp_path.glob("*.pickle"):
+        left.unlink()
+    decided.clear()
+    third = recorder()
+    third.recordings = [((public, ""), recording([0]))]
+    third.outcome = {items[0].nodeid: ("failed", "t0 failed")}
+    third.undecided = [(items[0], pending)]
+    monkeypatch.setattr(plugin.pickle, "dumps", lambda *_: (_ for _ in ()).throw(TypeError("cannot pickle")))
+    third.finish_child(session, [items[1]])
+    assert decided == [None] and not list(tmp_path.glob("*.pickle")) and not list(tmp_path.glob("*.part"))
+
 
 def test_device_tests_carry_their_cases_oracle():
     """A device case with a library oracle gives oracle("library") tests on every device; one
