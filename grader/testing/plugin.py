@@ -364,7 +364,7 @@ def implementation_fixture(module: str) -> Any:
         implementation = diagnose.Recording(opened, functools.partial(open_implementation, where, module, adapter))
         recorder = request.config.stash.get(_RECORDER, None)
         if recorder is not None and recorder.shared is not None:  # a forked child may hand its examples over
-            recorder.recordings.append(((str(request.path), entry["path"] if entry else ""), implementation))
+            recorder.recordings.append((_recording_of(request.path, entry), implementation))
         yield implementation
         implementation.close()
 
@@ -464,12 +464,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("impl", entries, indirect=True, scope="module", ids=[e["id"] for e in entries])
 
 
+def _recording_of(test_file: Path, entry: dict | None) -> tuple[str, str]:
+    """Which ``impl`` recording a test uses: the module-scoped one of its test file and its
+    ``--submissions`` entry (none in a single-submission run)."""
+    return str(test_file), entry["path"] if entry else ""
+
+
 def _scope(item: pytest.Item) -> tuple[str, str, str]:
-    """Where an undecided hint of ``item`` looks for more examples: its test file's recording
-    of its submission (the module-scoped ``impl``), those of its exercise."""
-    entry = submission_of(item)
+    """Where an undecided hint of ``item`` looks for more examples: its recording
+    (:func:`_recording_of`), those of its exercise."""
     found = exercise_of(item)
-    return str(item.path), entry["path"] if entry else "", found[0] if found else ""
+    return (*_recording_of(item.path, submission_of(item)), found[0] if found else "")
 
 
 def submission_of(item: pytest.Item) -> dict | None:
@@ -701,8 +706,11 @@ class _Recorder:
         which decides it on the examples of both; the others are decided here, as a single
         process would."""
         spread = {_scope(item) for item in elsewhere if exercise_of(item) is not None}
-        handed = [(item, pending) for item, pending in self.undecided if _scope(item) in spread]
-        self.undecided = [(item, pending) for item, pending in self.undecided if _scope(item) not in spread]
+        handed: list[tuple[pytest.Item, diagnose.Pending]] = []
+        here: list[tuple[pytest.Item, diagnose.Pending]] = []
+        for item, pending in self.undecided:
+            (handed if _scope(item) in spread else here).append((item, pending))
+        self.undecided = here
         evidence: dict[tuple[str, str, str], list] = {}
         for where, recording in self.recordings:
             for exercise, pairs in recording.evidence({s[2] for s in spread if s[:2] == where}).items():
@@ -746,7 +754,6 @@ class _Recorder:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Every selected test is recorded as pending first: if the run dies, the runner
         # knows which tests never finished and scores them as lost.
-        self._order = {item.nodeid: place for place, item in enumerate(session.items)}
         for item in session.items:
             if exercise_of(item) is not None:
                 self._write(_record(item, "pending", ""))
@@ -825,7 +832,9 @@ def _property(item: pytest.Item) -> str:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    session.config.stash[_RECORDER]._items = {item.nodeid: item for item in session.items}
+    recorder = session.config.stash[_RECORDER]
+    recorder._items = {item.nodeid: item for item in session.items}
+    recorder._order = {item.nodeid: place for place, item in enumerate(session.items)}
     # torch, hypothesis and the tests are loaded and stay: later collections (hypothesis
     # runs a full one per test it sets up) need not walk them again.
     gc.freeze()
