@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also run the hidden tests; the examples come from the secret GRADER_STAFF_KEY "
         "(without it: the public examples of a local check)",
+    )
+    check.add_argument(
+        "--weak-isolation",
+        action="store_true",
+        help="with --staff: grade even where the sandbox could not keep staff files from the worker "
+        "(refused otherwise; the notes say so)",
     )
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.add_argument(
@@ -124,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DEVICE",
         help="device tests to run: cpu, meta, cuda or all (default: cpu, meta and cuda when present)",
     )
+    batch.add_argument(
+        "--weak-isolation",
+        action="store_true",
+        help="grade even where the sandbox could not keep staff files and other submissions from the worker "
+        "(refused otherwise; each result's notes say so)",
+    )
 
     sub.add_parser("list", help="list the exercises and their points")
 
@@ -132,8 +145,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     mut.add_argument("--workers", type=int, default=2, help="entries graded at once (default 2)")
     mut.add_argument("--json", metavar="PATH", help="also write every verdict, its killers and feedback here")
 
-    gs = _add(sub, "gradescope", help="build a Gradescope autograder zip (hidden tests, reference, staff key)")
-    gs.add_argument("zip", metavar="OUT.zip", help="where to write the package (keep it as secret as the key)")
+    gs = _add(
+        sub,
+        "gradescope",
+        help="build a Gradescope autograder zip (hidden tests, reference, staff key), or try one here",
+        description="`gradescope OUT.zip` builds the package (the key: GRADER_STAFF_KEY, else a new one written "
+        "to OUT.zip.staff_key); `gradescope try ZIP SUBMISSION` runs a package here in Gradescope's layout "
+        "and prints its results",
+    )
+    gs.add_argument("zip", metavar="OUT.zip|try", help="where to write the package (keep it as secret as the key)")
+    gs.add_argument("rest", nargs="*", metavar="ZIP SUBMISSION", help="with try: the package and the upload")
+    gs.add_argument(
+        "--weak-isolation",
+        action="store_true",
+        help="build a package that grades even where its sandbox cannot keep staff files from the worker",
+    )
+    gs.add_argument(
+        "--refuse-namespaces",
+        action="store_true",
+        help="with try: run as in Gradescope's container (Docker's seccomp profile refuses namespaces)",
+    )
+    gs.add_argument("--no-landlock", action="store_true", help="with try and --refuse-namespaces: refuse Landlock too")
+    gs.add_argument("--keep", metavar="DIR", help="with try: build the /autograder layout in DIR and keep it")
 
     nbs = _add(sub, "notebooks", help="write the nbgrader source notebooks (nbgrader/source/dlbasic/) from solutions/")
     nbs.add_argument("--check", action="store_true", help="only report notebooks that are out of date (exit 1)")
@@ -263,16 +296,23 @@ def _grade_and_report(folder: Path, args: argparse.Namespace, label: str | None 
             )
         else:
             staffkey.hide_this_process()
-    result = runner.grade(
-        folder,
-        args.targets,
-        adapter=args.adapter,
-        staff=args.staff,
-        devices=args.device,
-        progress=not args.quiet and sys.stderr.isatty(),
-        staff_key=staff_key,
-        fork_files=not args.serial,
-    )
+    from grader.grading import isolation
+
+    try:
+        result = runner.grade(
+            folder,
+            args.targets,
+            adapter=args.adapter,
+            staff=args.staff,
+            devices=args.device,
+            progress=not args.quiet and sys.stderr.isatty(),
+            staff_key=staff_key,
+            fork_files=not args.serial,
+            weak_isolation=args.weak_isolation,
+        )
+    except isolation.IsolationRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if label:
         result.submission = label
     print(report.render(result))
@@ -313,16 +353,21 @@ def _written(paths: list[Path], check: bool, command: str, what: str) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from grader.grading import batch, cluster
+    from grader.grading import batch, cluster, isolation
 
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder", file=sys.stderr)
         return 2
     try:
         graded, skipped = batch.run(
-            args.submissions, args.out, workers=args.workers, scheduler=args.scheduler, devices=args.device
+            args.submissions,
+            args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            devices=args.device,
+            weak_isolation=args.weak_isolation,
         )
-    except (staffkey.StaffKeyError, cluster.ClusterError) as exc:
+    except (staffkey.StaffKeyError, cluster.ClusterError, isolation.IsolationRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -361,11 +406,35 @@ def _mutants(args: argparse.Namespace) -> int:
 def _gradescope(args: argparse.Namespace) -> int:
     from grader.release import gradescope
 
+    if args.zip == "try":
+        if len(args.rest) != 2:
+            print("error: usage: python -m grader gradescope try ZIP SUBMISSION", file=sys.stderr)
+            return 2
+        package, submission = (Path(p) for p in args.rest)
+        if not zipfile.is_zipfile(package) or not submission.exists():
+            print(f"error: {package} is no zip, or {submission} does not exist", file=sys.stderr)
+            return 2
+        result, output = gradescope.try_package(
+            package, submission, args.refuse_namespaces, not args.no_landlock, args.keep
+        )
+        print(output.rstrip())
+        if "output" in result:
+            print(f"\nwhat the student sees:\n{result['output']}")
+        return 0
+    if args.rest:
+        print("error: gradescope OUT.zip takes no other argument (did you mean `gradescope try`?)", file=sys.stderr)
+        return 2
     try:
-        fingerprint = gradescope.build(args.zip)
+        fingerprint, new_key = gradescope.build(args.zip, weak_isolation=args.weak_isolation)
     except staffkey.StaffKeyError as exc:
         print(f"error: {staffkey.ENV}: {exc}", file=sys.stderr)
         return 2
+    if new_key is not None:
+        print(
+            f"note: {staffkey.ENV} is not set: made a new staff key and wrote it to {new_key} (mode 600); keep it "
+            f"secret; `{staffkey.ENV}=$(cat {new_key}) python -m grader batch ...` grades with the same examples",
+            file=sys.stderr,
+        )
     print(f"wrote {args.zip} (staff key {fingerprint}); upload it as the assignment's autograder")
     return 0
 

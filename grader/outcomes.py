@@ -27,9 +27,12 @@ SEVERITY = (CRASHED, OUT_OF_MEMORY, TIMEOUT, ERROR, MISSING, NOT_IMPLEMENTED, FA
 
 
 class SubmissionProblem(Exception):
-    """Something about the submission costs it the test; ``status`` names the outcome."""
+    """Something about the submission costs it the test; ``status`` names the outcome.
+    ``measures``: the isolation of the worker it happened in, when it ended before the module
+    could be used (its import failed)."""
 
     status = ERROR
+    measures: list[str] | None = None
 
 
 class NotImplementedYet(SubmissionProblem):

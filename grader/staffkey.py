@@ -22,6 +22,7 @@ grader) cannot read its ``/proc/PID/environ`` or memory either.
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import tempfile
@@ -58,6 +59,33 @@ def normalize(key: str | bytes | None) -> bytes | None:
     if len(data) > MAX_KEY_BYTES:
         raise StaffKeyError(f"the staff key is longer than {MAX_KEY_BYTES} bytes")
     return data
+
+
+#: The least a key must carry (:func:`strength`) where it is written into a package.
+MIN_BITS = 128
+#: What to suggest instead of a weak key.
+NEW_KEY = "python -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def strength(key: bytes) -> float:
+    """A rough upper bound on the bits of entropy in ``key``: its length times the Shannon
+    entropy of its byte frequencies (a repeated or short key scores low; a random hex key of
+    64 characters about 256)."""
+    if not key:
+        return 0.0
+    counts = [key.count(b) for b in set(key)]
+    per_byte = -sum(c / len(key) * math.log2(c / len(key)) for c in counts)
+    return len(key) * per_byte
+
+
+def require_strong(key: bytes) -> None:
+    """Raise :class:`StaffKeyError` when ``key`` carries less than :data:`MIN_BITS` bits (:func:`strength`)."""
+    bits = strength(key)
+    if bits < MIN_BITS:
+        raise StaffKeyError(
+            f"the staff key is too easy to guess (about {bits:.0f} bits of entropy, at least {MIN_BITS} needed): "
+            f"a student who guesses it can replay the staff examples; make one with {NEW_KEY}"
+        )
 
 
 def derive(key: bytes, label: str, bits: int) -> int:

@@ -26,26 +26,21 @@ import torch
 from grader import ROOT
 from grader import outcomes as E
 from grader.adapters.base import Implementation, ModuleHandle
-from grader.adapters.zygote import (  # noqa: F401 - re-exported: the zygote was defined here before
+from grader.adapters.zygote import (  # noqa: F401 - re-exported: the zygote (and the limits) were defined here before
+    LIMITS,
     RUNTIME_FILES,
     RUNTIME_FOLDER,
     WORKER_FOLDER,
     Zygote,
+    limits,
+    nvidia,
     runtime_bundle,
     runtime_files,
     zygote,
 )
-from grader.execution import protocol, static_check
+from grader.execution import isolation, protocol, static_check
 from grader.execution.calls import Call, CallResult, read_submission
 
-#: Limits of one worker process (one module of one submission).
-LIMITS = {
-    "cpu_seconds": 600,
-    "memory_bytes": 6 << 30,
-    "file_bytes": 16 << 20,
-    "open_files": 256,
-    "processes": 32,
-}
 OUTPUT_KEEP = 64 << 10
 
 
@@ -63,16 +58,6 @@ def submission_budget() -> float:
     """Seconds of calls all the modules of one submission may use together
     (``GRADER_SUBMISSION_BUDGET``, default 600)."""
     return float(os.environ.get("GRADER_SUBMISSION_BUDGET", 600))
-
-
-def limits() -> dict[str, int]:
-    """The worker's resource limits (:data:`LIMITS`; memory from ``GRADER_MEMORY_LIMIT`` in bytes)."""
-    return dict(LIMITS, memory_bytes=int(os.environ.get("GRADER_MEMORY_LIMIT", LIMITS["memory_bytes"])))
-
-
-def nvidia() -> bool:
-    """Whether this is an NVIDIA machine (its workers get the GPU's device nodes)."""
-    return os.path.exists("/dev/nvidiactl")
 
 
 def own_pid_namespace() -> bool:
@@ -258,8 +243,10 @@ class Sandboxed(Implementation):
         self.applied: list[str] = []
         try:
             self._start()
-        except BaseException:
+        except BaseException as exc:
             self.close()  # a submission that does not import must not leave its worker running
+            if isinstance(exc, E.SubmissionProblem) and self.applied:
+                exc.measures = self.measures  # the report still says how the worker was isolated
             raise
 
     @property
@@ -293,6 +280,16 @@ class Sandboxed(Implementation):
             # staff grading runs as root: never grade with a worker that kept root's rights
             self._kill()
             raise E.WorkerCrashed(f"{self.path.name}: the sandbox could not confine the worker ({self.applied})")
+        if not isolation.at_least(self.applied, isolation.required):
+            # staff grading checked this machine's isolation first: a worker below it is refused
+            self._kill()
+            raise self._poison(
+                "load",
+                E.WorkerCrashed(
+                    f"{self.path.name}: the sandbox isolated the worker less than staff grading requires "
+                    f"({isolation.level(self.applied)}, not {isolation.required}): not graded"
+                ),
+            )
         if self.findings is None:
             # The static check, taken by the fresh worker before it runs any of the student's
             # code (so nothing the student wrote can shape the answer), and kept across restarts.

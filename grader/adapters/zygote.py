@@ -41,6 +41,46 @@ RUNTIME_FOLDER = "execution"
 WORKER_FOLDER = "/sandbox"
 #: Variables of the grading environment the zygote keeps (the GPU a batch slot may use).
 PASSED_ON = ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
+#: Limits of one worker process (one module of one submission).
+LIMITS = {
+    "cpu_seconds": 600,
+    "memory_bytes": 6 << 30,
+    "file_bytes": 16 << 20,
+    "open_files": 256,
+    "processes": 32,
+}
+
+
+def limits() -> dict[str, int]:
+    """The worker's resource limits (:data:`LIMITS`; memory from ``GRADER_MEMORY_LIMIT`` in bytes)."""
+    return dict(LIMITS, memory_bytes=int(os.environ.get("GRADER_MEMORY_LIMIT", LIMITS["memory_bytes"])))
+
+
+def nvidia() -> bool:
+    """Whether this is an NVIDIA machine (its workers get the GPU's device nodes)."""
+    return os.path.exists("/dev/nvidiactl")
+
+
+def worker_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the sandbox's processes: the same in every setting (nothing in it
+    tells a local check from staff grading), plus :data:`PASSED_ON` from ``environ``."""
+    environ = os.environ if environ is None else environ
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": WORKER_FOLDER,
+        "USER": "sandbox",
+        "LOGNAME": "sandbox",
+        "TMPDIR": "/tmp",
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    }
+    env.update({key: environ[key] for key in PASSED_ON if key in environ})
+    return env
+
 
 _bundle: Path | None = None
 _zygote: "Zygote | None" = None
@@ -81,24 +121,9 @@ class Zygote:
     def __init__(self, environ: Mapping[str, str] | None = None, *, new_session: bool = False) -> None:
         """Start a zygote; ``environ``: where :data:`PASSED_ON` come from (default this
         process's); ``new_session``: its own process group (one :func:`prestart` kills whole)."""
-        environ = os.environ if environ is None else environ
         bundle = runtime_bundle()
         mine, theirs = socket.socketpair()
-        # The same environment in every setting: nothing in it tells a local check from staff grading.
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": WORKER_FOLDER,
-            "USER": "sandbox",
-            "LOGNAME": "sandbox",
-            "TMPDIR": "/tmp",
-            "PYTHONHASHSEED": "0",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
-        }
-        env.update({key: environ[key] for key in PASSED_ON if key in environ})
+        env = worker_environment(environ)
         code = (
             f"import sys; sys.path.insert(0, {str(bundle)!r}); "
             f"from grader.execution.worker import zygote_main; zygote_main({theirs.fileno()})"
@@ -144,21 +169,28 @@ class Zygote:
     def spawn(self, request: dict[str, Any], fds: Sequence[int]) -> int:
         """Fork a supervised worker for ``request`` with ``fds``; its supervisor's pid."""
         with self.lock, self.between_processes:
+            line = b""
             try:
-                socket.send_fds(self.ctl, [json.dumps(request).encode()], fds)
-                line = b""
+                try:
+                    socket.send_fds(self.ctl, [json.dumps(request).encode()], fds)
+                except OSError:
+                    pass  # a zygote that could not start has said why and gone: its words are read below
                 self.ctl.settimeout(60)
                 while not line.endswith(b"\n"):
                     chunk = self.ctl.recv(256)
                     if not chunk:
                         raise E.WorkerCrashed("the sandbox zygote died")
                     line += chunk
-            except (OSError, E.WorkerCrashed):
+                answer = json.loads(line)
+            except (OSError, ValueError, E.WorkerCrashed):
                 self.close()  # a late answer would give the next request the wrong pid: start afresh
                 if self.proc is not None:
                     self.proc.kill()
                 raise E.WorkerCrashed("the sandbox zygote did not answer") from None
-        return int(json.loads(line)["pid"])
+        if "error" in answer:  # it could not import or warm up torch
+            self.close()
+            raise E.WorkerCrashed(f"the sandbox zygote could not start torch: {answer['error']}")
+        return int(answer["pid"])
 
     def close(self) -> None:
         """Stop the zygote (it stops its supervisors, which kill their workers)."""

@@ -35,13 +35,16 @@ import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
+from grader.execution import landlock, seccomp
+
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 8, 36, 38
+CAP_DAC_READ_SEARCH = 2
 NOBODY = 65534
 #: The uid and gid the worker has inside its user namespace, in every setting.
 INSIDE_ID = 1000
@@ -398,13 +401,16 @@ def confine(
     uid: int | None = None,
     own_pid_namespace: bool = True,
     gpu: bool = False,
+    scratch: str | None = None,
 ) -> list[str]:
     """Confine the current (worker) process; returns the measures that took effect.
 
     ``exclude``: folders whose contents must stay out of the view even when ``sys.path``
     names them (the repository).  ``uid``: as root, the outside uid to run as (see
     :func:`allocate_uid`; ``nobody`` when none).  ``own_pid_namespace``: whether the
-    supervisor put the worker in its own PID namespace (not on NVIDIA machines)."""
+    supervisor put the worker in its own PID namespace (not on NVIDIA machines).
+    ``scratch``: a private folder the worker may write to where it has no namespaces (the
+    supervisor made it, owned by the worker's uid, and removes it after)."""
     applied = []
     root = os.geteuid() == 0
     outside_uid = (uid or NOBODY) if root else os.getuid()
@@ -414,32 +420,38 @@ def confine(
         user_namespace()  # the supervisor made none (for the PID namespace): try here
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     namespaces = unshare(flags) or unshare(flags & ~CLONE_NEWCGROUP)
+    paths = runtime_paths(exclude)
+    devices = DEVICES + tuple(gpu_nodes() if gpu else ())
     if namespaces:
         applied.append("network, IPC and host-name namespaces")
         _libc.sethostname(HOSTNAME, len(HOSTNAME))
         try:
-            notes = build_view(
-                runtime_paths(exclude),
-                DEVICES + tuple(gpu_nodes() if gpu else ()),
-                own_proc=own_pid_namespace,
-                sys_fs=gpu,
-            )
+            notes = build_view(paths, devices, own_proc=own_pid_namespace, sys_fs=gpu)
             applied.append("allowlisted filesystem")
             applied += notes
         except OSError as exc:
             raise RuntimeError(f"the sandbox could not build its filesystem view: {exc}") from None
-    else:
-        applied.append(
-            "no namespaces: the worker shares the filesystem, network and IPC of the machine "
-            "(this kernel refuses them to this user)"
-        )
-    if os.path.isdir(WORKDIR):
-        os.chdir(WORKDIR)
+        if os.path.isdir(WORKDIR):
+            os.chdir(WORKDIR)
+    elif scratch is not None:
+        os.chdir(scratch)
+        os.environ["TMPDIR"] = scratch
+        cached = sys.modules.get("tempfile")
+        if cached is not None:  # a temporary folder found before the fork would be /tmp, closed to the worker
+            cached.tempdir = None  # type: ignore[attr-defined]
+    # Without a view, a pool uid may be unable to reach a Python installed under a private
+    # folder (/root/.pyenv with /root 700): then, and only under Landlock (which alone decides
+    # what may be opened), the worker keeps the right to pass file modes.
+    read_search = root and not namespaces and landlock.abi() > 0 and not all(_world_readable(p) for p in paths)
     if root:
         os.setgroups(_gpu_groups() if gpu else [])
         os.setresgid(NOBODY, NOBODY, NOBODY)
+        if read_search:
+            prctl(PR_SET_KEEPCAPS, 1)
         os.setresuid(outside_uid, outside_uid, outside_uid)
         applied.append("unprivileged uid")
+        if read_search:
+            _capset(1 << CAP_DAC_READ_SEARCH)
     try:
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         applied.append(f"max {limits['processes']} processes")
@@ -449,9 +461,68 @@ def confine(
         applied.append(f"uid {INSIDE_ID} in a user namespace")
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     prctl(PR_SET_PDEATHSIG, 9)
+    if not namespaces:
+        applied += _without_namespaces(paths, devices, scratch, gpu, read_search)
     set_limits(limits)
     applied.append("rlimits")
     return applied
+
+
+#: The note of a worker the kernel refused its namespaces (shown once in a report).
+NO_NAMESPACES = "no namespaces (this kernel or container refuses them)"
+
+
+def _without_namespaces(
+    paths: Sequence[str], devices: Sequence[str], scratch: str | None, gpu: bool, read_search: bool
+) -> list[str]:
+    """What a worker without namespaces does instead: Landlock over the same allowlist the
+    view would bind, and a seccomp filter (no sockets, no SysV IPC, no tracing).
+    ``read_search``: the worker kept the right to pass file modes, dropped unless Landlock holds."""
+    applied = []
+    writable = [scratch] if scratch else []
+    extra = ["/sys", "/proc/driver/nvidia"] if gpu else []
+    try:
+        applied += landlock.restrict([*paths, *extra], devices, writable)
+        applied.insert(0, f"{NO_NAMESPACES}: Landlock allows the worker only the allowlisted files")
+        if read_search:
+            applied.append("passes file modes only where Landlock allows (a private folder holds Python)")
+    except OSError as exc:
+        if read_search:
+            _capset(0)
+        applied.append(
+            f"{NO_NAMESPACES} and no Landlock ({exc.strerror or exc}): the worker can read whatever its uid can read"
+        )
+    try:
+        seccomp.install(seccomp.worker_filter())
+        applied.append("seccomp: no sockets, SysV IPC or tracing")
+    except OSError as exc:
+        applied.append(f"no seccomp filter ({exc.strerror or exc})")
+    return applied
+
+
+def _world_readable(path: str) -> bool:
+    """Whether any uid may reach ``path`` (every folder above it searchable by others) and read it."""
+    real = os.path.realpath(path)
+    parts = real.split("/")
+    try:
+        for i in range(2, len(parts)):
+            if not os.stat("/".join(parts[:i]) or "/").st_mode & stat.S_IXOTH:
+                return False
+        mode = os.stat(real).st_mode
+    except OSError:
+        return True  # what does not exist needs no right
+    return bool(mode & stat.S_IROTH) and (not stat.S_ISDIR(mode) or bool(mode & stat.S_IXOTH))
+
+
+def _capset(effective: int) -> None:
+    """Keep only the capabilities ``effective`` (a bit mask of the first 32), permitted and effective."""
+    number = _SYS_CAPSET.get(platform.machine())
+    if number is None:
+        raise OSError(errno.ENOSYS, "capset: unknown architecture")
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)(effective, effective, 0, 0, 0, 0)
+    if _libc.syscall(number, header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
 
 
 def _has_caps() -> bool:

@@ -22,9 +22,11 @@ environment; the repository is not on ``sys.path``.
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 import types
@@ -41,11 +43,16 @@ def zygote_main(ctl_fd: int) -> None:
     # walk the growing heap again and again (a quarter of the zygote's start), and all
     # that is loaded is frozen after anyway.
     gc.disable()
-    import torch
+    try:
+        import torch
 
-    from grader.execution import calls, cgroup, confine, protocol, static_check  # noqa: F401
+        from grader.execution import calls, cgroup, confine, protocol, static_check  # noqa: F401
 
-    _warm_up(torch)
+        _warm_up(torch)
+    except BaseException as exc:  # torch cannot start here: the first request is answered with why
+        said = f"{type(exc).__name__}: {exc}"[:500]
+        socket.socket(fileno=ctl_fd).sendall(json.dumps({"error": said}).encode() + b"\n")
+        os._exit(1)
     gc.enable()  # for the workers: the student's garbage is theirs to collect
 
     confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -260,14 +267,22 @@ def supervisor(
             measures.append(f"memory: resource limits only (the cgroup could not be made: {exc.strerror or exc})")
     else:
         measures.append(f"memory: resource limits only ({memory[1]}; shared memory is not counted)")
-    own_pid = bool(request.get("pid_namespace", True))
-    if own_pid:
+    wanted_pid = bool(request.get("pid_namespace", True))
+    own_pid = False
+    if wanted_pid:
         if not root:
             confine.user_namespace()  # an ordinary user needs one to make a PID namespace
         own_pid = confine.unshare(confine.CLONE_NEWPID)
-    measures.append(
-        "own PID namespace and /proc" if own_pid else "no PID namespace: /proc shows only the worker's uid's processes"
-    )
+    if own_pid:
+        measures.append("own PID namespace and /proc")
+    elif wanted_pid:
+        measures.append("no PID namespace (refused here)")
+    else:
+        measures.append("no PID namespace: /proc shows only the worker's uid's processes")
+    # Where the worker gets no filesystem view of its own, this is the one folder it may write to.
+    scratch = tempfile.mkdtemp(prefix="grader-scratch-")
+    if uid is not None:
+        os.chown(scratch, uid, confine.NOBODY)
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -287,6 +302,7 @@ def supervisor(
                 measures,
                 sock_fd,
                 out_fd,
+                scratch,
             )
         finally:
             os._exit(70)
@@ -295,6 +311,7 @@ def supervisor(
     ctl = socket.socket(fileno=ctl_fd)
     status = _supervise(pid, ctl, group)
     kill_descendants()
+    shutil.rmtree(scratch, ignore_errors=True)
     oom = group is not None and group.oom_killed()
     if group is not None:
         group.remove()
@@ -373,6 +390,7 @@ def worker(
     measures: list[str],
     sock_fd: int,
     out_fd: int,
+    scratch: str | None = None,
 ) -> None:
     """Confine this process, say hello, then serve the trusted side's requests until EOF."""
     from grader.execution import confine, protocol
@@ -386,7 +404,7 @@ def worker(
         os.closerange(lo + 1, hi)
     sys.stdout = os.fdopen(1, "w", buffering=1, errors="replace")
     sys.stderr = os.fdopen(2, "w", buffering=1, errors="replace")
-    applied = confine.confine(limits, exclude, uid=uid, own_pid_namespace=own_pid, gpu=gpu)
+    applied = confine.confine(limits, exclude, uid=uid, own_pid_namespace=own_pid, gpu=gpu, scratch=scratch)
     # Children the student's code starts are reaped as they end (none outlives a call
     # anyway): killed ones do not linger as zombies that count against the process limit.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)

@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from grader import ROOT, rubric, staffkey
 from grader.execution.worker import descendants
-from grader.grading import cluster, runner, staging
+from grader.grading import cluster, isolation, runner, staging
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED = {"grades.csv", "notes.txt"}  # files of OUT_DIR: never a submission's folder there
@@ -184,7 +184,9 @@ def grade_one(
             digest = staging.files_sha256(staged)
             if not any(staged.iterdir()):
                 raise staging.Rejected("no attention.py, lstm.py, param_count.py or elbo.py found")
-            report = runner.grade(staged, (), staff=True, **grade_args)
+            # the other submissions and the results are staff files too: no worker may read them
+            protect = [path.parent.resolve(), Path(out_dir).resolve()]
+            report = runner.grade(staged, (), staff=True, protect=protect, **grade_args)
             result = report.to_gradescope()
             missing = [m for m in rubric.MODULES if not (staged / f"{m}.py").exists()]
             if missing:
@@ -347,6 +349,10 @@ def run(
     still hold GPU memory (a leftover is killed and noted in the submission's results).
     Interrupted (Ctrl-C), the batch cancels what is left: the submissions being graded are
     stopped, their grading processes killed, and graded again by the next run.
+
+    Raises :class:`grader.grading.isolation.IsolationRefused` before grading anything when the
+    sandbox here (or on a worker of ``scheduler``) could not keep staff files, the other
+    submissions and the results from the worker, unless ``weak_isolation=True`` is passed on.
     """
     if scheduler and workers is not None:
         raise cluster.ClusterError(
@@ -365,6 +371,8 @@ def run(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
+    if not remote:  # before anything is graded: refused here, refused for every submission
+        isolation.require([Path(submissions_dir).resolve(), out_dir.resolve()], grade_args.get("weak_isolation", False))
     staffkey.hide_this_process()  # before the key is read: no same-uid worker may read our memory
     key = staffkey.for_batch(out_dir, staff_key)
     key_id = staffkey.fingerprint(key)
@@ -375,7 +383,9 @@ def run(
         with cluster.connect(workers, scheduler, processes) as client:
             if remote:  # a worker elsewhere sees absolute paths, or nothing
                 submissions_dir, out_dir = Path(submissions_dir).absolute(), out_dir.absolute()
-                cluster.check_workers(client, key_id, [submissions_dir, out_dir], __name__)
+                cluster.check_workers(
+                    client, key_id, [submissions_dir, out_dir], __name__, grade_args.get("weak_isolation", False)
+                )
             return _grade_all(client, submissions_dir, out_dir, out, key_id, gpus, baseline, grade_args)
     finally:
         if local_key:

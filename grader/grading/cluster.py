@@ -160,9 +160,10 @@ def code_digest(root: Path = ROOT) -> str:
     return digest.hexdigest()
 
 
-def worker_problems(key_id: str, digest: str, folders: Sequence[str]) -> list[str]:
+def worker_problems(key_id: str, digest: str, folders: Sequence[str], weak: bool = False) -> list[str]:
     """What keeps this worker from grading a batch (run on every worker by :func:`check_workers`):
-    no key or another key, another grader or other tests, a folder it cannot see."""
+    no key or another key, another grader or other tests, a folder it cannot see, a sandbox that
+    could not keep staff files from the grading workers (unless ``weak``)."""
     problems = []
     try:
         key_for(key_id)
@@ -175,6 +176,12 @@ def worker_problems(key_id: str, digest: str, folders: Sequence[str]) -> list[st
         for folder in folders
         if not Path(folder).is_dir()
     ]
+    from grader.grading import isolation
+
+    try:
+        isolation.require(folders, weak)
+    except isolation.IsolationRefused as exc:
+        problems.append(str(exc))
     return problems
 
 
@@ -184,10 +191,13 @@ def scheduler_can_load(module: str) -> bool:
     return True
 
 
-def check_workers(client: "Client", key_id: str, folders: Iterable[str | os.PathLike[str]], module: str) -> None:
+def check_workers(
+    client: "Client", key_id: str, folders: Iterable[str | os.PathLike[str]], module: str, weak: bool = False
+) -> None:
     """Raise :class:`ClusterError` unless the scheduler of ``client`` can import ``module`` (the
     tasks' functions) and every worker can grade the batch (naming each that cannot and why,
-    :func:`worker_problems`)."""
+    :func:`worker_problems`; ``weak``: a worker whose sandbox cannot keep staff files from its
+    workers is accepted)."""
     try:
         client.run_on_scheduler(scheduler_can_load, module)
     except Exception as exc:
@@ -195,7 +205,7 @@ def check_workers(client: "Client", key_id: str, folders: Iterable[str | os.Path
             f"the Dask scheduler cannot load the grader ({type(exc).__name__}: {exc}): start it from the "
             f"repository, e.g. `PYTHONPATH=$PWD dask scheduler`"
         ) from None
-    answers = client.run(worker_problems, key_id, code_digest(), [str(f) for f in folders])
+    answers = client.run(worker_problems, key_id, code_digest(), [str(f) for f in folders], weak)
     lines = [f"{address}: {problem}" for address, problems in sorted(answers.items()) for problem in problems]
     if lines:
         raise ClusterError("a Dask worker cannot grade this batch:\n  " + "\n  ".join(lines))

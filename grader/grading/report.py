@@ -30,6 +30,12 @@ def render(report: Report, max_messages: int = 3) -> str:
     if ran_hidden:  # staff grading: a hidden test shows its name and passed/failed, nothing else
         lines += ["", "Hidden tests"]
         lines += [f"  {r.exercise.id:<{width}}  {rec.redacted().status:<6}  {rec.property}" for r, rec in ran_hidden]
+        lines += [
+            f"  {r.exercise.id:<{width}}  {_num(r.hidden_score)} points: {_num(r.public_score)} from the public tests,"
+            f" {_num(r.score)} with the hidden ones"
+            for r in report.results
+            if r.hidden_score < 0
+        ]
     if report.notes:
         lines += ["", "Notes"] + [f"  - {note}" for note in report.notes]
     failing = [r for r in report.results if r.feedback()]

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from grader import ROOT, rubric, staffkey
 from grader.adapters import zygote
+from grader.execution import isolation as isolation_level
+from grader.grading import isolation
 from grader.grading.scoring import Report, TestRecord, score_exercise
 from grader.outcomes import CRASHED, ERROR, FAILED, MISSING, TIMEOUT
 
@@ -51,6 +53,8 @@ def grade_many(
     staff_key: str | bytes | None = None,
     warm: "WarmRunner | None" = None,
     fork_files: bool = False,
+    weak_isolation: bool = False,
+    protect: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Report]:
     """Grade several submissions in one child pytest process; ``{id: Report}``.
 
@@ -69,6 +73,9 @@ def grade_many(
     fork of that :class:`~grader.grading.warm.WarmRunner` instead of a new process (no staff key).
     ``fork_files``: the test process forks one child per test file after collection and runs
     them side by side (:mod:`grader.testing.forked`; the same grades, on every core).
+    Staff grading in the sandbox first checks that no worker here could read staff files
+    (:func:`grader.grading.isolation.require`: the repository's and ``protect``'s) and raises
+    :class:`grader.grading.isolation.IsolationRefused` otherwise, unless ``weak_isolation``.
     """
     if warm is not None and (staff_key is not None or adapter != "sandbox"):
         raise ValueError("a warm runner grades local sandboxed checks only")
@@ -87,6 +94,9 @@ def grade_many(
     note: str = ""
     status: str | None = None
     measures: dict[str, list[str]] = {}
+    required, refused_notes = isolation_level.NONE, list[str]()
+    if modules and staff and adapter == "sandbox":
+        required, refused_notes = isolation.require(protect, weak_isolation)
     if modules:
         submissions = [
             {
@@ -110,13 +120,14 @@ def grade_many(
             staff_key if staff else None,
             warm,
             fork_files,
+            required,
         )
     reports = {}
     for ident, folder, exercises, present in plan:
         reports[ident] = _report(
             folder, exercises, present, [r for r in records if r.submission == ident], note, status
         )
-        reports[ident].notes = sandbox_notes(measures.get(ident, []))
+        reports[ident].notes = sandbox_notes(measures.get(ident, [])) + refused_notes
     return reports
 
 
@@ -174,6 +185,7 @@ def _run_tests(
     staff_key: str | bytes | None = None,
     warm: "WarmRunner | None" = None,
     fork_files: bool = False,
+    required: str = "none",
 ) -> tuple[list[TestRecord], dict[str, list[str]], str, str | None]:
     """Run the tests of ``modules`` for ``submissions`` in one child pytest process;
     ``(records, measures, note, status)`` where ``status`` is set when the child did not finish normally."""
@@ -219,6 +231,8 @@ def _run_tests(
             cmd.append("--no-shrink")
         if fork_files:
             cmd.append("--fork-files")
+        if required != isolation_level.NONE:
+            cmd += ["--isolation", required]
         for device in devices:
             cmd += ["--device", device]
         env = child_environment(extra_env)
@@ -338,9 +352,20 @@ def _read(path: Path) -> tuple[list[TestRecord], dict[str, list[str]]]:
 
 
 #: Measures that mean the sandbox fell back to something weaker (shown in the report's notes).
-FALLBACKS = ("memory: resource limits only", "no PID namespace", "uid: nobody", "no /proc", "no namespaces")
+FALLBACKS = (
+    "memory: resource limits only",
+    "no PID namespace",
+    "uid: nobody",
+    "no /proc",
+    "no namespaces",
+    "no seccomp",
+)
 
 
 def sandbox_notes(measures: Iterable[str]) -> list[str]:
-    """The fallbacks among a submission's isolation ``measures``, as report notes."""
-    return [f"sandbox: {m}" for m in measures if m.startswith(FALLBACKS)]
+    """The fallbacks among a submission's isolation ``measures``, as report notes (one note for
+    missing namespaces: the PID namespace refused with them is part of it)."""
+    found = [m for m in measures if m.startswith(FALLBACKS)]
+    if any(m.startswith("no namespaces") for m in found):
+        found = [m for m in found if not m.startswith("no PID namespace (refused")]
+    return [f"sandbox: {m}" for m in found]

@@ -3,13 +3,18 @@
 The scoring rule (README, "How a score is computed"): a test is either a **value** test,
 which compares the function's values with an independent oracle, or a **property** test
 (``kind="property"``), whose property a constant output could satisfy (masked keys get
-weight 0, causality, inputs unchanged, dtype kept, raises ``ValueError``).  An exercise
+weight 0, causality, inputs unchanged, dtype kept, raises ``ValueError``).  A set of tests
 scores ``points * (V + s * P) / (V_all + P_all)``: ``V`` the weight of value tests passed,
 ``P`` the weight of property tests passed, and ``s = V / V_all`` the passed share of
 value weight.  Zeros, ones or noise pass no value test, so ``s = 0`` and they score 0.
+
+An exercise scores ``min(visible, overall)``: ``visible`` is the rule over its public tests
+alone, exactly what a student's local check shows, and ``overall`` the rule over every test
+that ran, hidden ones included.  So the local score is a promise: hidden tests can take
+points away, never add any, and a submission whose tests all pass has full marks either way.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,11 +59,23 @@ class ExerciseResult:
     status: str
     records: list[TestRecord] = field(default_factory=list)
     note: str = ""
+    #: The score of the public tests alone, what a local check shows (``None``: ``score``).
+    public: float | None = None
 
     @property
     def max_score(self) -> float:
         """Points the exercise is worth."""
         return self.exercise.points
+
+    @property
+    def public_score(self) -> float:
+        """The public tests' score: the visible part, equal to a local check's score."""
+        return self.score if self.public is None else self.public
+
+    @property
+    def hidden_score(self) -> float:
+        """What the hidden tests took away from the public tests' score: 0 or less."""
+        return round(self.score - self.public_score, 2)
 
     def feedback(self) -> list[str]:
         """Distinct failure messages of the public tests, most useful first (a hidden
@@ -82,30 +99,29 @@ def value_share(records: Iterable[TestRecord]) -> float:
     return sum(r.weight for r in values if r.status == PASSED) / total if total else 0.0
 
 
-def contributions(exercise: rubric.Exercise, records: Iterable[TestRecord]) -> list[tuple[TestRecord, float]]:
-    """Points each graded record earns (see the module doc); hidden tests not run count
-    neither way.  The values add up to the exercise's score."""
+def rule_score(points: float, records: Iterable[TestRecord]) -> float:
+    """``points * (V + s * P) / (V_all + P_all)`` over the ``records`` that ran (hidden tests
+    not run count neither way), unrounded; 0 when none ran."""
     graded = [r for r in records if r.status != HIDDEN]
     total = sum(r.weight for r in graded)
+    if not total:
+        return 0.0
     share = value_share(graded)
-    out = []
-    for r in graded:
-        earned = r.weight if r.status == PASSED else 0.0
-        if r.kind == PROPERTY:
-            earned *= share
-        out.append((r, exercise.points * earned / total if total else 0.0))
-    return out
+    earned = sum(r.weight * (share if r.kind == PROPERTY else 1.0) for r in graded if r.status == PASSED)
+    return points * earned / total
 
 
 def score_exercise(
     exercise: rubric.Exercise, records: list[TestRecord], note: str = "", status: str | None = None
 ) -> ExerciseResult:
-    """Score ``exercise`` from its test ``records`` (see the module doc)."""
+    """Score ``exercise`` from its test ``records``: ``min(public, overall)``, each the rule
+    rounded to cents (see the module doc)."""
     graded = [r for r in records if r.status != HIDDEN]
-    score = round(sum(points for _, points in contributions(exercise, records)), 2)
+    public = round(rule_score(exercise.points, [r for r in graded if not r.hidden]), 2)
+    overall = round(rule_score(exercise.points, graded), 2)
     if status is None:
         status = worst([r.redacted().status for r in graded]) if graded else MISSING
-    return ExerciseResult(exercise, score, status, records, note)
+    return ExerciseResult(exercise, min(public, overall), status, records, note, public)
 
 
 @dataclass
@@ -136,33 +152,30 @@ class Report:
 
     def to_gradescope(self) -> dict[str, Any]:
         """The report in Gradescope's ``results.json`` schema: per exercise one visible
-        test for its public tests and, when it has hidden tests, one ``after_published``
-        test for them (name and passed/failed only).  The parts add up to the score."""
+        test for its public tests, worth the exercise's points and scored as a local check
+        scores them, and, when hidden tests ran, one ``after_published`` test for them (name
+        and passed/failed only) worth 0, scored with the points they took away (0 or less).
+        The parts add up to the score; each test's maximum is the same for every submission."""
         tests = []
         for r in self.results:
-            earned = contributions(r.exercise, r.records)
-            public = [(rec, pts) for rec, pts in earned if not rec.hidden]
+            public = [rec for rec in r.records if not rec.hidden]
             hidden = [rec.redacted() for rec in r.records if rec.hidden and rec.status != HIDDEN]  # those that ran
-            # The hidden part is rounded first and the public part is the rest of the (rounded)
-            # score, so the two add up and a public part whose tests all failed shows 0.
-            hidden_pts = round(sum(pts for rec, pts in earned if rec.hidden), 2)
-            hidden_max = round(_share_of_points(r, hidden), 2)
-            status = worst([rec.status for rec in r.records if not rec.hidden]) if public else r.status
+            status = worst([rec.status for rec in public]) if public else r.status
             output = f"status: {status}"
             feedback = r.feedback()
             if feedback:
                 output += "\n\n" + "\n\n".join(feedback)
-            public_all_passed = all(rec.status == PASSED for rec, _ in public) if public else r.score >= r.max_score
+            public_all_passed = all(rec.status == PASSED for rec in public) if public else r.score >= r.max_score
             tests.append(
                 {
                     "name": f"{r.exercise.id}: {r.exercise.title}",
-                    "score": round(r.score - hidden_pts, 2),
-                    "max_score": round(r.max_score - hidden_max, 2),
+                    "score": r.public_score,
+                    "max_score": r.max_score,
                     "status": "passed" if public_all_passed else "failed",  # never tells of a hidden test
                     "output": output,
                     "visibility": "visible",
                     "tags": [r.exercise.module, r.exercise.id],
-                    "extra_data": {"outcome": status, "tests": [asdict(rec) for rec in r.records if not rec.hidden]},
+                    "extra_data": {"outcome": status, "tests": [asdict(rec) for rec in public]},
                 }
             )
             if hidden:
@@ -170,8 +183,8 @@ class Report:
                 tests.append(
                     {
                         "name": f"{r.exercise.id}: {r.exercise.title} (hidden tests)",
-                        "score": round(hidden_pts, 2),
-                        "max_score": round(hidden_max, 2),
+                        "score": r.hidden_score,
+                        "max_score": 0,
                         "status": "passed" if all(rec.status == PASSED for rec in hidden) else "failed",
                         "output": "\n".join(lines),
                         "visibility": HIDDEN_VISIBILITY,
@@ -186,9 +199,3 @@ class Report:
         if self.notes:
             extra["notes"] = list(self.notes)
         return {"score": self.score, "max_score": self.max_score, "tests": tests, "extra_data": extra}
-
-
-def _share_of_points(result: ExerciseResult, records: Sequence[TestRecord]) -> float:
-    """The points the graded ``records`` are worth when every test passes."""
-    total = sum(r.weight for r in result.records if r.status != HIDDEN)
-    return result.max_score * sum(r.weight for r in records) / total if total else 0.0

@@ -14,7 +14,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path, PurePosixPath
 
 from grader import rubric
@@ -30,41 +30,47 @@ class Rejected(Exception):
     """A submission that cannot be staged (a corrupt zip, nothing to grade)."""
 
 
-def _depth_order(names: Iterable[str]) -> dict[str, str]:
-    """Module files found at the shallowest depth that has any: ``{basename: member}``."""
+def _depth_order(names: Iterable[str], wanted: Collection[str] = MODULE_FILES) -> dict[str, str]:
+    """Files named in ``wanted`` found at the shallowest depth that has any: ``{basename: member}``."""
     chosen: dict[str, str] = {}
     for name in sorted(names, key=lambda n: (len(PurePosixPath(n).parts), n)):
         base = PurePosixPath(name).name
-        if base in MODULE_FILES and base not in chosen and len(PurePosixPath(name).parts) <= 3:
+        if base in wanted and base not in chosen and len(PurePosixPath(name).parts) <= 3:
             chosen[base] = name
     return chosen
 
 
-def stage_folder(src: Path, dst: Path) -> list[str]:
-    """Copy the module files of folder ``src`` (regular files only, no links) into ``dst``."""
+def stage_folder(
+    src: Path, dst: Path, wanted: Collection[str] = MODULE_FILES, max_bytes: int = MAX_FILE_BYTES
+) -> list[str]:
+    """Copy the module files (``wanted``: these names) of folder ``src`` (regular files only, no
+    links, at most ``max_bytes`` each) into ``dst``."""
     notes: list[str] = []
     found: list[str] = []
     for root, dirs, files in os.walk(src, followlinks=False):
         depth = len(Path(root).relative_to(src).parts)
         dirs[:] = [d for d in dirs if depth < 2 and not d.startswith(".")]
-        found += [str(Path(root, f).relative_to(src)) for f in files if f in MODULE_FILES]
-    for base, rel in _depth_order(found).items():
+        found += [str(Path(root, f).relative_to(src)) for f in files if f in wanted]
+    for base, rel in _depth_order(found, wanted).items():
         path = Path(src, rel)
         info = os.lstat(path)
         if not stat.S_ISREG(info.st_mode):
             notes.append(f"{rel}: not a regular file (links are not followed)")
             continue
-        if info.st_size > MAX_FILE_BYTES:
-            notes.append(f"{rel}: larger than {MAX_FILE_BYTES} bytes")
+        if info.st_size > max_bytes:
+            notes.append(f"{rel}: larger than {max_bytes} bytes")
             continue
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as fh:
-            (dst / base).write_bytes(fh.read(MAX_FILE_BYTES))
+            (dst / base).write_bytes(fh.read(max_bytes))
     return notes
 
 
-def stage_zip(src: Path, dst: Path) -> list[str]:
-    """Extract the module files of zip ``src`` into ``dst``, refusing unsafe entries."""
+def stage_zip(
+    src: Path, dst: Path, wanted: Collection[str] = MODULE_FILES, max_bytes: int = MAX_FILE_BYTES
+) -> list[str]:
+    """Extract the module files (``wanted``: these names, at most ``max_bytes`` each) of zip
+    ``src`` into ``dst``, refusing unsafe entries."""
     notes: list[str] = []
     try:
         with zipfile.ZipFile(src) as zf:
@@ -84,17 +90,17 @@ def stage_zip(src: Path, dst: Path) -> list[str]:
                     notes.append(f"{name}: a link, skipped")
                 elif not info.is_dir():
                     safe["/".join(parts)] = info
-            for base, name in _depth_order(list(safe)).items():
+            for base, name in _depth_order(list(safe), wanted).items():
                 info = safe[name]
-                if info.file_size > MAX_FILE_BYTES or (
+                if info.file_size > max_bytes or (
                     info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 16
                 ):
                     notes.append(f"{name}: too large or too compressed, skipped")
                     continue
                 with zf.open(info) as fh:
-                    data = fh.read(MAX_FILE_BYTES + 1)
-                if len(data) > MAX_FILE_BYTES:
-                    notes.append(f"{name}: larger than {MAX_FILE_BYTES} bytes, skipped")
+                    data = fh.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    notes.append(f"{name}: larger than {max_bytes} bytes, skipped")
                     continue
                 (dst / base).write_bytes(data)
     except (
@@ -110,9 +116,11 @@ def stage_zip(src: Path, dst: Path) -> list[str]:
     return notes
 
 
-def stage(src: Path, dst: Path) -> list[str]:
-    """Stage submission ``src`` (a folder or a zip) into ``dst``; the staging notes."""
-    return stage_zip(src, dst) if src.is_file() else stage_folder(src, dst)
+def stage(src: Path, dst: Path, wanted: Collection[str] = MODULE_FILES, max_bytes: int = MAX_FILE_BYTES) -> list[str]:
+    """Stage submission ``src`` (a folder or a zip) into ``dst``; the staging notes.  ``wanted``
+    and ``max_bytes``: other file names and size (the notebooks of a Gradescope upload)."""
+    stager = stage_zip if src.is_file() else stage_folder
+    return stager(src, dst, wanted, max_bytes)
 
 
 def files_sha256(folder: str | os.PathLike[str]) -> str:

@@ -207,7 +207,7 @@ class GradeInSandbox(NbGraderPreprocessor):
         notes: list[str] = []
         if problem is None:
             try:
-                graded = grade_module(cells.module_source(nb, module), module)
+                graded = grade_module(cells.module_source(nb, module), module, course_root(self.config))
                 results = {r.exercise.id: r for r in graded.results}
                 notes = graded.notes
             except Exception as exc:  # the engine failed: every test cell says so and scores 0
@@ -228,12 +228,27 @@ class GradeInSandbox(NbGraderPreprocessor):
         return nb, resources
 
 
-def grade_module(source: str, module: str) -> Report:
+def course_root(config: Any) -> Path | None:
+    """The nbgrader course folder (its sources with the solutions, every student's submission, the
+    gradebook): protected from the workers like the repository; ``None`` when it cannot be told."""
+    from nbgrader.coursedir import CourseDirectory
+
+    try:
+        root = Path(CourseDirectory(config=config).root).resolve()
+    except Exception:  # a course without a usable root: only the repository is protected
+        return None
+    return root if root != Path(root.anchor) else None
+
+
+def grade_module(source: str, module: str, course: Path | None = None) -> Report:
     """Grade ``source`` as ``<module>.py`` in the sandbox, with the hidden tests and the staff key
-    (``GRADER_STAFF_KEY``) as ``python -m grader check --staff`` does."""
+    (``GRADER_STAFF_KEY``) as ``python -m grader check --staff`` does; staff grading refuses where a
+    worker could read the repository's staff files or the ``course`` folder (``GRADER_WEAK_ISOLATION=1``
+    accepts it)."""
     with tempfile.TemporaryDirectory(prefix="grader-notebook-") as tmp:
         (Path(tmp) / f"{module}.py").write_text(source, encoding="utf-8")
-        return runner.grade(tmp, [module], staff=True, staff_key=staffkey.from_environment())
+        protect = [course] if course is not None else []
+        return runner.grade(tmp, [module], staff=True, staff_key=staffkey.from_environment(), protect=protect)
 
 
 def test_cell_text(result: ExerciseResult, module: str, notes: list[str]) -> str:

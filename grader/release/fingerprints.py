@@ -7,10 +7,14 @@ examples become the *cases*: chosen greedily so that as many catalogued mistakes
 possible differ from the reference on them, then so that as many mistakes as possible
 differ from each other, the smaller examples first.  Each wrong entry and trivial output
 of the catalog is replayed on the cases; the file keeps, for every entry that differs
-from the reference there, its mistake's description and its outcomes.  The reference's
-own outcomes are not written, nor any patch.
+from the reference there (by the catalog's tolerance and by its signature), its mistake's
+description and the signatures of its outcomes (:func:`grader.testing.fingerprints.signature`:
+structure and keyed hashes, no value), signed with a random salt of the release kept in
+the file.  No output value is written, the reference's or an entry's, nor any patch: of a
+case, only its inputs.
 """
 
+import secrets
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,8 +130,9 @@ def choose(
     return chosen
 
 
-def build(module: str, recorded: dict[str, list[list[Step]]]) -> dict[str, Any]:
-    """The fingerprint data of ``module`` from the recorded examples (see the module doc)."""
+def build(module: str, recorded: dict[str, list[list[Step]]], salt: bytes) -> dict[str, Any]:
+    """The fingerprint data of ``module`` from the recorded examples, signed with ``salt``
+    (see the module doc)."""
     namespace = solutions.load(module)
     candidates = mistakes.hint_candidates(module)
     exercises: dict[str, Any] = {}
@@ -144,29 +149,40 @@ def build(module: str, recorded: dict[str, list[list[Step]]]) -> dict[str, Any]:
             continue
         steps = [s for i in picked for s in examples[i]]
         expected = [o for i in picked for o in reference[i]]
+        signed = [data.signature(o, salt) for o in expected]  # compared with, never written
         entries = []
         for m in candidates:
             theirs = [o for i in picked for o in outcomes[m.id][i]]
-            if not _same(theirs, expected):
-                entries.append(
-                    {
-                        "id": m.id,
-                        "exercise": m.exercise,
-                        "mistake": m.mistake,
-                        "outcomes": [data.outcome_data(o) for o in theirs],
-                    }
-                )
-        exercises[ex.id] = {"steps": [data.step_data(s) for s in steps], "entries": entries}
-    return {"version": data.VERSION, "module": module, "exercises": exercises}
+            signatures = [data.signature(o, salt) for o in theirs]
+            # an entry the signatures cannot tell from the reference would be named for code
+            # that is right on the cases
+            if not _same(theirs, expected) and not all(map(data.agree, signatures, signed)):
+                entries.append({"id": m.id, "exercise": m.exercise, "mistake": m.mistake, "outcomes": signatures})
+        exercises[ex.id] = {"steps": [data.step_data(s) for s in steps], "entries": _shared(entries, {})}
+    return {"version": data.VERSION, "module": module, "salt": salt.hex(), "exercises": exercises}
 
 
-def write(out: Path, modules: Sequence[str] = ()) -> list[Path]:
-    """Write ``tests/fingerprints/<module>.pt`` under ``out`` for every module; the files."""
+def _shared(value: Any, pool: dict[bytes, bytes]) -> Any:
+    """``value`` with equal hashes made one object, which the file then stores once (many
+    entries give the same outcome on a step: their inputs after the call, say)."""
+    if isinstance(value, bytes):
+        return pool.setdefault(value, value)
+    if isinstance(value, dict):
+        return {k: _shared(v, pool) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v, pool) for v in value]
+    return value
+
+
+def write(out: Path, modules: Sequence[str] = (), salt: bytes | None = None) -> list[Path]:
+    """Write ``tests/fingerprints/<module>.pt`` under ``out`` for every module, signed with
+    ``salt`` (default: 16 new random bytes, one salt per release); the files."""
+    salt = secrets.token_bytes(16) if salt is None else salt
     recorded = record(modules)
     written = []
     for module in modules or rubric.MODULES:
         target = data.path(module, out / "tests" / "fingerprints")
         target.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(build(module, recorded), target)
+        torch.save(build(module, recorded, salt), target)
         written.append(target)
     return written

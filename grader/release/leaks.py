@@ -30,6 +30,11 @@ release may be published).  It checks:
    1 and whose ``git status --porcelain`` is empty (the user's and the system's git
    configuration are not read).
 
+What these checks compare is text and syntax.  Whether a function of the public tests
+*works* as an answer (a formula oracle, which shares no code with the solutions) is the
+answer check's question, :mod:`grader.release.answers`, which reports its findings as
+:class:`Leak` too; ``python -m grader release`` runs both.
+
 Checks 3 and 5 read text files only: UTF-8, without NUL bytes, at most 2 MB (binary data
 such as the fingerprints' ``*.pt`` is skipped).
 

@@ -7,7 +7,9 @@ the mistake fingerprints (:mod:`grader.release.fingerprints`) as data, and becom
 git repository with exactly one commit, never a filtered copy of this history (solutions
 pushed once stay in a history forever).  Then, before the command reports success:
 
-1. the leak check (:mod:`grader.release.leaks`) scans it;
+1. the leak check (:mod:`grader.release.leaks`) scans it, and the answer check
+   (:mod:`grader.release.answers`) grades every function of its public tests pasted into
+   its stubs: none may earn a point;
 2. inside the release (:mod:`grader.release.verify`), the reference copied in as a
    submission gets full public marks, the stubs get 0 with "not implemented", and the
    catalog's wrong entries are graded by the public tests alone: the catch rate per module
@@ -119,7 +121,7 @@ def build(out: Path, catalog: bool = True, say: Callable[[str], None] = print) -
     """Build the release in ``out``, then check it (leaks, then grading inside it); the exit
     code: 0 when every check holds, 1 when one fails (the release is then not to be published)."""
     from grader.authoring import stubgen
-    from grader.release import leaks, verify
+    from grader.release import answers, leaks, verify
 
     stale = stubgen.generate(check=True)
     if stale:
@@ -131,12 +133,18 @@ def build(out: Path, catalog: bool = True, say: Callable[[str], None] = print) -
     files = write(out)
     say(f"wrote {out}: {len(files)} files, one commit ({_git(out, 'rev-parse', '--short', 'HEAD')})")
     found = leaks.scan(out, ROOT)
+    summary = answers.Summary()
+    found += answers.scan(out, summary=summary)
     for leak in found:
         say(f"LEAK {leak}")
     if found:
         say(f"leak check: {len(found)} finding(s); do not publish {out}")
         return 1
     say("leak check: no solution code, marker, hidden test, staff file or generated file; one commit")
+    say(
+        f"answer check: none of the {summary.candidates} functions of the public tests earns a point pasted into "
+        f"the stubs ({summary.pastes} pastes, {summary.graded} graded)"
+    )
     ok = verify.run(out, catalog_too=catalog, say=say)
     after = leaks.scan(out, ROOT)  # grading must leave the release as it was
     for leak in after:

@@ -96,21 +96,19 @@ def reference_and_stubs(release: Path, say: Callable[[str], None] = print) -> bo
     return ok
 
 
-def grade_entries(
-    release: Path, entries: Sequence[mistakes.Mutant], whole_module: bool = False
-) -> dict[str, dict[str, Any]]:
-    """Grade catalog ``entries`` on their own exercise (``whole_module``: on their module)
-    with the release's runner, in two processes side by side; ``{entry id: {score,
-    max_score, failed}}``."""
-    with tempfile.TemporaryDirectory(prefix="release-catalog-") as tmp_name:
+def grade_sources(release: Path, plan: Sequence[tuple[str, str, str, Sequence[str]]]) -> dict[str, dict[str, Any]]:
+    """Grade one-module submissions ``plan`` = ``[(id, module, source, targets)]`` with the
+    release's runner, public tests only, in two processes side by side; ``{id: {score,
+    max_score, failed}}`` (the scores are those of the exercises ``targets`` select)."""
+    with tempfile.TemporaryDirectory(prefix="release-grade-") as tmp_name:
         tmp = Path(tmp_name)
-        plan = []
-        for m in entries:
-            folder = tmp / f"{m.module}-{m.id}"
+        entries = []
+        for n, (ident, module, source, targets) in enumerate(plan):
+            folder = tmp / f"{n}"
             folder.mkdir()
-            (folder / f"{m.module}.py").write_text(m.source(), encoding="utf-8")
-            plan.append({"id": m.id, "path": str(folder), "targets": [m.module if whole_module else m.exercise]})
-        halves = [plan[0::2], plan[1::2]]
+            (folder / f"{module}.py").write_text(source, encoding="utf-8")
+            entries.append({"id": ident, "path": str(folder), "targets": list(targets)})
+        halves = [entries[0::2], entries[1::2]]
         procs = []
         for i, half in enumerate(h for h in halves if h):
             (tmp / f"plan{i}.json").write_text(json.dumps(half), encoding="utf-8")
@@ -120,9 +118,19 @@ def grade_entries(
         for i, proc in procs:
             _, err = proc.communicate()
             if proc.returncode != 0:
-                raise RuntimeError(f"grading catalog entries in {release} failed:\n{err}")
+                raise RuntimeError(f"grading in {release} failed:\n{err}")
             graded.update(json.loads((tmp / f"out{i}.json").read_text(encoding="utf-8")))
         return graded
+
+
+def grade_entries(
+    release: Path, entries: Sequence[mistakes.Mutant], whole_module: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Grade catalog ``entries`` on their own exercise (``whole_module``: on their module)
+    with the release's runner, in two processes side by side; ``{entry id: {score,
+    max_score, failed}}``."""
+    plan = [(m.id, m.module, m.source(), [m.module if whole_module else m.exercise]) for m in entries]
+    return grade_sources(release, plan)
 
 
 def catalog(release: Path, modules: Sequence[str] = (), say: Callable[[str], None] = print) -> dict[str, float]:

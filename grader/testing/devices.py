@@ -8,12 +8,15 @@ there; every output must come back on that device with the input's dtype.
   a GPU still catches a tensor created on the wrong device (``torch.ones(n)`` without
   ``device=``): the call fails or returns a CPU tensor, and the message names the line.
 * **cpu** and **cuda** results are compared with the expected values computed in float64
-  on the CPU by the case's ``oracle`` (PyTorch's own functions and modules or a closed
-  form, from the same inputs and weights), with tolerances per dtype (float16/bfloat16
-  where the case allows); cuda results also with the student's own CPU result: a CPU/GPU
-  disagreement is its own failure.  A case without an ``oracle`` is computed by the
-  reference in ``solutions/``: its tests are marked ``oracle("reference")`` and so run
-  only in staff grading (:mod:`grader.testing.selection`).
+  on the CPU by the case's ``oracle`` (PyTorch's own functions and modules, from the same
+  inputs and weights), or built together with the inputs (``answered``: the inputs are
+  made backwards from a drawn answer), with tolerances per dtype (float16/bfloat16 where
+  the case allows); cuda results also with the student's own CPU result: a CPU/GPU
+  disagreement is its own failure.  A case with neither is computed by the reference in
+  ``solutions/``: its tests are marked ``oracle("reference")`` and so run only in staff
+  grading (:mod:`grader.testing.selection`).  A public test's ``oracle`` must not be an
+  answer the student could paste in (a function computing the exercise from allowed
+  building blocks): ``python -m grader release`` grades each one pasted into the stubs.
 * Without a GPU the cuda tests are skipped with a stated reason.  That is the only skip:
   it is the grader's decision from a trusted fact (:mod:`grader.testing.skips`), never
   from anything the submission says.  A student exception on meta is a failure.
@@ -56,13 +59,15 @@ class DeviceCase:
     ``oracle`` computes the expected outputs in float64 on the CPU from the same inputs
     (the ones ``build`` returns, before any cast or move): ``oracle(*args, **kwargs)`` for a
     function, ``oracle(state, *args, **kwargs)`` for a module; it returns what the exercise
-    returns (nested tuples are flattened like the outputs).  Without one, the reference
+    returns (nested tuples are flattened like the outputs).  With ``answered``, ``build``
+    returns ``(args, kwargs, expected)`` instead: inputs built backwards from the expected
+    outputs (float64 on the CPU), which need no oracle.  With neither, the reference
     computes them and the case's tests are marked ``oracle("reference")``.
     """
 
     exercise: str
     name: str
-    build: Callable[[torch.Generator], tuple[Sequence[Any], dict[str, Any]]]
+    build: Callable[[torch.Generator], tuple[Any, ...]]
     outputs: tuple[str, ...]
     half: bool = False
     device_kwarg: str | None = None
@@ -70,6 +75,17 @@ class DeviceCase:
     state: Callable[[torch.Generator], dict[str, torch.Tensor]] | None = None
     float_output: tuple[str, ...] | None = field(default=None)
     oracle: Callable[..., Any] | None = None
+    answered: bool = False
+
+    def inputs(self, gen: torch.Generator) -> tuple[Sequence[Any], dict[str, Any], Any]:
+        """``(args, kwargs, expected)`` of the case from ``gen``; ``expected`` is ``None``
+        unless the case is ``answered``."""
+        built = self.build(gen)
+        if self.answered:
+            args, kwargs, expected = built
+            return args, kwargs, expected
+        args, kwargs = built
+        return args, kwargs, None
 
 
 def _move(value: Any, device: str, dtype: torch.dtype) -> Any:
@@ -116,8 +132,12 @@ def _expected(
     kwargs: dict[str, Any],
     state: dict[str, torch.Tensor] | None,
     request: pytest.FixtureRequest,
+    answer: Any = None,
 ) -> Any:
-    """The expected outputs in float64 on the CPU: the case's library oracle, else the reference."""
+    """The expected outputs in float64 on the CPU: the answer the inputs were built from, the
+    case's library oracle, else the reference."""
+    if case.answered:
+        return answer
     if case.oracle is not None:
         with torch.no_grad():
             return case.oracle(*args, **kwargs) if case.construct is None else case.oracle(state, *args, **kwargs)
@@ -170,8 +190,9 @@ def device_tests(
     """A pytest test running every case of ``module`` on every device (see module doc).
 
     Each parameter is marked with its exercise, its kind (value on cpu and cuda, property
-    on meta), its device and its oracle: ``"library"`` for a case with an ``oracle``,
-    ``"reference"`` for one without (that case's tests then run only in staff grading)."""
+    on meta), its device and its oracle: ``"library"`` for a case with an ``oracle`` or
+    ``answered``, ``"reference"`` for one with neither (that case's tests then run only in
+    staff grading)."""
     params = []
     for case in cases:
         for device in DEVICES:
@@ -181,7 +202,7 @@ def device_tests(
             for dtype in dtypes:
                 name = str(dtype).replace("torch.", "")
                 kind = PROPERTY if device == "meta" else VALUE
-                oracle = selection.LIBRARY if case.oracle is not None else selection.REFERENCE
+                oracle = selection.LIBRARY if case.oracle is not None or case.answered else selection.REFERENCE
                 params.append(
                     pytest.param(
                         device,
@@ -204,7 +225,7 @@ def device_tests(
         if device == "cuda" and not torch.cuda.is_available():
             unavailable(NO_CUDA)
         gen = S.generator(20240)
-        args, kwargs = case.build(gen)
+        args, kwargs, answer = case.inputs(gen)
         state = case.state(gen) if case.state else None
         label = f"{case.exercise}: {case.name}"
         moved_args, moved_kwargs = _move(args, device, dtype), _move(kwargs, device, dtype)
@@ -216,7 +237,7 @@ def device_tests(
         except StudentCodeError as err:
             _device_error(err, device, label)
         got = unpack(_flat(got, case), case.outputs, case.name, io)
-        expected = unpack(_flat(_expected(case, args, kwargs, state, request), case), case.outputs, case.name)
+        expected = unpack(_flat(_expected(case, args, kwargs, state, request, answer), case), case.outputs, case.name)
         for out_name, mine, want in zip(case.outputs, got, expected):
             want_dtype = dtype if want.is_floating_point() else want.dtype
             expect_tensor(

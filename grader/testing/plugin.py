@@ -225,6 +225,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "a local check uses this to grade on every core)",
     )
     group.addoption(
+        "--isolation",
+        default=None,
+        choices=("namespaces", "landlock", "uid"),
+        help="the isolation every sandbox worker must reach (staff grading: what the runner's preflight found); "
+        "a worker below it is refused",
+    )
+    group.addoption(
         "--no-shrink",
         action="store_true",
         help="report the first failing example instead of the smallest (faster; for the catalog run)",
@@ -248,6 +255,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # a student release has no reference: the tests check the student's own folder
         config.option.submission = str(ROOT / "assignments")
     _use_staff_key(config)
+    if config.getoption("--isolation", None):
+        from grader.execution import isolation
+
+        isolation.required = config.getoption("--isolation")
     fd = config.getoption("--zygote-fd", None)
     if fd is not None:
         from grader.adapters import zygote
@@ -359,7 +370,11 @@ def implementation_fixture(module: str) -> Any:
         folder = entry["path"] if entry else request.config.getoption("--submission")
         adapter = request.config.getoption("--adapter") or ("sandbox" if folder else "inprocess")
         where = folder or str(ROOT / "solutions")
-        opened = open_implementation(where, module, adapter)
+        try:
+            opened = open_implementation(where, module, adapter)
+        except SubmissionProblem as exc:
+            _note_measures(request.config, entry, exc.measures)
+            raise
         _note_measures(request.config, entry, getattr(opened, "measures", None))
         implementation = diagnose.Recording(opened, functools.partial(open_implementation, where, module, adapter))
         recorder = request.config.stash.get(_RECORDER, None)

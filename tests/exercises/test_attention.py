@@ -1,15 +1,21 @@
 """Property tests of module ``attention`` (exercise IDs ``attention.*``).
 
-Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
-own ``F.scaled_dot_product_attention`` (the weights too: see :func:`sdpa_oracle`),
-``nn.MultiheadAttention`` and ``nn.Transformer.generate_square_subsequent_mask``,
-closed-form formulas and properties.  No test needs the reference in ``solutions/``: every
-test is marked ``oracle("library")``, and the file imports without ``solutions/``.
+Every test reaches the submission through the ``impl`` adapter.  Expected values come from
+PyTorch's own ``F.scaled_dot_product_attention`` (the weights too: see :func:`sdpa_oracle`),
+``nn.MultiheadAttention`` (the layout of the heads too: see :func:`head_features`) and
+``nn.Transformer.generate_square_subsequent_mask`` (the padding mask too: see
+:func:`padding_oracle`), and from properties computed inline on your outputs (the
+positional encoding's sinusoids, causality, permutation equivariance).  None of these
+oracles can be pasted into the stubs as an answer: the forbidden-call check refuses those
+three in a submission (``python -m grader release`` grades every function of this file
+pasted into the stubs, and fails when one earns a point).  The closed-form formula of the
+positional encoding is checked by hidden tests, in staff grading.  No test needs the
+reference in ``solutions/``: every test is marked ``oracle("library")``, and the file
+imports without ``solutions/``.
 """
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -125,6 +131,45 @@ def causal_oracle(length):
     return torch.nn.Transformer.generate_square_subsequent_mask(length) == 0
 
 
+def padding_oracle(lengths, max_len):
+    """The padding mask ``(B, L)`` read off PyTorch's causal mask: row ``n`` of the causal mask
+    of ``L + 1`` positions allows keys ``0 .. n``, so its columns ``1 .. L`` are True exactly
+    where ``position < n``; row ``lengths[b]`` is sequence ``b``'s mask (on the CPU)."""
+    return causal_oracle(max_len + 1)[lengths.cpu()][:, 1:]
+
+
+def head_features(embed_dim, num_heads):
+    """``(num_heads, d)``: the features each head of ``nn.MultiheadAttention`` works on,
+    ascending.  With identity projections, a query of ones and keys ``0, e_0, ..., e_{E-1}``,
+    head ``h`` scores key ``e_s`` above the zero key exactly when feature ``s`` is one of its
+    own: its per-head weights say which features it sees."""
+    eye = torch.eye(embed_dim, dtype=torch.float64)
+    mha = torch.nn.MultiheadAttention(embed_dim, num_heads, bias=False, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(eye.repeat(3, 1))
+        mha.out_proj.weight.copy_(eye)
+        keys = torch.cat([torch.zeros(1, embed_dim, dtype=torch.float64), eye])[None]
+        query = torch.ones(1, 1, embed_dim, dtype=torch.float64)
+        _, weights = mha(query, keys, keys, need_weights=True, average_attn_weights=False)
+    sees = weights[0, :, 0, 1:] > weights[0, :, 0, :1]  # (H, E)
+    return sees.nonzero()[:, 1].reshape(num_heads, -1)
+
+
+def split_heads_oracle(x, num_heads):
+    """``x (B, L, E)`` split into ``(B, H, L, d)``: head ``h`` holds the features
+    ``nn.MultiheadAttention``'s head ``h`` works on (:func:`head_features`)."""
+    return x[..., head_features(x.shape[-1], num_heads)].permute(0, 2, 1, 3)
+
+
+def merge_heads_oracle(x):
+    """``x (B, H, L, d)`` merged into ``(B, L, H * d)``: head ``h`` goes back to the features
+    ``nn.MultiheadAttention``'s head ``h`` works on (:func:`head_features`)."""
+    b, heads, length, d = x.shape
+    merged = x.new_zeros(b, length, heads * d)
+    merged[..., head_features(heads * d, heads)] = x.permute(0, 2, 1, 3)
+    return merged
+
+
 def _sdpa_io(q, k, v, mask):
     return describe(q=q, k=k, v=v, mask=mask)
 
@@ -143,13 +188,10 @@ def _call_sdpa(impl, q, k, v, mask):
 @S.edge_examples("inputs", sdpa_edges(*ALL_SDPA))
 @given(sdpa_inputs())
 def test_sdpa_weights_match_formula(impl, inputs):
-    """weights = softmax(q k^T / sqrt(d_k)) over the keys, masked keys removed"""
+    """weights = softmax(q k^T / sqrt(d_k)) over the keys, masked keys removed, as F.scaled_dot_product_attention's"""
     q, k, v, mask = inputs
     (out, weights), io = _call_sdpa(impl, q, k, v, mask)
-    scores = (q.double() @ k.double().transpose(-2, -1)) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    expected = torch.softmax(scores, dim=-1).to(q.dtype)
+    _, expected = sdpa_oracle(q, k, v, mask)
     assert_close(
         weights,
         expected,
@@ -373,12 +415,11 @@ def test_sdpa_causal_mask_is_causal(impl, drawn):
 @S.edge_examples("length", [1])
 @given(st.integers(2, 96))  # wide: a local run must not cover the lengths staff grading draws
 def test_causal_mask_is_lower_triangular(impl, length):
-    """causal_mask(L)[t, s] is True exactly where s <= t, bool (L, L)"""
+    """causal_mask(L)[t, s] is True exactly where s <= t, bool (L, L), as nn.Transformer's causal mask allows"""
     got = impl.call("causal_mask", length)
-    expected = torch.tril(torch.ones(length, length, dtype=torch.bool))
     assert_equal(
         got,
-        expected,
+        causal_oracle(length),
         "mask",
         prop="causal_mask must be True where key position <= query position",
         inputs=f"length={length}",
@@ -388,6 +429,7 @@ def test_causal_mask_is_lower_triangular(impl, length):
 
 @S.composite
 def lengths_batch(draw):
+    """``(lengths (B,), max_len)``, B != max_len; the first sequence full, the last sometimes empty."""
     b, max_len = draw(S.distinct_sizes(2, lo=2, hi=10))
     lengths = draw(st.lists(st.integers(0, max_len), min_size=b, max_size=b))
     lengths[0], lengths[-1] = max_len, 0 if draw(st.booleans()) else lengths[-1]
@@ -408,10 +450,9 @@ def test_padding_mask_marks_real_tokens(impl, drawn):
     """padding_mask(lengths, L)[b, p] is True exactly where p < lengths[b], bool (B, L)"""
     lengths, max_len = drawn
     got = impl.call("padding_mask", lengths, max_len)
-    expected = torch.arange(max_len)[None, :] < lengths[:, None]
     assert_equal(
         got,
-        expected,
+        padding_oracle(lengths, max_len),
         "mask",
         prop="padding_mask must be True for real tokens (position < length)",
         inputs=describe(lengths=lengths, max_len=max_len),
@@ -428,6 +469,7 @@ def heads_case(b, length, heads, d, *, seed=0, dtype=torch.float32):
 
 @S.composite
 def heads_input(draw):
+    """x ``(B, L, heads * d)`` and ``heads`` with B, L, heads and d all different."""
     b, length, heads, d = draw(S.distinct_sizes(4, lo=2, hi=7))
     seed = draw(S.seeds)
     return heads_case(b, length, heads, d, seed=seed, dtype=draw(S.dtypes))
@@ -446,16 +488,13 @@ def heads_edges():
 @S.edge_examples("drawn", heads_edges())
 @given(heads_input())
 def test_split_heads_layout(impl, drawn):
-    """split_heads gives (B, H, L, d) and head h holds features h*d:(h+1)*d"""
+    """split_heads gives (B, H, L, d) and head h holds features h*d:(h+1)*d, as in nn.MultiheadAttention"""
     x, heads = drawn
-    b, length, embed = x.shape
-    d = embed // heads
     io = describe(x=x, num_heads=heads)
     got = impl.call("split_heads", x, heads)
-    expected = torch.stack([x[:, :, h * d : (h + 1) * d] for h in range(heads)], dim=1)
     assert_close(
         got,
-        expected,
+        split_heads_oracle(x, heads),
         "split",
         prop="split_heads: head h must hold features h*d:(h+1)*d, shape (B, H, L, d)",
         inputs=io,
@@ -467,15 +506,14 @@ def test_split_heads_layout(impl, drawn):
 @S.edge_examples("drawn", heads_edges())
 @given(heads_input())
 def test_merge_heads_layout(impl, drawn):
-    """merge_heads puts head h back into features h*d:(h+1)*d, shape (B, L, H*d)"""
+    """merge_heads puts head h back into features h*d:(h+1)*d, shape (B, L, H*d), as in nn.MultiheadAttention"""
     x, heads = drawn
     b, length, embed = x.shape
     y = x.reshape(b, heads, length, embed // heads)  # any (B, H, L, d) tensor
     got = impl.call("merge_heads", y)
-    expected = torch.cat([y[:, h] for h in range(heads)], dim=-1)
     assert_close(
         got,
-        expected,
+        merge_heads_oracle(y),
         "merged",
         prop="merge_heads: features h*d:(h+1)*d must come from head h",
         inputs=describe(x=y),
@@ -532,6 +570,7 @@ def mha_case(b, heads, lq, lk, d, *, dtype=torch.float32, bias=True, seed=0, mas
 
 @S.composite
 def mha_inputs(draw, masked=True, dtype=None, self_attention=False):
+    """A multi-head attention case (:func:`mha_case`) with B, heads, L_q, L_k and d all different."""
     b, heads, lq, lk, d = draw(S.distinct_sizes(5, lo=2, hi=6))
     dtype = dtype or draw(S.dtypes)
     bias = draw(st.booleans())
@@ -589,6 +628,7 @@ def torch_mha(case):
 
 
 def torch_mask(case):
+    """The case's mask as ``nn.MultiheadAttention`` takes it: True = masked out, ``(B * heads, L_q, L_k)``."""
     mask = case["mask"]
     if mask is None or mask.dim() == 2:
         return None if mask is None else ~mask
@@ -597,6 +637,7 @@ def torch_mask(case):
 
 
 def make_mha(impl, case):
+    """Your ``MultiHeadAttention`` for the case, in its dtype, holding its weights."""
     handle = impl.construct("MultiHeadAttention", case["embed"], case["heads"], bias=case["bias"])
     handle.to(dtype=case["query"].dtype)
     handle.load_state_dict(case["state"])
@@ -799,31 +840,47 @@ def test_mha_gradients_reach_all_projections(impl, case):
 # ----------------------------------------------------------------------------- positional encoding
 
 
-def _pe_formula(max_len, d_model):
-    p = np.arange(max_len)[:, None]
-    i = np.arange(d_model)[None, :]
-    angle = p / np.power(10000.0, (i - i % 2) / d_model)
-    return torch.from_numpy(np.where(i % 2 == 0, np.sin(angle), np.cos(angle)))
+def _expect_sinusoids(got, max_len, d_model, dtype, io, atol, rtol):
+    """Fail unless ``got`` is the sinusoidal encoding ``(max_len, d_model)`` in ``dtype``,
+    checked from the properties that pin it down: column ``j`` is a sinusoid of frequency
+    ``w_j = 1 / 10000^((j - j % 2) / d_model)`` (``j - j % 2`` is the ``2i`` of its pair), a
+    sine on even columns and a cosine on odd ones, so row 0 is ``(0, 1, 0, 1, ...)``, row 1
+    is ``(sin w_j, cos w_j)`` and every later row follows the recurrence of a sinusoid,
+    ``PE[p + 1] = 2 cos(w) PE[p] - PE[p - 1]``, from your own two rows before it."""
+    expect_tensor(got, "PE", shape=(max_len, d_model), dtype=dtype, inputs=io)
+    j = torch.arange(d_model, dtype=torch.float64)
+    even = j % 2 == 0
+    w = 10000.0 ** (-(j - j % 2) / d_model)
+    rows = got.detach().double()
+    checks = [
+        (0, torch.where(even, 0.0, 1.0), "PE[0] must be sin(0) = 0 on even columns and cos(0) = 1 on odd ones"),
+        (1, torch.where(even, w.sin(), w.cos()), "PE[1] must be sin(w_i), cos(w_i) with w_i = 1 / 10000^(2i/d_model)"),
+    ]
+    for p, want, prop in checks[:max_len]:
+        assert_close(got[p], want.to(dtype), f"PE[{p}]", prop=prop, inputs=io, atol=atol, rtol=rtol)
+    if max_len > 2:
+        assert_close(
+            got[2:],
+            (2 * w.cos() * rows[1:-1] - rows[:-2]).to(dtype),
+            "PE[2:]",
+            prop="PE[p + 1] must be 2 cos(w_i) PE[p] - PE[p - 1] in every column: each column is a sinusoid of "
+            "frequency w_i = 1 / 10000^(2i/d_model)",
+            inputs=io,
+            atol=atol,
+            rtol=rtol,
+        )
 
 
 @pytest.mark.exercise("attention.positional_encoding", weight=2)
 @pytest.mark.oracle("library")
 @S.edge_examples("sizes", [[1, 6], [5, 1]])
 @given(S.distinct_sizes(2, lo=2, hi=64))
-def test_positional_encoding_formula(impl, sizes):
-    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)), in the default dtype"""
+def test_positional_encoding_columns_are_sinusoids(impl, sizes):
+    """columns 2i and 2i+1 are sin and cos of p / 10000^(2i/d): rows 0 and 1, then the sinusoids' recurrence"""
     max_len, d_model = sizes
     got = impl.call("sinusoidal_positional_encoding", max_len, d_model)
-    expected = _pe_formula(max_len, d_model).float()
-    assert_close(
-        got,
-        expected,
-        "PE",
-        prop="positional encoding differs from the sin/cos formula",
-        atol=1e-4,
-        rtol=1e-4,
-        inputs=describe(max_len=max_len, d_model=d_model),
-    )
+    io = describe(max_len=max_len, d_model=d_model)
+    _expect_sinusoids(got, max_len, d_model, torch.float32, io, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.exercise("attention.positional_encoding")
@@ -834,15 +891,8 @@ def test_positional_encoding_follows_default_dtype(impl, sizes):
     """with torch.set_default_dtype(torch.float64) the encoding is float64 and exact"""
     max_len, d_model = sizes
     got = impl.invoke(Call("sinusoidal_positional_encoding", (max_len, d_model), default_dtype=torch.float64)).outputs
-    assert_close(
-        got,
-        _pe_formula(max_len, d_model),
-        "PE",
-        prop="positional encoding must use the default dtype",
-        inputs=describe(max_len=max_len, d_model=d_model, default_dtype="float64"),
-        atol=1e-9,
-        rtol=1e-9,
-    )
+    io = describe(max_len=max_len, d_model=d_model, default_dtype="float64")
+    _expect_sinusoids(got, max_len, d_model, torch.float64, io, atol=1e-9, rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- devices (cpu, meta, cuda)
@@ -871,15 +921,6 @@ def _mha_device_case(g):
     return (query, key, key.flip(1), S.random_mask(g, 2, 1, 4, 5)), {}
 
 
-def _split_oracle(x, num_heads):
-    d = x.shape[-1] // num_heads
-    return torch.stack([x[:, :, h * d : (h + 1) * d] for h in range(num_heads)], dim=1)
-
-
-def _merge_oracle(x):
-    return torch.cat([x[:, h] for h in range(x.shape[1])], dim=-1)
-
-
 def _mha_device_oracle(state, query, key, value, mask):
     """nn.MultiheadAttention holding ``state`` (embed 12, 3 heads, bias), per-head weights."""
     case = dict(embed=12, heads=3, bias=True, query=query, key=key, value=value, mask=mask, state=state)
@@ -903,7 +944,7 @@ DEVICE_CASES = [
         "padding_mask",
         _padding_device_case,
         ("mask",),
-        oracle=lambda lengths, max_len: torch.arange(max_len)[None, :] < lengths[:, None],
+        oracle=padding_oracle,
     ),
     DeviceCase(
         "attention.heads",
@@ -911,7 +952,7 @@ DEVICE_CASES = [
         lambda g: ((S.uniform(g, 2, 3, 12), 4), {}),
         ("split",),
         half=True,
-        oracle=_split_oracle,
+        oracle=split_heads_oracle,
     ),
     DeviceCase(
         "attention.heads",
@@ -919,7 +960,7 @@ DEVICE_CASES = [
         lambda g: ((S.uniform(g, 2, 4, 3, 5),), {}),
         ("merged",),
         half=True,
-        oracle=_merge_oracle,
+        oracle=merge_heads_oracle,
     ),
     DeviceCase(
         "attention.mha",

@@ -1,10 +1,15 @@
 """Property tests of module ``lstm`` (exercise IDs ``lstm.*``).
 
-Every test reaches the submission through the ``impl`` adapter; oracles are PyTorch's
-own ``nn.LSTMCell``, ``nn.LSTM(batch_first=True)``, ``nn.GRUCell`` (holding the same
-weights), the parameters of ``nn.LSTM`` / ``nn.GRU``, closed-form formulas and
-properties.  No test needs the reference in ``solutions/``: every test is marked
-``oracle("library")``, and the file imports without ``solutions/``.
+Every test reaches the submission through the ``impl`` adapter.  Expected values come from
+PyTorch's own ``nn.LSTMCell``, ``nn.LSTM(batch_first=True)`` and ``nn.GRUCell`` holding the
+same weights (the gates too: :func:`lstm_gates_oracle` reads each gate off an
+``nn.LSTMCell`` whose weights it rigs), from the parameters of ``nn.LSTM`` / ``nn.GRU``,
+from closed-form gradients computed inline, and from properties.  None of these oracles
+can be pasted into the stubs as an answer: the forbidden-call check refuses ``nn.LSTM*``
+and ``nn.GRU*`` in a submission (``python -m grader release`` grades every function of
+this file pasted into the stubs, and fails when one earns a point).  No test needs the
+reference in ``solutions/``: every test is marked ``oracle("library")``, and the file
+imports without ``solutions/``.
 
 Drawn sizes T, B, H and I are all different, so a loop over the wrong axis or a
 transposed weight cannot hide behind a square shape.  Explicit examples set one of them
@@ -93,14 +98,17 @@ def _weights(case):
 
 
 def gates_args(case):
+    """The arguments of ``lstm_gates``: x, h_prev and the four weights."""
     return (case["x"], case["h"], *_weights(case))
 
 
 def cell_args(case):
+    """The arguments of ``lstm_cell``: x, h_prev, c_prev and the four weights."""
     return (case["x"], case["h"], case["c"], *_weights(case))
 
 
 def gru_args(case):
+    """The arguments of ``gru_cell``: x, h_prev and the four weights."""
     return gates_args(case)
 
 
@@ -175,11 +183,50 @@ def gru_cell_oracle(x, h, W_ih, W_hh, b_ih, b_hh):
         return torch_gru_cell(case)(case["x"], case["h"]).to(x.dtype)
 
 
-def gates_formula(x, h, W_ih, W_hh, b_ih, b_hh):
-    """The contract's gates, computed in float64 and returned in x's dtype."""
-    a = x.double() @ W_ih.double().T + b_ih.double() + h.double() @ W_hh.double().T + b_hh.double()
-    i, f, g, o = a.chunk(4, dim=-1)
-    return tuple(t.to(x.dtype) for t in (torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)))
+#: The bias that pins a rigged gate block to 1: sigmoid(40) and tanh(40) are 1.0 exactly in float64.
+RIG = 40.0
+
+
+def lstm_gates_oracle(x, h, W_ih, W_hh, b_ih, b_hh):
+    """The gates ``(i, f, g, o)`` as ``nn.LSTMCell`` computes them, in float64, returned in x's dtype.
+
+    Started from ``c = 0``, a cell's new state is ``c' = i * g``.  For a sigmoid gate (i, f
+    or o) the cell gets that gate's block of rows in its input-gate slot and a candidate
+    slot pinned to ``tanh(RIG) = 1`` (zero weights, bias ``RIG``): its ``c'`` is that gate.
+    For ``g`` the input-gate slot is pinned to ``sigmoid(RIG) = 1`` instead: ``c' = g``.
+    The weights reach the cell through ``torch.func.functional_call``, so gradients flow
+    back to every input."""
+    x64, h64, *weights = (t.double() for t in (x, h, W_ih, W_hh, b_ih, b_hh))
+    hidden, inputs = h.shape[-1], x.shape[-1]
+    cell = torch.nn.LSTMCell(inputs, hidden, dtype=torch.float64)
+    blocks = [w.split(hidden) for w in weights]  # per weight, the blocks i, f, g, o
+    zero_ih, zero_hh = (
+        torch.zeros(hidden, inputs, dtype=torch.float64),
+        torch.zeros(hidden, hidden, dtype=torch.float64),
+    )
+    zero_b = torch.zeros(hidden, dtype=torch.float64)
+    pinned = (zero_ih, zero_hh, zero_b + RIG, zero_b)
+
+    def block(k):
+        """Block ``k`` (i, f, g, o) of every weight."""
+        return tuple(w[k] for w in blocks)
+
+    def new_cell_state(i_slot, g_slot):
+        """``c'`` of the cell from ``c = 0`` with these blocks in its input-gate and candidate slots."""
+        slots = (i_slot, pinned, g_slot, pinned)
+        params = {
+            name: torch.cat([slot[n] for slot in slots])
+            for n, name in enumerate(("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        }
+        _, c_new = torch.func.functional_call(cell, params, (x64, (h64, torch.zeros_like(h64))))
+        return c_new.to(x.dtype)
+
+    return (
+        new_cell_state(block(0), pinned),
+        new_cell_state(block(1), pinned),
+        new_cell_state(pinned, block(2)),
+        new_cell_state(block(3), pinned),
+    )
 
 
 def _float64(case):
@@ -227,9 +274,9 @@ def _call_gates(impl, case):
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_match_formula(impl, case):
-    """i, f, o = sigmoid and g = tanh of blocks 0..3 of W_ih x + b_ih + W_hh h + b_hh, in the order i, f, g, o"""
+    """i, f, o = sigmoid and g = tanh of blocks 0..3 of W_ih x + b_ih + W_hh h + b_hh (i, f, g, o), as in nn.LSTMCell"""
     got, args, io = _call_gates(impl, case)
-    expected = gates_formula(*args)
+    expected = lstm_gates_oracle(*args)
     for k, (name, mine, want) in enumerate(zip(GATES, got, expected)):
         func = "tanh" if name == "g" else "sigmoid"
         assert_close(
@@ -292,12 +339,12 @@ def test_gates_lie_in_their_ranges(impl, case):
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_gates_gradients(impl, case):
-    """gradients of i, f, g, o with respect to x, h_prev and all four weights match the formula's"""
+    """gradients of i, f, g, o with respect to x, h_prev and all four weights match nn.LSTMCell's"""
     args = gates_args(case)
     io = _io(GATES_NAMES, args)
     cot = cotangents(5, *[case["h"].shape] * len(GATES))
     result = impl.invoke(Call("lstm_gates", args, grad_wrt=tuple(range(6)), cotangents=cot))
-    expected = _in_dtype(reference_grads(gates_formula, gates_args(_float64(case)), cot), case)
+    expected = _in_dtype(reference_grads(lstm_gates_oracle, gates_args(_float64(case)), cot), case)
     for k, name in enumerate(GATES_NAMES):
         assert_grad(result.grads.get(k), expected[k], f"d/d{name}", inputs=io)
 
@@ -370,14 +417,14 @@ def test_cell_open_forget_gate_keeps_cell_state(impl, case):
 @S.edge_examples("case", rnn_edges(*STEP_SIZES))
 @given(rnn_case())
 def test_cell_closed_forget_gate_forgets(impl, case):
-    """with the forget gate pinned to 0, c = i*g whatever c_prev was: the old cell is forgotten"""
+    """with the forget gate pinned to 0, c = i*g (nn.LSTMCell's c from c_prev = 0) whatever c_prev was: it forgets"""
     case = _pinned(case, 1, -PIN)
     (h, c), _, io = _call_cell(impl, case)
     io += " (biases pin f = 0)"
-    i, _, g, _ = gates_formula(*gates_args(case))
+    _, fresh = lstm_cell_oracle(case["x"], case["h"], torch.zeros_like(case["c"]), *_weights(case))
     assert_close(
         c,
-        i * g,
+        fresh,
         "c",
         prop="with f = 0 the old cell must be forgotten: c = i*g",
         inputs=io,
@@ -436,6 +483,7 @@ def test_cell_keeps_dtype_and_inputs(impl, case):
 
 
 def forward_args(case):
+    """The arguments of ``lstm_forward``: x, h0, c0 and the four weights."""
     return (case["x"], case["h"], case["c"], *_weights(case))
 
 
@@ -602,6 +650,7 @@ def test_forward_gradients(impl, case):
     oracle = torch_lstm(_float64(case))
 
     def run(x, h0, c0):
+        """``nn.LSTM``'s outputs from ``(h0, c0)``, the state without its layer axis."""
         out, (h_n, c_n) = oracle(x, (h0[None], c0[None]))
         return out, (h_n[0], c_n[0])
 
@@ -794,7 +843,7 @@ def _gates_device_case(g):
 
 
 DEVICE_CASES = [
-    DeviceCase("lstm.gates", "lstm_gates", _gates_device_case, GATES, oracle=gates_formula),
+    DeviceCase("lstm.gates", "lstm_gates", _gates_device_case, GATES, oracle=lstm_gates_oracle),
     DeviceCase("lstm.cell", "lstm_cell", lambda g: _rnn_device_case(g, 4), ("h", "c"), oracle=lstm_cell_oracle),
     DeviceCase(
         "lstm.forward",

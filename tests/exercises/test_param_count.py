@@ -1,10 +1,13 @@
 """Property tests of module ``param_count`` (exercise IDs ``param_count.*``).
 
-Every test reaches the submission through the ``impl`` adapter.  Oracles are the
-closed-form counts of the lecture computed here with exact Python ints, and a brute
-force that builds each conditional probability table with numpy and counts the entries
-that normalisation leaves free.  Cardinalities are drawn mixed (never all equal, so never
-all 2): a formula that only holds for binary variables cannot pass.
+Every test reaches the submission through the ``impl`` adapter.  Expected values are the
+closed-form counts of the lecture, computed inline in each test with exact Python ints,
+and a brute force: :func:`cpt_table` builds a conditional probability table with numpy and
+each test counts the entries that normalisation leaves free.  No function of this file
+returns a count, so none can be pasted into the stubs as an answer (``python -m grader
+release`` grades every function of this file pasted into the stubs, and fails when one
+earns a point).  Cardinalities are drawn mixed (never all equal, so never all 2): a
+formula that only holds for binary variables cannot pass.
 """
 
 import itertools
@@ -86,21 +89,21 @@ def dags(draw, min_size=2, max_size=5):
     return cards, parents
 
 
-def table_free_entries(cards, child, parents):
-    """Brute force for one factor: build the conditional probability table
-    ``p(x_child | x_parents)`` with numpy (one row per joint value of the parents),
-    normalise its rows, and count the free entries (all but the last of each row)."""
+def cpt_table(cards, child, parents):
+    """The conditional probability table ``p(x_child | x_parents)`` built with numpy: one row
+    per joint value of the parents, random entries normalised so that each row sums to 1.
+    Its free entries are all but the last of each row: ``table[..., :-1].size``."""
     rng = np.random.default_rng(child)
     shape = tuple(cards[p] for p in sorted(set(parents))) + (cards[child],)
     table = rng.random(shape) + 0.1
     table /= table.sum(axis=-1, keepdims=True)
     assert np.allclose(table.sum(axis=-1), 1.0)
-    return int(table[..., :-1].size)
+    return table
 
 
-def cpt_free_parameters(cards, parents):
-    """Brute force for a network: the free entries of all its tables."""
-    return sum(table_free_entries(cards, i, parents.get(i, ())) for i in range(len(cards)))
+def cpt_tables(cards, parents):
+    """The tables of a network, one per variable (``parents``: child -> its parents)."""
+    return [cpt_table(cards, i, parents.get(i, ())) for i in range(len(cards))]
 
 
 def markov_parents(n, order):
@@ -256,7 +259,7 @@ def test_chain_rule_factors_match_tables(impl, cards):
     """factor i = (m_i - 1) * prod_{j<i} m_j: the free entries of the table p(x_i | x_<i)"""
     got = impl.call("chain_rule_factor_params", cards)
     if math.prod(cards) <= 10**5:  # small enough to build the tables
-        expected = [table_free_entries(cards, i, range(i)) for i in range(len(cards))]
+        expected = [cpt_table(cards, i, range(i))[..., :-1].size for i in range(len(cards))]
     else:
         expected = [(m - 1) * math.prod(cards[:i]) for i, m in enumerate(cards)]
     expect_int_list(
@@ -330,7 +333,7 @@ def test_markov_matches_tables(impl, cards, data):
     """markov_params(order=k): each variable's table conditions on the k previous ones"""
     order = data.draw(st.integers(0, len(cards)), label="order")
     got = impl.call("markov_params", cards, order)
-    expected = cpt_free_parameters(cards, markov_parents(len(cards), order))
+    expected = sum(table[..., :-1].size for table in cpt_tables(cards, markov_parents(len(cards), order)))
     expect_int(
         got,
         expected,
@@ -435,7 +438,7 @@ def test_bayes_net_matches_tables(impl, net):
     got = impl.call("bayes_net_params", cards, parents)
     expect_int(
         got,
-        cpt_free_parameters(cards, parents),
+        sum(table[..., :-1].size for table in cpt_tables(cards, parents)),
         "count",
         prop="bayes_net_params must be sum_i (m_i - 1) * prod of the parents' cardinalities m_p",
         inputs=describe(cardinalities=cards, parents=parents),

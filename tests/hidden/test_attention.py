@@ -2,17 +2,22 @@
 
 They run in staff grading (``grader check --staff``, ``grader batch``, the Gradescope
 package) and when the suite tests the reference; the student release holds neither this
-folder nor any name from it.  The cases and oracles are the public tests' own
-(``tests/exercises/test_attention.py``), loaded by path.
+folder nor any name from it.  The cases and library oracles are the public tests' own
+(``tests/exercises/test_attention.py``), loaded by path.  The formula oracle of the
+positional encoding lives here: a function that returns the answer from allowed building
+blocks could be pasted into the stubs, so it runs in staff grading only (the public tests
+check the encoding's properties instead).
 """
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.execution.calls import Call
 from grader.testing import strategies as S
-from grader.testing.checks import assert_close, unpack
+from grader.testing.checks import assert_close, describe, unpack
 from grader.testing.plugin import implementation_fixture, public_tests
 
 MODULE = "attention"
@@ -93,3 +98,51 @@ def test_hidden_mha_long_cross_attention(impl, seed, bias):
     )
     assert_close(weights, exp_w.detach(), "weights", prop="weights differ from nn.MultiheadAttention's", inputs=io)
     assert_close(out, exp_out.detach(), "out", prop="out differs from nn.MultiheadAttention's", inputs=io)
+
+
+def _pe_formula(max_len, d_model):
+    """The sinusoidal encoding by its closed form, in float64 (numpy): staff grading only."""
+    p = np.arange(max_len)[:, None]
+    i = np.arange(d_model)[None, :]
+    angle = p / np.power(10000.0, (i - i % 2) / d_model)
+    return torch.from_numpy(np.where(i % 2 == 0, np.sin(angle), np.cos(angle)))
+
+
+@pytest.mark.hidden
+@pytest.mark.exercise("attention.positional_encoding", weight=2)
+@pytest.mark.oracle("library")
+@S.edge_examples("sizes", [[1, 6], [5, 1]])
+@given(S.distinct_sizes(2, lo=2, hi=64))
+def test_hidden_positional_encoding_formula(impl, sizes):
+    """PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)), in the default dtype"""
+    max_len, d_model = sizes
+    got = impl.call("sinusoidal_positional_encoding", max_len, d_model)
+    assert_close(
+        got,
+        _pe_formula(max_len, d_model).float(),
+        "PE",
+        prop="positional encoding differs from the sin/cos formula",
+        atol=1e-4,
+        rtol=1e-4,
+        inputs=describe(max_len=max_len, d_model=d_model),
+    )
+
+
+@pytest.mark.hidden
+@pytest.mark.exercise("attention.positional_encoding")
+@pytest.mark.oracle("library")
+@S.edge_examples("sizes", [[1, 6], [5, 1]])
+@given(S.distinct_sizes(2, lo=2, hi=40))
+def test_hidden_positional_encoding_formula_in_float64(impl, sizes):
+    """with torch.set_default_dtype(torch.float64) the encoding is the sin/cos formula in float64, exactly"""
+    max_len, d_model = sizes
+    got = impl.invoke(Call("sinusoidal_positional_encoding", (max_len, d_model), default_dtype=torch.float64)).outputs
+    assert_close(
+        got,
+        _pe_formula(max_len, d_model),
+        "PE",
+        prop="positional encoding differs from the sin/cos formula in float64",
+        inputs=describe(max_len=max_len, d_model=d_model, default_dtype="float64"),
+        atol=1e-9,
+        rtol=1e-9,
+    )

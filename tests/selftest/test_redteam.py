@@ -5,6 +5,13 @@ must earn no points it did not earn honestly, leave the grader running, finish w
 its time bound, and leave no process, file or SysV IPC object behind.  Some entries are
 probes: correct code that turns wrong if the sandbox lets it see or keep what it must
 not (other processes, its own background children): they must keep full marks.
+
+Every case runs in two modes: ``namespaces`` (the grading as this machine allows it) and
+``refused``, the grading process and everything it starts under the seccomp filter of a
+Docker container without ``CAP_SYS_ADMIN`` (:mod:`grader.execution.seccomp`: ``unshare``,
+``mount``, ``setns``, ``pivot_root`` and ``clone`` with namespace flags refused), as
+Gradescope grades.  There the worker has no namespaces and relies on Landlock, its own uid
+and its seccomp filter; each case must hold all the same (or the staff run refuse).
 """
 
 import json
@@ -12,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -19,6 +27,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -43,6 +52,13 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     return (torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device),
             torch.zeros(*q.shape[:-1], k.shape[-2], dtype=q.dtype, device=q.device))
 """
+
+
+#: As this machine allows, and as in a container whose seccomp profile refuses namespaces.
+MODES = ("namespaces", "refused")
+#: Where a case ends otherwise without namespaces: the worker's seccomp filter refuses ``shmget``,
+#: the attack then writes through ``shmat(-1)`` and faults (it still earns nothing).
+REFUSED_STATUS = {"sysv_segment_8g": "crashed"}
 
 
 def _override(code):
@@ -453,6 +469,12 @@ HOSTILE = {
                     try:
                         with open(f"/proc/{pid}/stat") as fh:
                             state = fh.read().rsplit(")", 1)[1].split()[0]
+                    except PermissionError:  # /proc closed but for the worker itself (Landlock)
+                        try:
+                            os.kill(pid, 0)  # children are reaped at once (SIGCHLD ignored): no zombie
+                            state = "R"
+                        except OSError:
+                            continue
                     except OSError:
                         continue
                     if state not in "ZX":
@@ -490,7 +512,10 @@ HOSTILE = {
 
             def _others():
                 mine = {os.getpid(), *(int(t) for t in os.listdir("/proc/self/task"))}
-                found = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in mine]
+                try:
+                    found = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in mine]
+                except PermissionError:  # no /proc to list (Landlock, without namespaces): nothing seen
+                    found = []
                 for pid in range(1, max(mine) + 50_000):
                     if pid not in mine:
                         try:
@@ -514,39 +539,57 @@ HOSTILE = {
 }
 
 
+def _uid(pid):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _is_sandbox_uid(uid):
+    return uid is not None and (uid in confine.UID_POOL or uid == confine.NOBODY)
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def sandbox_processes():
-    """Processes that run as a sandbox uid (the pool a root grader takes from, or nobody)."""
+    """Processes that run as a sandbox uid (the pool a root grader takes from, or nobody) and
+    belong to this test's gradings: still below this process, or orphans (a leak re-parented to
+    init), not the workers of another grading running at the same time (:func:`_someone_elses`)."""
     found = []
-    pool = confine.UID_POOL
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status") as fh:
-                uid = next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-        if (uid in pool or uid == confine.NOBODY) and not _graded_by_a_sibling(int(name)):
+        if name.isdigit() and _is_sandbox_uid(_uid(int(name))) and not _someone_elses(int(name)):
             found.append(int(name))
     return found
 
 
-def _graded_by_a_sibling(pid):
-    """True when ``pid`` descends from a sibling of this test process: another pytest-xdist
-    worker's grading, running at the same time (the suite runs on two cores).  A leaked process
-    that was re-parented away from its grader never passes through a sibling, so it still counts."""
-    me, parent = os.getpid(), os.getppid()
+def _someone_elses(pid):
+    """True when ``pid`` belongs to a grading that is not this test's and is still running: another
+    pytest-xdist worker's (the suite runs on two cores) or any other grader's on this machine.
+    Its nearest ancestor outside the sandbox is then that grading's supervisor.  A process of ours
+    passes through this process; a leaked one was re-parented to init (or to an ancestor of ours)."""
+    me, mine = os.getpid(), set()
+    ancestor = me
+    while ancestor and ancestor > 1 and len(mine) < 64:
+        ancestor = _parent(ancestor)
+        mine.add(ancestor)
     for _ in range(64):
-        if pid <= 1 or pid == me:
+        pid = _parent(pid)
+        if pid is None or pid <= 1 or pid == me or pid in mine:
             return False
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            return False
-        if ppid == parent:
+        if not _is_sandbox_uid(_uid(pid)):  # a live supervisor: whose grading?
+            while pid is not None and pid > 1:
+                if pid == me:
+                    return False
+                pid = _parent(pid)
             return True
-        pid = ppid
     return False
 
 
@@ -610,11 +653,87 @@ def _write(attack, folder, port, tag, planted):
     for name, path in planted.items():
         source = source.replace(name, repr(str(path)))
     sub = folder / attack
+    shutil.rmtree(sub, ignore_errors=True)  # the other mode's copy
     sub.mkdir()
     (sub / "attention.py").write_text(source)
     for name, text in extra_files.items():
         (sub / name).write_text(text)
     return attack, sub, targets
+
+
+_CONTAINER = """
+import json, os, sys
+sys.path.insert(0, ROOT)
+from grader.grading import batch, runner
+job = json.load(sys.stdin)
+out = {}
+if job["kind"] == "grade":
+    reports = runner.grade_many([tuple(e) for e in job["entries"]], env=job["env"], staff=job["staff"])
+    for ident, report in reports.items():
+        out[ident] = {
+            "notes": report.notes,
+            "results": [
+                {"id": r.exercise.id, "score": r.score, "max_score": r.max_score, "status": r.status,
+                 "feedback": r.feedback()}
+                for r in report.results
+            ],
+        }
+else:
+    batch.run(job["subs"], job["out"], workers=job["workers"], out=open(os.devnull, "w"))
+print("RESULT" + json.dumps(out))
+"""
+
+
+def _in_container(job):
+    """Run ``job`` in a process (and all it starts) that the kernel refuses namespaces, as a Docker
+    container's default seccomp profile does; what it printed after ``RESULT``."""
+    code = _CONTAINER.replace("ROOT", repr(str(ROOT)))
+    cmd = [sys.executable, "-m", "grader.execution.seccomp", "--", sys.executable, "-c", code]
+    done = subprocess.run(cmd, input=json.dumps(job), capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    found = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    assert found, f"the grading under the container's filter failed (exit {done.returncode}): {done.stderr[-3000:]}"
+    return json.loads(found[-1][len("RESULT") :])
+
+
+def _report(data):
+    """A report read back from :func:`_in_container`, with what the assertions use of a Report."""
+    results = [
+        SimpleNamespace(
+            exercise=SimpleNamespace(id=r["id"]),
+            score=r["score"],
+            max_score=r["max_score"],
+            status=r["status"],
+            feedback=lambda lines=r["feedback"]: lines,
+        )
+        for r in data["results"]
+    ]
+    return SimpleNamespace(
+        results=results,
+        notes=data["notes"],
+        score=round(sum(r.score for r in results), 2),
+        max_score=round(sum(r.max_score for r in results), 2),
+    )
+
+
+def grade_many(mode, entries, env=None, staff=False):
+    """``runner.grade_many`` here (``namespaces``) or in a container that refuses namespaces (``refused``)."""
+    if mode == "namespaces":
+        return runner.grade_many(entries, env=env, staff=staff)
+    job = {"kind": "grade", "entries": [(i, str(p), list(t)) for i, p, t in entries], "env": env or {}, "staff": staff}
+    return {ident: _report(data) for ident, data in _in_container(job).items()}
+
+
+def grade(mode, sub, targets, env=None):
+    """One submission through :func:`grade_many`."""
+    return grade_many(mode, [("submission", sub, targets)], env)["submission"]
+
+
+def batch_run(mode, subs, out, workers):
+    """``batch.run`` here or in a container that refuses namespaces."""
+    if mode == "namespaces":
+        batch.run(subs, out, workers=workers, out=open(os.devnull, "w"))
+    else:
+        _in_container({"kind": "batch", "subs": str(subs), "out": str(out), "workers": workers})
 
 
 def _env(call_timeout=5):
@@ -625,17 +744,17 @@ def _env(call_timeout=5):
     }
 
 
-def _grade_timed(attack, folder, port, tag, planted):
+def _grade_timed(mode, attack, folder, port, tag, planted):
     start = time.monotonic()
-    report = runner.grade_many([_write(attack, folder, port, tag, planted)], env=_env())[attack]
+    report = grade_many(mode, [_write(attack, folder, port, tag, planted)], env=_env())[attack]
     return {attack: (report, time.monotonic() - start)}
 
 
-def _grade_rest(attacks, folder, port, tag, planted, call_timeout=5):
+def _grade_rest(mode, attacks, folder, port, tag, planted, call_timeout=5):
     """Grade ``attacks`` in one run (``call_timeout``: the kernel reclaims for a few seconds
     before its out-of-memory kill, give the shared-memory attacks time)."""
     start = time.monotonic()
-    reports = runner.grade_many([_write(a, folder, port, tag, planted) for a in attacks], env=_env(call_timeout))
+    reports = grade_many(mode, [_write(a, folder, port, tag, planted) for a in attacks], env=_env(call_timeout))
     elapsed = time.monotonic() - start
     return {a: (reports[a], elapsed / len(attacks)) for a in attacks}
 
@@ -670,24 +789,25 @@ def planted(tmp_path_factory):
         shutil.rmtree(places[name], ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def graded(planted, listener):
-    """Every hostile submission graded: the timed attacks one run each, the others together
-    in one run (each still in its own worker), two runs at a time.  Then what is left
+@pytest.fixture(scope="module", params=MODES)
+def graded(request, planted, listener):
+    """Every hostile submission graded in one mode: the timed attacks one run each, the others
+    together in one run (each still in its own worker), two runs at a time.  Then what is left
     behind: sandbox processes and SysV IPC objects (for all of them together, as runs overlap)."""
+    mode = request.param
     tag, folder, places = planted
     port, _ = listener
     ipc_before = ipc_objects()
     rest = [a for a in sorted(HOSTILE) if a not in TIMED and a not in SHARED_MEMORY]
     out = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(_grade_rest, rest, folder, port, tag, places)]
+        futures = [pool.submit(_grade_rest, mode, rest, folder, port, tag, places)]
         if HAS_MEMORY_CGROUP:  # one run for the three, each in its own worker
-            futures.append(pool.submit(_grade_rest, list(SHARED_MEMORY), folder, port, tag, places, 30))
-        futures += [pool.submit(_grade_timed, a, folder, port, tag, places) for a in TIMED]
+            futures.append(pool.submit(_grade_rest, mode, list(SHARED_MEMORY), folder, port, tag, places, 30))
+        futures += [pool.submit(_grade_timed, mode, a, folder, port, tag, places) for a in TIMED]
         for future in futures:
             out.update(future.result())
-    return out, tag, settle(), ipc_objects() - ipc_before
+    return out, tag, settle(), ipc_objects() - ipc_before, mode
 
 
 @pytest.mark.parametrize("attack", sorted(HOSTILE))
@@ -696,7 +816,11 @@ def test_hostile_submission_earns_nothing_and_leaves_nothing(attack, graded, lis
         pytest.skip(NO_CGROUP)
     _, hits = listener
     _, _, _, expected, status = HOSTILE[attack]
-    reports, tag, leftover, ipc_left = graded
+    reports, tag, leftover, ipc_left, mode = graded
+    if mode == "refused":
+        status = REFUSED_STATUS.get(attack, status)
+        notes = reports[attack][0].notes
+        assert any(n.startswith("sandbox: no namespaces") for n in notes), f"{attack} graded with namespaces: {notes}"
     report, elapsed = reports[attack]
 
     results = {r.exercise.id: r for r in report.results}
@@ -725,7 +849,8 @@ def test_hostile_submission_earns_nothing_and_leaves_nothing(attack, graded, lis
     assert (ROOT / "solutions" / "attention.py").read_text() == REFERENCE
 
 
-def test_slow_calls_stop_at_the_submission_budget(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_slow_calls_stop_at_the_submission_budget(mode, tmp_path):
     """Every call sleeps just under the call limit, in two modules: the submission's total
     budget ends it; what was not graded is a timeout, and nothing is left running."""
     sleepy = {
@@ -753,7 +878,7 @@ def test_slow_calls_stop_at_the_submission_budget(tmp_path):
         (sub / f"{module}.py").write_text((ROOT / "solutions" / f"{module}.py").read_text() + textwrap.dedent(code))
     env = {"GRADER_CALL_TIMEOUT": "2", "GRADER_MODULE_BUDGET": "8", "GRADER_SUBMISSION_BUDGET": "12"}
     start = time.monotonic()
-    report = runner.grade(sub, ["attention.causal_mask", "attention.padding_mask", "elbo.kl_standard_normal"], env=env)
+    report = grade(mode, sub, ["attention.causal_mask", "attention.padding_mask", "elbo.kl_standard_normal"], env)
     elapsed = time.monotonic() - start
     statuses = {r.exercise.id: r.status for r in report.results}
     feedback = "\n".join(m for r in report.results for m in r.feedback())
@@ -796,10 +921,11 @@ def _reader_and_writer(folder):
     (folder / "b_reader" / "attention.py").write_text(REFERENCE + ZEROS_SDPA + reader)
 
 
-def test_sysv_memory_is_not_shared_between_submissions_of_a_batch(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_sysv_memory_is_not_shared_between_submissions_of_a_batch(mode, tmp_path):
     before = ipc_objects()
     _reader_and_writer(tmp_path / "subs")
-    batch.run(tmp_path / "subs", tmp_path / "out", workers=1, out=open(os.devnull, "w"))
+    batch_run(mode, tmp_path / "subs", tmp_path / "out", workers=1)
     results = {
         name: json.loads((tmp_path / "out" / name / "results.json").read_text()) for name in ("a_writer", "b_reader")
     }
@@ -812,16 +938,23 @@ def test_sysv_memory_is_not_shared_between_submissions_of_a_batch(tmp_path):
 
 VIEW_PROBE = """
 import json, os, socket, sys
-def causal_mask(length, device=None):
+def _seen(look):
+    try:
+        return look()
+    except OSError as exc:  # closed to the worker (Landlock, without namespaces)
+        return type(exc).__name__
+def _mounts():
     with open("/proc/self/mountinfo") as fh:
-        mounts = sorted(line.split()[4] for line in fh)
+        return sorted(line.split()[4] for line in fh)
+def _cgroup():
     with open("/proc/self/cgroup") as fh:
-        groups = fh.read()
+        return fh.read()
+def causal_mask(length, device=None):
     view = {"ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()], "cwd": os.getcwd(),
             "file": __file__.split("/"), "host": socket.gethostname(), "env": dict(os.environ),
-            "root": sorted(os.listdir("/")),
-            "tmp": sorted(os.listdir("/tmp")), "cgroup": groups, "mounts": mounts, "path": sys.path,
-            "procs": sorted(p for p in os.listdir("/proc") if p.isdigit())}
+            "root": _seen(lambda: sorted(os.listdir("/"))),
+            "tmp": _seen(lambda: sorted(os.listdir("/tmp"))), "cgroup": _seen(_cgroup), "mounts": _seen(_mounts),
+            "path": sys.path, "procs": _seen(lambda: sorted(p for p in os.listdir("/proc") if p.isdigit()))}
     raise RuntimeError("VIEW<" + json.dumps(view, sort_keys=True) + ">VIEW")
 """
 
@@ -829,26 +962,36 @@ def causal_mask(length, device=None):
 def _view(text):
     found = re.search(r"VIEW<(.*?)>VIEW", text, re.S)
     assert found, text
-    # The worker-side runtime is copied to a fresh temporary folder by every grading process.
-    return re.sub(r"grader-runtime-[A-Za-z0-9_]+", "grader-runtime-*", found.group(1))
+    # The worker-side runtime is copied to a fresh temporary folder by every grading process; without
+    # namespaces the worker's scratch folder, its memory cgroup and its pool uid are its own too.
+    view = re.sub(r"grader-runtime-[A-Za-z0-9_]+", "grader-runtime-*", found.group(1))
+    view = re.sub(r"grader-scratch-[A-Za-z0-9_]+", "grader-scratch-*", view)
+    view = re.sub(r"/grader-[0-9]+/w[0-9]+", "/grader-*/w*", view)
+    seen = json.loads(view)
+    seen["ids"] = ["pool uid" if i in confine.UID_POOL else i for i in seen["ids"][:4]] + seen["ids"][4:]
+    return seen
 
 
-def test_the_worker_sees_the_same_world_in_a_local_check_and_in_staff_grading(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_the_worker_sees_the_same_world_in_a_local_check_and_in_staff_grading(mode, tmp_path):
     sub = tmp_path / "subs" / "probe"
     sub.mkdir(parents=True)
     (sub / "attention.py").write_text(REFERENCE + VIEW_PROBE)
-    local = runner.grade(sub, ["attention.causal_mask"])
+    local = grade(mode, sub, ["attention.causal_mask"])
     local_view = _view("\n".join(local.results[0].feedback()))
-    batch.run(tmp_path / "subs", tmp_path / "out", workers=2, out=open(os.devnull, "w"))
+    batch_run(mode, tmp_path / "subs", tmp_path / "out", workers=2)
     result = json.loads(next((tmp_path / "out").glob("*/results.json")).read_text())
     staff_view = _view(next(t["output"] for t in result["tests"] if t["name"].startswith("attention.causal_mask:")))
-    assert json.loads(local_view) == json.loads(staff_view)
-    seen = json.loads(local_view)
-    assert seen["ids"][:4] == [confine.INSIDE_ID] * 4 or os.geteuid() != 0, seen["ids"]
+    assert local_view == staff_view
+    if mode == "namespaces":
+        assert local_view["ids"][:4] == [confine.INSIDE_ID] * 4 or os.geteuid() != 0, local_view["ids"]
+    else:  # no view of its own: the host's folders are closed to it
+        assert local_view["root"] == local_view["tmp"] == local_view["procs"] == "PermissionError", local_view
     # Nothing of the grader's folders, but the Python installation (a venv may live in the repository).
-    outside_python = local_view.replace(os.path.realpath(sys.prefix), "<python>").replace(sys.prefix, "<python>")
+    text = json.dumps(local_view)
+    outside_python = text.replace(os.path.realpath(sys.prefix), "<python>").replace(sys.prefix, "<python>")
     assert str(ROOT) not in outside_python and str(tmp_path) not in outside_python, "the worker saw a grader path"
-    assert not any(k.startswith("GRADER") for k in seen["env"]), seen["env"]
+    assert not any(k.startswith("GRADER") for k in local_view["env"]), local_view["env"]
 
 
 def test_gpu_style_workers_cannot_see_or_signal_each_other(tmp_path):

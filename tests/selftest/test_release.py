@@ -1,7 +1,8 @@
 """The student release, built by the real command (``python -m grader release OUT``) and
 used as a student would: its checks pass, its files are the allowlist's, a wrong
 submission scores there exactly as in this repository's local check (hints included),
-and the leak check fails once a solution function is planted in it."""
+the leak check fails once a solution function is planted in it, and the answer check
+once a public test computes its expected values with a formula a student could paste."""
 
 import ast
 import json
@@ -14,7 +15,7 @@ import sys
 import pytest
 
 from grader import ROOT, mistakes, rubric
-from grader.release import leaks, student
+from grader.release import answers, leaks, student
 
 ENV = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
 for _name in ("GRADER_STAFF_KEY", "GRADER_STAFF_KEY_FD"):
@@ -51,6 +52,7 @@ def test_the_release_command_reports_each_check(release):
     stubs (0, every exercise "not implemented") inside the release."""
     _, said = release
     assert "leak check: no solution code" in said
+    assert re.search(r"answer check: none of the \d+ functions of the public tests earns a point", said), said
     assert "the reference scores 100/100 in the release (full public marks)" in said
     assert f"the stubs score 0 in the release, all {len(rubric.EXERCISES)} exercises 'not implemented'" in said
 
@@ -111,6 +113,36 @@ def test_the_leak_check_finds_a_planted_solution_function(release, tmp_path):
     assert found, "the planted solution was not found"
     assert all(leak.path == "assignments/attention.py" for leak in found), found
     assert any("scaled_dot_product_attention" in leak.what for leak in found), found
+
+
+#: Formula oracles a public test file must not hold: pasted into the stubs, each earns points.
+FORMULA_ORACLES = """
+
+def gates_formula(x, h, W_ih, W_hh, b_ih, b_hh):
+    a = x.double() @ W_ih.double().T + b_ih.double() + h.double() @ W_hh.double().T + b_hh.double()
+    i, f, g, o = a.chunk(4, dim=-1)
+    return tuple(t.to(x.dtype) for t in (torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)))
+
+
+GRU_COUNT = lambda input_size, hidden_size, bias: 3 * hidden_size * (input_size + hidden_size) + 6 * hidden_size * bias
+"""
+
+
+def test_the_answer_check_reports_formula_oracles_in_the_public_tests(release, tmp_path):
+    """The public LSTM tests given back a formula oracle of the gates (issue 33's
+    ``gates_formula``) and a lambda that counts a GRU's parameters fail the answer check: it
+    names the file, the function and the exercise each earns points on, pasted into the
+    stubs.  (The release itself passed it: see the command's output above.)"""
+    out, _ = release
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    target = copy / "tests" / "exercises" / "test_lstm.py"
+    target.write_text(target.read_text(encoding="utf-8") + FORMULA_ORACLES, encoding="utf-8")
+    found = answers.scan(copy, modules=["lstm"])
+    assert all(leak.path == "tests/exercises/test_lstm.py" for leak in found), found
+    reported = {(leak.what.split(" pasted")[0], leak.what.split(" points on ")[1].split(":")[0]) for leak in found}
+    assert reported == {("gates_formula", "lstm.gates"), ("<lambda>", "lstm.param_count")}, found
+    assert any("as lstm_gates earns 6/6 points" in leak.what for leak in found), found
 
 
 def _records(results):

@@ -592,6 +592,8 @@ def test_runner_sends_the_key_through_a_pipe_only(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.subprocess, "Popen", FakeChild)
     monkeypatch.setattr(runner, "_kill_group", lambda pgid: None)
     monkeypatch.setattr(runner, "_prestart", lambda env: None)  # no zygote: only the key's pipe is passed
+    # the isolation preflight starts a process of its own (tested in test_isolation.py)
+    monkeypatch.setattr(runner.isolation, "require", lambda protect, weak: ("namespaces", []))
     runner.grade(tmp_path, ["attention.causal_mask"], staff=True, staff_key="the-secret")
     assert seen["sent"] == b"the-secret" and tuple(seen["fds"]) == (int(seen["env"][staffkey.FD_ENV]),)
     assert not any("secret" in part for part in seen["cmd"])

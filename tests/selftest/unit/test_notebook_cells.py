@@ -233,7 +233,7 @@ def test_a_placeholder_or_a_failed_engine_gives_every_test_cell_an_error(monkeyp
     assert len(tests) == len(rubric.exercises_of("elbo"))
     assert all(determine_grade(c)[0] == 0 and "elbo.ipynb: not JSON" in c.outputs[0].evalue for c in tests)
 
-    def broken(source, module):
+    def broken(source, module, course=None):
         raise RuntimeError("the sandbox is gone")
 
     monkeypatch.setattr(autograde, "grade_module", broken)

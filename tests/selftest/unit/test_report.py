@@ -113,6 +113,31 @@ def test_report_of_one_passed_exercise_with_one_hidden_test():
     ]
 
 
+def test_report_of_hidden_tests_that_took_points():
+    """Staff grading: the table shows the exercise's score, and under the hidden tests a line
+    says how many points they took from the public tests' score (min(10 * 2 / 3, 10 * 2 / 4))."""
+    result = score_exercise(
+        BY_ID["attention.sdpa"],
+        [
+            rec("attention.sdpa", 2, PASSED),
+            rec("attention.sdpa", 1, FAILED, message="values differ"),
+            rec("attention.sdpa", 1, FAILED, hidden=True, message="SECRET", prop="many leading dims"),
+        ],
+    )
+    assert render(Report("bob", [result])).splitlines()[4:14] == [
+        "  attention.sdpa          5 / 10  failed",
+        "  ---------------  -------------",
+        "  attention total         5 / 10",
+        "  TOTAL                   5 / 10",
+        "",
+        "Hidden tests",
+        "  attention.sdpa   failed  many leading dims",
+        "  attention.sdpa   -1.67 points: 6.67 from the public tests, 5 with the hidden ones",
+        "",
+        "Feedback",
+    ]
+
+
 def points_column_ends(text):
     """``{line: where its points column ends}`` for the header, rows and totals of the table."""
     table = text.split("\n\n")[1].splitlines()

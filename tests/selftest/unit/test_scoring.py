@@ -1,8 +1,9 @@
 """The scoring rule and the Gradescope schema (grader/grading/scoring.py).
 
-An exercise scores ``points * (V + s * P) / (V_all + P_all)`` with ``s = V / V_all``; hidden
-tests not run count neither way; a pending test is lost; a hidden test shows its name and
-passed/failed only.
+A set of tests scores ``points * (V + s * P) / (V_all + P_all)`` with ``s = V / V_all``; an
+exercise scores ``min(public, overall)``: the rule over its public tests (what a local check
+shows) and over every test that ran; hidden tests not run count neither way; a pending test
+is lost; a hidden test shows its name and passed/failed only.
 """
 
 import json
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from grader.grading.scoring import HIDDEN_VISIBILITY, Report, contributions, score_exercise, value_share
+from grader.grading.scoring import HIDDEN_VISIBILITY, Report, rule_score, score_exercise, value_share
 from grader.grading.scoring import TestRecord as Record  # a name pytest does not try to collect
 from grader.outcomes import (
     CRASHED,
@@ -48,6 +49,19 @@ def rule(points, records):
     return points * (v + s * p) / (v_all + p_all) if v_all + p_all else 0.0
 
 
+def exercise_rule(points, records):
+    """An exercise's score: the smaller of its public tests' and all its tests' rounded rule."""
+    return min(round(rule(points, [r for r in records if not r.hidden]), 2), round(rule(points, records), 2))
+
+
+def as_local(records):
+    """The same records as a student's check has them: hidden tests never run."""
+    return [
+        rec(r.weight, HIDDEN, r.kind, True, "", r.property, r.nodeid.split("::")[-1]) if r.hidden else r
+        for r in records
+    ]
+
+
 records = st.lists(
     st.builds(
         rec,
@@ -66,12 +80,39 @@ points = st.sampled_from([1, 2, 3, 4, 6, 7, 8, 10])
 @settings(max_examples=50)
 @given(points, records)
 def test_the_score_follows_the_rule_and_stays_within_the_points(pts, recs):
-    """The score is ``points * (V + s * P) / (V_all + P_all)`` rounded to cents, between 0 and
-    the exercise's points."""
+    """The score is the smaller of ``points * (V + s * P) / (V_all + P_all)`` over the public
+    tests and over all tests that ran, each rounded to cents, between 0 and the points."""
     ex = Exercise(EX.id, pts, EX.names, EX.title)
-    score = score_exercise(ex, recs).score
-    assert score == pytest.approx(round(rule(pts, recs), 2), abs=1e-9)
-    assert 0 <= score <= pts
+    result = score_exercise(ex, recs)
+    assert result.score == pytest.approx(exercise_rule(pts, recs), abs=1e-9)
+    assert result.public_score == pytest.approx(round(rule(pts, [r for r in recs if not r.hidden]), 2), abs=1e-9)
+    assert rule_score(pts, recs) == pytest.approx(rule(pts, recs), abs=1e-9)
+    assert 0 <= result.score <= pts
+
+
+@settings(max_examples=50)
+@given(points, records)
+def test_the_public_part_is_the_local_checks_score(pts, recs):
+    """Whatever the hidden tests did, the public part of a staff grading is the score a local
+    check gives the same public results (hidden tests never run there)."""
+    ex = Exercise(EX.id, pts, EX.names, EX.title)
+    local = score_exercise(ex, as_local(recs))
+    assert local.score == local.public_score and local.hidden_score == 0
+    assert score_exercise(ex, recs).public_score == local.score
+
+
+@settings(max_examples=50)
+@given(points, records)
+def test_hidden_tests_only_take_points_away(pts, recs):
+    """A staff score is never above the local score of the same public results; the hidden
+    part is 0 or less, and 0 when every hidden test that ran passed."""
+    ex = Exercise(EX.id, pts, EX.names, EX.title)
+    staff = score_exercise(ex, recs)
+    assert staff.score <= score_exercise(ex, as_local(recs)).score
+    assert staff.hidden_score <= 0
+    assert staff.score == pytest.approx(staff.public_score + staff.hidden_score, abs=1e-9)
+    if all(r.status in (PASSED, HIDDEN) for r in recs if r.hidden):
+        assert staff.hidden_score == 0
 
 
 @settings(max_examples=50)
@@ -104,15 +145,6 @@ def test_passing_every_graded_test_scores_full_marks(recs):
     assert score_exercise(EX, recs).score == EX.points
 
 
-@settings(max_examples=50)
-@given(records)
-def test_contributions_add_up_to_the_score(recs):
-    """The points earned per test add up to the score and skip the hidden tests not run."""
-    parts = contributions(EX, recs)
-    assert [r for r, _ in parts] == [r for r in recs if r.status != HIDDEN]
-    assert round(sum(p for _, p in parts), 2) == score_exercise(EX, recs).score
-
-
 @pytest.mark.parametrize(
     ("pts", "recs", "expected"),
     [
@@ -126,8 +158,16 @@ def test_contributions_add_up_to_the_score(recs):
         (4, [rec(1, PASSED), rec(1, PASSED, PROPERTY)], 4),
         # a hidden test not run counts neither way
         (3, [rec(1, PASSED), rec(5, HIDDEN, hidden=True)], 3),
-        # a hidden test that ran counts like any other
+        # a hidden test that failed takes points away: min(3, 3 * 1 / 3)
         (3, [rec(1, PASSED), rec(2, TIMEOUT, hidden=True)], 1),
+        # a hidden test that passed adds none: min(10 * 1 / 2, 10 * 3 / 4) = 5, not 7.5
+        (10, [rec(1, PASSED), rec(1, FAILED), rec(2, PASSED, hidden=True)], 5),
+        # min(10 * (2 + 1/2 * 1) / 5, 10 * (3 + 3/5 * 1) / 6) = min(5, 6)
+        (10, [rec(2, PASSED), rec(2, FAILED), rec(1, PASSED, PROPERTY), rec(1, PASSED, hidden=True)], 5),
+        # min(10, 10 * (3 + 3/4 * 1) / 5) = 7.5
+        (10, [rec(3, PASSED), rec(1, PASSED, PROPERTY), rec(1, FAILED, hidden=True)], 7.5),
+        # min(7 * 2 / 3, 7 * 2 / 4) = min(4.67, 3.5)
+        (7, [rec(2, PASSED), rec(1, FAILED), rec(1, ERROR, hidden=True)], 3.5),
         # a test still pending when the run ended is lost
         (10, [rec(1, PASSED), rec(1, "pending")], 5),
         # no value test at all: s = 0
@@ -140,6 +180,25 @@ def test_contributions_add_up_to_the_score(recs):
 def test_closed_form_examples(pts, recs, expected):
     """Worked examples of the rule, computed by hand."""
     assert score_exercise(Exercise(EX.id, pts, EX.names, EX.title), recs).score == expected
+
+
+@pytest.mark.parametrize(
+    ("pts", "recs", "parts"),
+    [
+        # public 10 * 2 / 3 = 6.67; overall 10 * 2 / 4 = 5: the hidden part takes 1.67
+        (10, [rec(2, PASSED), rec(1, FAILED), rec(1, FAILED, hidden=True)], (6.67, -1.67)),
+        # the hidden test passed: nothing taken, nothing added
+        (10, [rec(2, PASSED), rec(1, FAILED), rec(1, PASSED, hidden=True)], (6.67, 0)),
+        # no hidden test ran (a local check): the public part is all of it
+        (4, [rec(1, PASSED), rec(1, FAILED, PROPERTY), rec(1, HIDDEN, hidden=True)], (2, 0)),
+        # nothing ran at all (a missing module)
+        (6, [], (0, 0)),
+    ],
+)
+def test_public_and_hidden_parts(pts, recs, parts):
+    """The public part and what the hidden tests took, worked by hand."""
+    result = score_exercise(Exercise(EX.id, pts, EX.names, EX.title), recs)
+    assert (result.public_score, result.hidden_score) == parts
 
 
 def test_the_status_is_the_worst_outcome_as_the_student_sees_it():
@@ -196,8 +255,10 @@ def gradescope(recs, notes=()):
 
 def test_gradescope_public_and_hidden_tests():
     """An exercise with hidden tests that ran is two Gradescope tests: the public one with the
-    feedback and the public records, and an ``after_published`` one with each hidden test's
-    name and passed/failed, nothing else; their scores and maxima add up to the exercise's."""
+    feedback and the public records, scored as a local check scores them and worth all the
+    points, and an ``after_published`` one with each hidden test's name and passed/failed,
+    nothing else, worth 0 and scored with the points the hidden tests took; their scores add
+    up to the exercise's."""
     recs = [
         rec(2, PASSED, name="a", prop="values match"),
         rec(1, FAILED, PROPERTY, message="dtype kept\n  yours: float64", name="b", prop="dtype kept"),
@@ -206,17 +267,19 @@ def test_gradescope_public_and_hidden_tests():
     ]
     out = gradescope(recs, notes=["sandbox: no cgroup"])
     public, hidden = out["tests"]
-    assert out["score"] == 5 and out["max_score"] == 10  # 10 * (3 + 3/5 * 0) / 6
+    # min(10 * (2 + 1 * 0) / 3, 10 * (3 + 3/5 * 0) / 6) = min(6.67, 5)
+    assert out["score"] == 5 and out["max_score"] == 10
     assert out["extra_data"] == {"submission": "alice", "modules": {"unit": (5, 10)}, "notes": ["sandbox: no cgroup"]}
     assert public["name"] == "unit.example: An example"
-    assert (public["score"], public["max_score"], public["status"]) == (3.33, 5, "failed")  # 10 * 2 / 6 earned by a
+    assert (public["score"], public["max_score"], public["status"]) == (6.67, 10, "failed")
+    assert gradescope(as_local(recs))["tests"][0]["score"] == public["score"]  # the local check's score
     assert public["output"] == "status: failed\n\ndtype kept\n  yours: float64"
     assert public["visibility"] == "visible" and public["tags"] == ["unit", "unit.example"]
     assert [t["nodeid"] for t in public["extra_data"]["tests"]] == ["tests/x.py::a", "tests/x.py::b"]
     assert hidden == {
         "name": "unit.example: An example (hidden tests)",
-        "score": 1.67,
-        "max_score": 5,
+        "score": -1.67,
+        "max_score": 0,
         "status": "failed",
         "output": "passed: hidden values\nfailed: hidden causality",
         "visibility": HIDDEN_VISIBILITY,
@@ -284,19 +347,34 @@ def test_gradescope_never_shows_a_hidden_message(recs):
 
 @settings(max_examples=50)
 @given(records)
-def test_gradescope_maxima_add_up_to_the_points(recs):
-    """The public and hidden Gradescope tests of an exercise are worth its points together."""
+def test_gradescope_maxima_are_fixed_and_the_scores_add_up(recs):
+    """Whatever the records (graded code, a crash, nothing at all), the public Gradescope test
+    is worth the exercise's points and the hidden one 0; the tests' scores add up to the
+    score, and the hidden one is never positive."""
     out = gradescope(recs)
-    assert sum(t["max_score"] for t in out["tests"]) == pytest.approx(EX.points, abs=0.011)
+    assert [t["max_score"] for t in out["tests"] if t["visibility"] == "visible"] == [EX.points]
+    assert all(t["max_score"] == 0 and t["score"] <= 0 for t in out["tests"] if t["visibility"] == HIDDEN_VISIBILITY)
     assert out["max_score"] == EX.points
+    assert sum(t["score"] for t in out["tests"]) == pytest.approx(out["score"], abs=1e-9)
+
+
+def test_gradescope_maxima_are_the_same_for_a_missing_module_a_crash_and_graded_code():
+    """The maxima do not depend on how many tests a submission got to run."""
+    graded = [rec(2, PASSED), rec(1, PASSED, PROPERTY), rec(1, FAILED, hidden=True)]
+    crashed = [rec(2, CRASHED), rec(1, CRASHED, PROPERTY), rec(1, CRASHED), rec(1, CRASHED, hidden=True)]
+    missing = Report("alice", [score_exercise(EX, [], "attention.py not found", MISSING)]).to_gradescope()
+    maxima = [
+        [(t["visibility"], t["max_score"]) for t in out["tests"]] for out in (gradescope(graded), gradescope(crashed))
+    ]
+    assert maxima == [[("visible", 10), (HIDDEN_VISIBILITY, 0)]] * 2
+    assert [(t["visibility"], t["max_score"]) for t in missing["tests"]] == [("visible", 10)]
 
 
 def test_gradescope_parts_add_up_to_the_score():
-    """The Gradescope tests' scores add up to the exercise's score, and public tests that all
-    failed earn 0."""
+    """The Gradescope tests' scores add up to the exercise's score; public tests that all
+    failed earn 0 and hidden tests that passed add nothing to them."""
     ex = Exercise(EX.id, 1, EX.names, EX.title)
     recs = [rec(1, FAILED), rec(4, FAILED)] + [rec(1, PASSED, hidden=True) for _ in range(3)]
     out = Report("alice", [score_exercise(ex, recs)]).to_gradescope()
     public, hidden = out["tests"]
-    assert public["score"] == 0
-    assert public["score"] + hidden["score"] == out["score"]
+    assert public["score"] == hidden["score"] == out["score"] == 0
