@@ -24,6 +24,7 @@ measures in force; what applies depends on the platform and privileges.
   supervisor could create one (:mod:`grader.execution.cgroup`).
 """
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -387,11 +388,8 @@ def _enter_user_namespace() -> bool:
         return False
     os.setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID)
     os.setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID)  # a uid change also clears the capabilities
-    number = _SYS_CAPSET.get(platform.machine())
-    if number is not None:  # and to be sure: capset to nothing
-        header = (ctypes.c_uint32 * 2)(0x20080522, 0)
-        data = (ctypes.c_uint32 * 6)()
-        _libc.syscall(number, header, data)
+    with contextlib.suppress(OSError):  # and to be sure: capset to nothing
+        _capset(0)
     return True
 
 

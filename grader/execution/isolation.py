@@ -99,14 +99,13 @@ def preflight_main() -> None:
             uid, _ = confine.allocate_uid()  # held until this process exits
         except OSError as exc:
             measures.append(f"uid: nobody ({exc})")
-    out = os.dup(1)
     applied = confine.confine(request["limits"], request["exclude"], uid=uid, gpu=request.get("gpu", False))
     answer = {
         "measures": applied + measures,
         "readable": probe(request["protected"]),
         "python": python_problem(),
     }
-    os.write(out, json.dumps(answer).encode())
+    os.write(1, json.dumps(answer).encode())  # stdout stays open across the confinement
     os._exit(0)
 
 
