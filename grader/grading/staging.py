@@ -5,6 +5,8 @@ the shallowest depth where it is found (at most two folders deep): links, specia
 oversized files and unsafe zip entries (absolute paths, ``..``, links, zip bombs) are never
 followed or extracted; each file skipped is a staging note.  A zip that cannot be read, or
 has too many entries or unpacks too large, is :class:`Rejected` as a whole.
+:func:`stage_modules` also reads a module handed in only as a notebook (``<module>.ipynb``) out
+of its solution cells, as a Gradescope upload and the peer review read one.
 :func:`files_sha256` hashes what was staged, which is how a resumed batch
 (:mod:`grader.grading.batch`) tells a changed submission from one already graded.
 """

@@ -20,12 +20,14 @@ on any notebook.  It imports neither nbgrader nor nbformat (whose import takes a
 import json
 import os
 import re
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from grader import ROOT, rubric
+from grader.grading import staging
 
 #: The nbgrader assignment the notebooks make up.
 ASSIGNMENT = "dlbasic"
@@ -279,3 +281,25 @@ def _comment_magics(source: str) -> str:
             line = f"{line[: len(line) - len(stripped)]}# {stripped}"
         out.append(line)
     return "\n".join(out)
+
+
+def stage_modules(submission: Path, into: Path) -> list[str]:
+    """Stage ``submission`` (a folder or a zip) into the existing folder ``into`` as module files;
+    the staging notes.
+
+    Its ``.py`` module files are copied as :func:`grader.grading.staging.stage` copies them; a module submitted only
+    as a notebook (``<module>.ipynb``, found as a module file is: at most two folders deep, the
+    shallowest first) is read out of its solution cells
+    (:func:`submission_folder`, as ``python -m grader check`` does) into
+    ``<module>.py``.  A notebook that gives no module is a note ("the module scores 0").
+    Raises :class:`grader.grading.staging.Rejected` for a zip that cannot be read as a whole.
+    """
+    notes = staging.stage(submission, into)
+    wanted = {f"{m}.ipynb" for m in rubric.MODULES if not (into / f"{m}.py").exists()}
+    if not wanted:
+        return notes
+    with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
+        notes += staging.stage(submission, Path(tmp), wanted, MAX_NOTEBOOK_BYTES)
+        _, problems = submission_folder(sorted(Path(tmp).glob("*.ipynb")), into)
+    notes += [f"{module}.ipynb: {problem}: the module scores 0" for module, problem in sorted(problems.items())]
+    return notes

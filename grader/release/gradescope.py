@@ -44,8 +44,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grader import ROOT, rubric, staffkey
-from grader.grading import batch, isolation, staging
+from grader import ROOT, staffkey
+from grader.grading import batch, isolation
+from grader.notebooks import cells
 
 #: What the package holds, relative to the repository (``fnmatch`` globs: ``*`` spans folders).
 INCLUDE = (
@@ -223,21 +224,12 @@ def run(root: str | os.PathLike[str]) -> int:
 
 
 def _upload(submission: Path, into: Path) -> tuple[Path, list[str]]:
-    """The upload as a folder of module files: its ``.py`` files as they are, and a module
-    submitted only as a notebook (``<module>.ipynb``, top level or one folder down) read out
-    of its solution cells as ``python -m grader check`` does.  ``(folder, notes)``."""
-    from grader.notebooks import cells
-
+    """The upload as a folder of module files (:func:`grader.notebooks.cells.stage_modules`):
+    its ``.py`` files as they are, and a module submitted only as a notebook
+    (``<module>.ipynb``) read out of its solution cells as ``python -m grader check`` does.
+    ``(folder, notes)``."""
     into.mkdir(parents=True)
-    notes = staging.stage(submission, into)
-    wanted = {f"{m}.ipynb" for m in rubric.MODULES if not (into / f"{m}.py").exists()}
-    if not wanted:
-        return into, notes
-    with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
-        notes += staging.stage(submission, Path(tmp), wanted, cells.MAX_NOTEBOOK_BYTES)
-        _, problems = cells.submission_folder(sorted(Path(tmp).glob("*.ipynb")), into)
-    notes += [f"{module}.ipynb: {problem}: the module scores 0" for module, problem in sorted(problems.items())]
-    return into, notes
+    return into, cells.stage_modules(submission, into)
 
 
 def _failed(message: str, status: str = "error") -> dict[str, Any]:

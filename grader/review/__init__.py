@@ -12,12 +12,14 @@
 * :mod:`~grader.review.plan` - ``python -m grader review plan``: who reviews whom (exactly k each
   way, no self, no reciprocal pair, conflicts apart, passing reviewers for failing authors,
   contrasting approaches, staff on top), keyed aliases, ``assignments.csv``.
-* :mod:`~grader.review.anonymize` - what a reviewer sees of a solution: names, emails, user
-  folders and ``__author__`` removed, every line where it was.
+* :mod:`~grader.review.anonymize` - what a reviewer sees of a solution: the author's identity
+  (harvested from the id, folder name and code; a roster adds names) replaced token by token,
+  every line where it was.
 * :mod:`~grader.review.rounds` - a round's folder: ``plan.json``, ``solutions.json`` (anonymized
   code and the grader's evidence), ``review.db`` and ``links.csv`` on first serve, ``scores/``.
-* :mod:`~grader.review.store` - the round's SQLite database (every saved version kept, schema
-  migrations with a backup).
-* :mod:`~grader.review.web` - ``python -m grader review serve``: reviewer, author and staff pages.
+* :mod:`~grader.review.store` - the round's SQLite database (every saved version kept with its
+  line comments, opaque ids, moderation, reassignments, deadlines; schema migrations with a backup).
+* :mod:`~grader.review.web` - ``python -m grader review serve``: reviewer, author and staff pages
+  under waitress, CSRF-protected.
 * :mod:`~grader.review.commands` - the ``review`` sub-commands.
 """

@@ -45,15 +45,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("round_dir", metavar="ROUND_DIR")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--base-url", default="", help="the address students open, for links.csv (default: host:port)")
+    serve.add_argument(
+        "--base-url", default="", help="the address students open, for links.csv, rewritten on every start"
+    )
+    serve.add_argument("--threads", type=int, default=8, help="waitress worker threads (default 8)")
+    serve.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="connections served at once, the rest wait their turn (default 4 per thread)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        default="",
+        metavar="ADDR",
+        help="the reverse proxy's address (127.0.0.1 for one on this machine): its X-Forwarded-* headers are believed",
+    )
+    serve.add_argument(
+        "--deadline",
+        default="",
+        metavar="WHEN",
+        help="close the round by itself at WHEN (2026-12-10T23:59, server time, or with +09:00)",
+    )
+    serve.add_argument(
+        "--restore-rubric",
+        action="store_true",
+        help="write the rubric the round started with back to ROUND/rubric.toml, and stop",
+    )
 
     score = sub.add_parser("score", help="consensus, reviewer agreement, helpfulness and flags as CSV")
     score.add_argument("round_dir", metavar="ROUND_DIR")
 
-    gal = sub.add_parser("gallery", help="print the approach gallery of an exercise of a graded batch")
-    gal.add_argument("submissions")
-    gal.add_argument("--results", required=True, metavar="BATCH_OUT")
-    gal.add_argument("--exercise", required=True)
+    gal = sub.add_parser(
+        "gallery",
+        help="print the approach gallery of an exercise of a graded batch (code anonymized, authors counted)",
+    )
+    gal.add_argument("submissions", help="the folder `grader batch` graded (one sub-folder or .zip each)")
+    gal.add_argument("--results", required=True, metavar="BATCH_OUT", help="the `grader batch --out` folder")
+    gal.add_argument("--exercise", required=True, help="an exercise ID (attention.sdpa)")
+    gal.add_argument(
+        "--names",
+        action="store_true",
+        help="staff only: name each card's authors and show the code as written (not for the peer session)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +126,13 @@ def _plan(args: argparse.Namespace) -> int:
     )
     for note in made.notes + made.plan.notes:
         print(f"note: {note}")
+    if not args.roster:
+        print(
+            "warning: no --roster: names are hidden as found in the submissions themselves (ids, folder names, "
+            "author lines, __author__, emails, handles, home folders, student numbers); a roster (id,name,email) "
+            "also hides the names that appear nowhere else",
+            file=sys.stderr,
+        )
     print(
         f"planned {len(made.plan.assignments)} reviews of {args.unit} for {len(made.entries)} students (k={args.k}); "
         f"wrote {made.folder}/plan.json, assignments.csv; next: python -m grader review serve {made.folder}"
@@ -105,10 +146,29 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as exc:  # Flask and Pygments come with requirements-dev.txt (staff tools)
         print(f"error: review serve: {exc}: pip install -r requirements-dev.txt", file=sys.stderr)
         return 2
+    from grader.review import rounds
+
     if not Path(args.round_dir).is_dir():
         print(f"error: review serve: {args.round_dir} is not a folder", file=sys.stderr)
         return 2
-    web.serve(args.round_dir, args.host, args.port, args.base_url)
+    if args.restore_rubric:
+        print(f"restored {rounds.restore_rubric(args.round_dir)}")
+        return 0
+    try:
+        deadline = web.parse_deadline(args.deadline)
+    except ValueError as exc:
+        print(f"error: review serve: --deadline: {exc}", file=sys.stderr)
+        return 2
+    web.serve(
+        args.round_dir,
+        args.host,
+        args.port,
+        args.base_url,
+        threads=args.threads,
+        trusted_proxy=args.trusted_proxy,
+        deadline=deadline,
+        connections=args.connections,
+    )
     return 0
 
 
@@ -116,11 +176,45 @@ def _score(args: argparse.Namespace) -> int:
     from grader.review import rounds
 
     report, paths = rounds.score_round(args.round_dir)
-    reviewed = {(c.author, c.unit) for c in report.consensus}
-    print(f"{len(reviewed)} author(s) with a consensus, {len(report.flags)} flag(s) for staff")
-    for flag in report.flags:
-        print(f"flag: {flag.kind}: {flag.author or ''} {flag.reviewer or ''} {flag.detail}".rstrip())
-    print("wrote " + ", ".join(str(p) for p in paths))
+    works: dict[tuple[str, str], dict[str, str]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    items: list[str] = []
+    for row in report.consensus:
+        if row.item not in items:
+            items.append(row.item)
+        works.setdefault((row.author, row.unit), {})[row.item] = "-" if row.consensus is None else f"{row.consensus:g}"
+        counts[(row.author, row.unit)] = max(counts.get((row.author, row.unit), 0), row.n_reviews)
+    print(f"consensus (median score per rubric item) of {len(works)} author(s):")
+    _table(
+        ["author", "unit", *items, "reviews"],
+        [
+            [author, unit, *[scores.get(i, "-") for i in items], counts[(author, unit)]]
+            for (author, unit), scores in works.items()
+        ],
+    )
+    print(f"\nreviewers ({len(report.reviewers)}):")
+    _table(
+        ["reviewer", "reviews", "agreement", "helpfulness", "ratings dropped"],
+        [
+            [
+                r.reviewer,
+                r.reviews,
+                "-" if r.agreement is None else f"{r.agreement:.2f}",
+                "-" if r.helpfulness is None else f"{r.helpfulness:.2f}",
+                r.ratings_dropped,
+            ]
+            for r in report.reviewers
+        ],
+    )
+    print(f"\nflags for staff ({len(report.flags)}):")
+    if report.flags:
+        _table(
+            ["kind", "author", "reviewer", "item", "detail"],
+            [[f.kind, f.author or "-", f.reviewer or "-", f.item or "-", f.detail] for f in report.flags],
+        )
+    else:
+        print("none")
+    print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -131,20 +225,42 @@ def _gallery(args: argparse.Namespace) -> int:
     if args.exercise not in rubric.BY_ID:
         print(f"error: review gallery: unknown exercise {args.exercise!r}", file=sys.stderr)
         return 2
-    cards = gallery.gallery(args.exercise, gallery.solutions_from_batch(args.results, args.submissions, args.exercise))
-    for card in cards:
+    for folder, what in ((args.results, "results"), (args.submissions, "submissions")):
+        if not Path(folder).is_dir():
+            print(f"error: review gallery: {what} folder {folder} does not exist", file=sys.stderr)
+            return 2
+    solutions = gallery.solutions_from_batch(args.results, args.submissions, args.exercise)
+    if not solutions:
+        print(f"error: review gallery: no graded submission in {args.results}", file=sys.stderr)
+        return 2
+    cards = gallery.gallery(args.exercise, solutions)
+    with_code = sum(1 for s in solutions if s.code.strip())
+    print(
+        f"gallery of {args.exercise}: {len(cards)} card(s) from {len(solutions)} graded submission(s), "
+        f"{with_code} with code" + ("" if args.names else "; code anonymized, authors not named")
+    )
+    for number, card in enumerate(cards, 1):
         print(
-            f"\n== {card.size} solution(s), {card.approach or 'approach unknown'}, {card.status} "
-            f"{card.score:g}/{card.max_score:g}: {', '.join(card.authors)}"
+            f"\n== card {number} of {len(cards)} | size: {card.size} | approach: {card.approach or 'unknown'} "
+            f"| status: {card.status} | score: {card.score:g}/{card.max_score:g}"
         )
+        if args.names:
+            print(f"authors: {', '.join(card.authors)}")
+        else:
+            print(f"authors: {card.size} (names hidden; --names to show)")
+        if card.failed:
+            print(f"failed properties: {'; '.join(card.failed)}")
         if card.mistake:
             print(f"matched mistake: {card.mistake}")
-        print(card.representative.rstrip())
+        code = card.representative if args.names else gallery.for_peers(card, solutions)
+        print(code.rstrip() or "(no code for this exercise)")
     return 0
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> None:
-    """Print a plain aligned table."""
+    """Print ``rows`` under their ``header``, columns aligned and the header underlined."""
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
+    print("  ".join(str(x).ljust(w) for x, w in zip(header, widths, strict=True)).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())

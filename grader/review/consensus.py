@@ -17,7 +17,11 @@ The rules follow CrowdGrader (de Alfaro & Shavlovsky, UCSC-SOE-13-11):
 * **Flags for staff**: ``large disagreement`` (a score at least half the item's range away
   from the consensus, ``|c - g| >= p / 2``), ``empty review`` (no comments, and no scores or
   fewer than 20 characters of text), ``author without reviews`` (an author and unit with no
-  review that is not empty, including the pairs of ``expected`` nobody reviewed).
+  review that is not empty, including the pairs of ``expected`` nobody reviewed),
+  ``lone top score on a failing solution`` (a review giving every item its highest level to
+  an author the grader failed, while the author's other reviewers did not), ``rated harmful``
+  (the author rated the review -2, "harmful or rude") and ``flagged by staff`` (a moderator's
+  note on the review page).
 
 Inputs are plain :class:`Review` records (the web app's database layer builds them) and a
 :class:`~grader.review.form.Rubric`; :func:`score` gives a :class:`ScoreReport` and
@@ -41,6 +45,11 @@ from grader.review.form import Rubric
 LARGE_DISAGREEMENT = "large disagreement"
 EMPTY_REVIEW = "empty review"
 AUTHOR_WITHOUT_REVIEWS = "author without reviews"
+LONE_TOP_SCORE = "lone top score on a failing solution"
+RATED_HARMFUL = "rated harmful"
+FLAGGED_BY_STAFF = "flagged by staff"
+#: Grader statuses of a solution that works (a top score on any other is suspicious).
+WORKING = ("passed",)
 #: A review with fewer characters of text than this, and no line comment, is empty.
 MIN_TEXT_CHARS = 20
 #: The ratings an author may give a review.
@@ -69,6 +78,10 @@ class Review:
     text_chars: int
     #: the author's rating of this review, -2..+2; None if not rated
     helpful: int | None = None
+    #: the grader's status of the author's solution ("" unknown)
+    author_status: str = ""
+    #: notes of staff who flagged the review
+    staff_flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,11 +215,23 @@ def score(reviews: Iterable[Review], rubric: Rubric, expected: Iterable[tuple[st
             what = "no scores" if not review.scores else f"{review.text_chars} characters of text"
             detail = f"{what} and no line comments"
             flags.append(Flag(EMPTY_REVIEW, review.reviewer, review.author, review.unit, "", detail))
+        if review.helpful == min(RATINGS):
+            flags.append(Flag(RATED_HARMFUL, review.reviewer, review.author, review.unit, "", "the author rated it -2"))
+        for note in review.staff_flags:
+            flags.append(Flag(FLAGGED_BY_STAFF, review.reviewer, review.author, review.unit, "", note))
         if review.helpful is not None:
             if review.helpful <= 0 and given_sum < consensus_sum:  # tit for tat: a low score, a low rating
                 dropped[review.reviewer] += 1
             else:
                 ratings[review.reviewer].append(review.helpful)
+
+    for (author, unit), work in sorted(by_work.items()):
+        tops = [r for r in work if _all_top(r, rubric)]
+        if len(tops) == 1 and len(work) > 1 and tops[0].author_status and tops[0].author_status not in WORKING:
+            detail = (
+                f"every item at its highest level; the grader says {tops[0].author_status}; the other reviews did not"
+            )
+            flags.append(Flag(LONE_TOP_SCORE, tops[0].reviewer, author, unit, "", detail))
 
     for author, unit in sorted(set(by_work) | set(expected)):
         work = by_work.get((author, unit), [])
@@ -222,6 +247,11 @@ def score(reviews: Iterable[Review], rubric: Rubric, expected: Iterable[tuple[st
         reviewers.append(ReviewerScore(name, counts[name], agreement, helpfulness, dropped[name]))
 
     return ScoreReport(tuple(consensus), tuple(reviewers), tuple(sorted(flags, key=_flag_key)))
+
+
+def _all_top(review: Review, rubric: Rubric) -> bool:
+    """Whether ``review`` scored every item of ``rubric`` at its highest level."""
+    return all(review.scores.get(item.id) == item.max for item in rubric.items)
 
 
 def to_csv(report: ScoreReport) -> dict[str, str]:

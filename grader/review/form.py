@@ -76,9 +76,20 @@ class RubricError(ValueError):
 
 def load(path: str | Path = DEFAULT) -> Rubric:
     """The rubric in the TOML file ``path`` (default :data:`DEFAULT`); raises
-    :class:`RubricError` for a file that is not a valid rubric."""
+    :class:`RubricError` for a file that is not a valid rubric, that cannot be read or is not
+    UTF-8 (the line of the first undecodable byte is named)."""
     path = Path(path)
-    return parse(path.read_text(encoding="utf-8"), name=str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RubricError(str(path), 1, f"cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        reason = f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save the rubric as UTF-8"
+        raise RubricError(str(path), line, reason) from None
+    return parse(text, name=str(path))
 
 
 def parse(text: str, name: str = "rubric.toml") -> Rubric:

@@ -11,7 +11,10 @@ of the input.
 
 :func:`solutions_from_batch` reads the inputs from a graded batch (``python -m grader
 batch``): ``<batch_dir>/<id>/results.json`` for the behaviour and the student's module from
-the submission folder for the code.
+the entry the batch graded for the code (a folder, a zip, or a notebook in either:
+:func:`submission_sources`).  The cards name their authors by id and hold their code as
+written: :func:`for_peers` is a card's code as peers may see it (the gallery command shows
+that, and a count of authors, unless staff ask for ``--names``).
 """
 
 import hashlib
@@ -20,14 +23,16 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grader import rubric
 from grader.grading import staging
+from grader.notebooks import cells
 from grader.outcomes import ERROR, MISSING, PASSED, worst
+from grader.review.anonymize import anonymize, identity_of
 from grader.review.normalize import approach, exercise_source, stack_key
 
 #: Record statuses that are not a failure (a hidden test not yet run is neither way).
@@ -47,6 +52,8 @@ class Solution:
     max_score: float
     failed: tuple[str, ...] = ()  # titles of the properties that failed
     mistake: str = ""  # the catalogued mistake the hint named, "" if none
+    entry: str = ""  # the name of the entry graded (a folder or a .zip), "" when none was found
+    sources: tuple[str, ...] = field(default=(), repr=False)  # its module files (to anonymize with)
 
 
 @dataclass
@@ -179,36 +186,62 @@ def behaviour_of(result: dict[str, Any], exercise: str) -> tuple[str, float, flo
     )
 
 
-def entry_path(submissions_dir: Path, ident: str, result: dict[str, Any]) -> Path | None:
-    """The submission folder graded as ``ident`` (``None`` for a zip or a name that is not
-    one plain folder name)."""
+def submission_entry(submissions_dir: Path, ident: str, result: Mapping[str, Any]) -> Path | None:
+    """The entry of ``submissions_dir`` the batch graded as ``ident``.
+
+    The one its results name (``extra_data.source``: ``name``, and ``kind`` folder or zip), else
+    the folder ``<ident>`` or the file ``<ident>.zip``.  ``None`` when there is no such entry, when
+    it is a link or not of the kind recorded, or when the name is no plain name of one entry
+    (empty, ``.``, ``..``, or holding ``/``, ``\\`` or NUL).
+    """
     extra = result.get("extra_data")
     source = extra.get("source") if isinstance(extra, dict) else None
-    name = ident
     if isinstance(source, dict) and isinstance(source.get("name"), str):
-        if source.get("kind") == "zip":
+        kind = source.get("kind")
+        candidates = [(source["name"], kind if kind in ("folder", "zip") else "either")]
+    else:
+        candidates = [(ident, "folder"), (f"{ident}.zip", "zip")]
+    for name, kind in candidates:
+        if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
             return None
-        name = source["name"]
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        return None
-    if name.lower().endswith(".zip"):
-        return None
-    return submissions_dir / name
+        path = submissions_dir / name
+        if path.is_symlink():
+            continue
+        if (kind != "zip" and path.is_dir()) or (kind != "folder" and path.is_file()):
+            return path
+    return None
 
 
-def module_source(folder: Path, module: str) -> str:
-    """The text of ``<module>.py`` in submission ``folder``, staged as the batch staged it
-    (:func:`grader.grading.staging.stage_folder`: regular files only, no links, at most
-    two folders deep, size-capped); ``""`` when it is missing, unreadable or not UTF-8."""
+def submission_sources(submissions_dir: Path, ident: str, result: Mapping[str, Any]) -> dict[str, str]:
+    """``{module: text}`` of every module file in the entry graded as ``ident``
+    (:func:`submission_entry`), staged as a Gradescope upload is
+    (:func:`grader.notebooks.cells.stage_modules`: regular files only, no links, at most two
+    folders deep, size-capped, out of a folder or a zip; a module handed in only as a notebook
+    read out of its solution cells).  A module that is missing, unreadable or not UTF-8 is left
+    out; no entry, or a zip refused as a whole, gives ``{}``."""
+    entry = submission_entry(submissions_dir, ident, result)
+    if entry is None:
+        return {}
+    out = {}
     try:
-        if folder.is_symlink() or not folder.is_dir():
-            return ""
         with tempfile.TemporaryDirectory(prefix="grader-review-") as tmp:
-            staging.stage_folder(folder, Path(tmp))
-            path = Path(tmp) / f"{module}.py"
-            return path.read_text(encoding="utf-8") if path.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        return ""
+            cells.stage_modules(entry, Path(tmp))
+            for module in rubric.MODULES:
+                path = Path(tmp) / f"{module}.py"
+                try:
+                    if path.is_file():
+                        out[module] = path.read_text(encoding="utf-8")
+                except (OSError, ValueError):  # ValueError: not UTF-8
+                    continue
+    except (OSError, ValueError, staging.Rejected):  # ValueError: a notebook that cannot be written back
+        return {}
+    return out
+
+
+def submission_module(submissions_dir: Path, ident: str, result: Mapping[str, Any], module: str) -> str:
+    """The text of ``<module>.py`` in the entry graded as ``ident``, staged as the batch staged
+    it (:func:`submission_sources`); ``""`` when it is missing, unreadable or not UTF-8."""
+    return submission_sources(submissions_dir, ident, result).get(module, "")
 
 
 def solutions_from_batch(
@@ -217,11 +250,11 @@ def solutions_from_batch(
     """The solutions of ``exercise`` in a graded batch, one per ``<batch_dir>/<id>/results.json``.
 
     The behaviour comes from the results (:func:`behaviour_of`), the code from the student's
-    module in the submission folder the batch graded (``extra_data.source.name`` in the
-    results, else ``<submissions_dir>/<id>``), cut with
-    :func:`~grader.review.normalize.exercise_source`.  A zip submission, a missing folder and
-    an unreadable module keep their grader status with code ``""``; a results file that
-    cannot be read is skipped.  Sorted by id.  Raises ``KeyError`` for an unknown exercise ID.
+    module in the entry the batch graded (:func:`submission_entry`: a folder, a zip, a module
+    handed in as a notebook), cut with :func:`~grader.review.normalize.exercise_source`.  A
+    missing entry, a zip that cannot be read and an unreadable module keep their grader status
+    with code ``""``; a results file that cannot be read is skipped.  Sorted by id.  Raises
+    ``KeyError`` for an unknown exercise ID.
     """
     module = rubric.BY_ID[exercise].module
     batch, submissions = Path(batch_dir), Path(submissions_dir)
@@ -234,7 +267,42 @@ def solutions_from_batch(
             continue
         ident = folder.name
         status, score, max_score, failed, mistake = behaviour_of(result, exercise)
-        entry = entry_path(submissions, ident, result)
-        code = exercise_source(module_source(entry, module), exercise) if entry is not None else ""
-        out.append(Solution(ident, code, status, score, max_score, failed, mistake))
+        entry = submission_entry(submissions, ident, result)
+        sources = submission_sources(submissions, ident, result) if entry is not None else {}
+        code = exercise_source(sources.get(module, ""), exercise)
+        out.append(
+            Solution(
+                ident,
+                code,
+                status,
+                score,
+                max_score,
+                failed,
+                mistake,
+                entry=entry.name if entry is not None else "",
+                sources=tuple(sources.values()),
+            )
+        )
     return out
+
+
+def for_peers(card: Card, solutions: Sequence[Solution]) -> str:
+    """The representative code of ``card`` as a peer may see it: anonymized
+    (:func:`~grader.review.anonymize.anonymize`) with the identity of every member who wrote
+    that very text (:func:`~grader.review.anonymize.identity_of`: their id, entry name and
+    module files), the other authors' ids hidden too.  ``solutions``: those the gallery was
+    made of."""
+    ids = [s.author for s in solutions]
+    code = card.representative
+    for index, sol in enumerate(solutions):
+        if sol.author not in card.authors or sol.code != card.representative:
+            continue
+        identity = identity_of(
+            sol.author,
+            folder_name=sol.entry,
+            sources=sol.sources,
+            roster=(),
+            others=ids[:index] + ids[index + 1 :],
+        )
+        code = anonymize(code, identity)
+    return code

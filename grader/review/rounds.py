@@ -13,12 +13,24 @@ A round is one folder, kept by staff (students only ever get their link)::
       links.csv        each person's private link (mode 600), written with review.db
       scores/          consensus.csv, reviewers.csv, flags.csv from ``score``
 
+``plan`` makes the folder mode 700 and writes each of its files mode 600, as ``key`` and
+``links.csv`` are: they hold real ids beside aliases, or the code before peers see it.  A
+folder that existed before is left as it was, with a note when others may list it.
+
+The code is read from the entry the batch graded (a folder, a ``.zip``, a module handed in
+as a notebook: :func:`grader.review.gallery.submission_sources`).  A plan is refused when the
+submissions folder does not exist, or when no graded submission has code for the unit (a
+wrong ``--submissions`` folder or ``--unit``); a submission with results but no readable code
+still enters with its grader status, and a note says so.
+
 The evidence beside the code is the batch's own results (``<batch>/<id>/results.json``): per
 exercise of the unit its status and score, the public properties that failed with the check
-that failed, yours vs expected, the smallest failing input and the hint; the hidden tests
-with their name and pass/fail only.  Everything a peer sees passes through
-:func:`~grader.review.anonymize.anonymize` (code) or :func:`~grader.review.anonymize.redact`
-(grader messages), with the author's id and roster names.
+that failed, yours vs expected, the smallest failing input and the hint; of the hidden tests
+only how many passed, ``{"passed": n, "total": m}``, never their names.  Everything a peer sees
+passes through :func:`~grader.review.anonymize.anonymize` (code) or
+:func:`~grader.review.anonymize.redact` (grader messages), with the author's identity
+(:func:`~grader.review.anonymize.identity_of`: id, entry name, what the module files say,
+roster names, and the other students' ids and names).
 """
 
 import csv
@@ -26,15 +38,17 @@ import json
 import os
 import re
 import secrets
+import stat
+import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grader import rubric
-from grader.outcomes import ERROR, MISSING, NOT_IMPLEMENTED, PASSED, worst
+from grader.outcomes import ERROR, HIDDEN, MISSING, NOT_IMPLEMENTED, PASSED, worst
 from grader.review import consensus, form, gallery
-from grader.review.anonymize import anonymize, redact
+from grader.review.anonymize import Identity, anonymize, identity_of, redact
 from grader.review.normalize import approach, exercise_source
 from grader.review.plan import STAFF, STUDENT, Author, Plan, alias, make_plan, to_csv
 from grader.review.store import Solution, Store
@@ -99,7 +113,7 @@ def unit_exercises(unit: str) -> tuple[rubric.Exercise, ...]:
     raise RoundError(f"unknown unit {unit!r}: give an exercise ID (attention.sdpa) or a module ({known})")
 
 
-def _failure(record: Mapping[str, Any], names: Collection[str]) -> dict[str, Any]:
+def _failure(record: Mapping[str, Any], names: Identity | Collection[str]) -> dict[str, Any]:
     """One failing public property: its title, the check that failed and the labelled lines."""
     lines = [line.strip() for line in str(record.get("message") or "").splitlines()]
     out: dict[str, Any] = {
@@ -126,27 +140,30 @@ def _failure(record: Mapping[str, Any], names: Collection[str]) -> dict[str, Any
     return out
 
 
-def evidence_of(result: Mapping[str, Any], unit: str, names: Collection[str] = ()) -> dict[str, Any]:
+def evidence_of(result: Mapping[str, Any], unit: str, identity: Identity | Collection[str] = ()) -> dict[str, Any]:
     """The grader's evidence on ``unit`` in one results.json, safe to show a peer: per exercise
     its status and score, the failing public properties (:data:`MAX_FAILURES` at most, one per
-    title) and the hidden tests by name and pass/fail."""
+    title, redacted with ``identity``: :func:`~grader.review.anonymize.identity_of`), and of the
+    hidden tests only a count, ``"hidden": {"passed": n, "total": m}`` (those that ran; never
+    their names)."""
     exercises = []
     for exercise in unit_exercises(unit):
         status, score, max_score, _, mistake = gallery.behaviour_of(dict(result), exercise.id)
         failures: dict[str, dict[str, Any]] = {}
-        hidden = []
+        hidden = {"passed": 0, "total": 0}
         for test in gallery.tests_of(dict(result), exercise.id):
             raw = test.get("extra_data")
             extra: dict[str, Any] = raw if isinstance(raw, dict) else {}
             if "hidden" in test.get("tags", [])[2:]:
                 for record in extra.get("tests") or []:
-                    if isinstance(record, dict):
-                        hidden.append({"name": str(record.get("property") or ""), "status": str(record.get("status"))})
+                    if isinstance(record, dict) and record.get("status") != HIDDEN:
+                        hidden["total"] += 1
+                        hidden["passed"] += record.get("status") == PASSED
                 continue
             for record in extra.get("tests") or []:
                 if not isinstance(record, dict) or record.get("status") in gallery.NOT_FAILED:
                     continue
-                failure = _failure(record, names)
+                failure = _failure(record, identity)
                 failures.setdefault(failure["property"], failure)
         exercises.append(
             {
@@ -155,10 +172,10 @@ def evidence_of(result: Mapping[str, Any], unit: str, names: Collection[str] = (
                 "status": status,
                 "score": score,
                 "max_score": max_score,
-                "mistake": redact(mistake, names),
+                "mistake": redact(mistake, identity),
                 "failures": list(failures.values())[:MAX_FAILURES],
                 "more_failures": max(0, len(failures) - MAX_FAILURES),
-                "hidden": sorted(hidden, key=lambda h: (h["name"], h["status"])),
+                "hidden": hidden,
             }
         )
     return {"unit": unit, "exercises": exercises}
@@ -211,55 +228,89 @@ def entries_from_batch(
     unit: str,
     roster: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[Entry], list[str]]:
-    """The authors of a graded batch for ``unit``, sorted by id, and notes on what was odd
-    (submissions without results are left out: they were never graded)."""
+    """The authors of a graded batch for ``unit``, sorted by id, and notes on what was odd.
+
+    Each author's code is read from the entry the batch graded
+    (:func:`~grader.review.gallery.submission_sources`: a folder, a zip, a notebook) and, with
+    the evidence, anonymized with their identity (:func:`~grader.review.anonymize.identity_of`:
+    id, entry name, module files, roster names; the others' ids and names hidden too).
+    Submissions without results are left out (they were never graded); one with results but no
+    readable code enters with its grader status and a note.  Raises :class:`RoundError` when
+    either folder does not exist.
+    """
     exercises = unit_exercises(unit)
     module = exercises[0].module
     batch, submissions = Path(batch_dir), Path(submissions_dir)
     if not batch.is_dir():
         raise RoundError(f"results folder {batch} does not exist: run `python -m grader batch` first")
+    if not submissions.is_dir():
+        raise RoundError(
+            f"submissions folder {submissions} does not exist: give the folder `python -m grader batch` graded"
+        )
     roster = roster or {}
     everyone = sorted(p.name for p in batch.iterdir() if p.is_dir() and not p.is_symlink())
+    # everyone's names, flat, and where each person's run of them is: the others of one are the rest
+    flat: list[str] = []
+    span: dict[str, tuple[int, int]] = {}
+    for ident in everyone:
+        span[ident] = (len(flat), len(flat) + 1 + len(roster.get(ident, ())))
+        flat += [ident, *roster.get(ident, ())]
     entries, notes = [], []
+    graded = set(everyone)
     for ident in everyone:
         result = gallery.load_result(batch / ident / "results.json")
         if result is None:
             notes.append(f"{ident}: no readable results.json in {batch / ident}, left out")
             continue
-        names = [ident, *roster.get(ident, ())]
         statuses = [gallery.behaviour_of(result, ex.id)[0] for ex in exercises]
         status = worst(statuses)
-        folder = gallery.entry_path(submissions, ident, result)
-        text = gallery.module_source(folder, module) if folder is not None else ""
+        entry = gallery.submission_entry(submissions, ident, result)
+        sources = gallery.submission_sources(submissions, ident, result) if entry is not None else {}
+        if entry is not None:
+            graded.add(entry.name)
+        text = sources.get(module, "")
         code = _unit_code(text, unit) if text else ""
+        if entry is None:
+            notes.append(f"{ident}: its submission is not in {submissions}; reviewed with no code ({status})")
+        elif not text and status not in NO_CODE:
+            notes.append(f"{ident}: no readable {module}.py in {entry.name}; reviewed with no code ({status})")
+        start, end = span[ident]
+        identity = identity_of(
+            ident,
+            folder_name=entry.name if entry is not None else "",
+            sources=list(sources.values()),
+            roster=roster.get(ident, ()),
+            others=flat[:start] + flat[end:],
+        )
         entries.append(
             Entry(
                 id=ident,
-                code=anonymize(code, names) if code else "",
+                code=anonymize(code, identity) if code else "",
                 status=status,
                 passed=status == PASSED,
-                evidence=evidence_of(result, unit, names),
+                evidence=evidence_of(result, unit, identity),
                 approach=approach(code) if code else "",
             )
         )
-    graded = {e.id for e in entries} | {n.split(":")[0] for n in notes}
-    if submissions.is_dir():
-        for path in sorted(submissions.iterdir()):
-            stem = path.name[:-4] if path.name.lower().endswith(".zip") else path.name
-            if stem not in graded and path.name not in graded and not path.name.startswith("."):
-                notes.append(f"{path.name}: in the submissions but not in the results, left out (not graded)")
+    for path in sorted(submissions.iterdir()):
+        stem = path.name[:-4] if path.name.lower().endswith(".zip") else path.name
+        if stem not in graded and path.name not in graded and not path.name.startswith("."):
+            notes.append(f"{path.name}: in the submissions but not in the results, left out (not graded)")
     return entries, notes
 
 
 def _key(folder: Path) -> bytes:
-    """The round's alias key: read from ``folder/key``, made (mode 600) on the first plan."""
+    """The round's alias key: read from ``folder/key``, made (mode 600, never replaced) on the
+    first plan."""
     path = folder / KEY_FILE
     if path.is_file():
         return bytes.fromhex(path.read_text().strip())
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(key.hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     return key
 
 
@@ -281,22 +332,31 @@ def make_round(
 ) -> Made:
     """Plan a review round of ``unit`` over a graded batch and write it to ``out_dir``.
 
-    Raises :class:`RoundError` (unknown unit, no results, a round already served from
-    ``out_dir``), :class:`~grader.review.plan.PlanError` (fewer than ``k + 1`` students,
-    conflicts that leave no plan) and :class:`~grader.review.form.RubricError`.
+    The folder is made mode 700 (an existing one is kept as it is, with a note when others may
+    read it) and each file is written mode 600 (:func:`_write`).
+
+    Raises :class:`RoundError` (unknown unit, no results, no submissions folder, no graded
+    submission with code for the unit, a round already served from ``out_dir``),
+    :class:`~grader.review.plan.PlanError` (fewer than ``k + 1`` students, conflicts that leave
+    no plan) and :class:`~grader.review.form.RubricError`.
     """
     unknown = set(leave_out) - set(LEAVE_OUT)
     if unknown:
         raise RoundError(f"--leave-out takes {' or '.join(LEAVE_OUT)}, not {', '.join(sorted(unknown))}")
-    rubric_text = Path(rubric_path).read_text(encoding="utf-8") if Path(rubric_path).is_file() else None
-    if rubric_text is None:
+    if not Path(rubric_path).is_file():
         raise RoundError(f"rubric {rubric_path} does not exist")
-    form.parse(rubric_text, str(rubric_path))
+    form.load(Path(rubric_path))  # RubricError with file and line for a file that is no rubric (or not UTF-8)
+    rubric_text = Path(rubric_path).read_text(encoding="utf-8-sig")
     unit_exercises(unit)
     folder = Path(out_dir)
     if (folder / DB_FILE).exists():
         raise RoundError(f"{folder / DB_FILE} exists: this round is being served; plan a new round in another folder")
     entries, notes = entries_from_batch(batch_dir, submissions_dir, unit, roster)
+    if entries and not any(e.code.strip() for e in entries):
+        raise RoundError(
+            f"{len(entries)} submission(s) were graded but none has code for {unit} in {submissions_dir}: "
+            "give --submissions the folder `python -m grader batch` graded, and a --unit they hand in"
+        )
     kept = []
     for entry in entries:
         if "missing" in leave_out and (entry.status in NO_CODE or not entry.code.strip()):
@@ -314,7 +374,16 @@ def make_round(
     authors = [Author(e.id, e.approach, e.passed) for e in kept]
     round_id = round_id or f"{unit}-{seed}"
     plan = make_plan(authors, k, seed, unit, list(conflicts), staff, staff_load)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode & 0o077:
+            notes.append(
+                f"{folder} is mode {mode:o}: others on this machine may list it; its files are mode 600 "
+                f"(chmod 700 {folder} to hide the folder too)"
+            )
+    else:
+        folder.mkdir(parents=True, mode=0o700)
+        os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask; 700 is what the round needs
     key = _key(folder)
     people = [(e.id, STUDENT) for e in kept] + [(s, STAFF) for s in staff] + [(LEAD, STAFF)]
     aliases = {person: alias(key, person, round_id) for person, _ in people}
@@ -343,10 +412,20 @@ def make_round(
 
 
 def _write(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file, so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``text`` to ``path``, mode 600, through a temporary file made mode 600 beside it
+    and moved over ``path``: a crash never leaves half a file, and no reader ever finds it
+    open to others (an older file of another mode is replaced, not rewritten)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_CREAT|O_EXCL, 600
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_plan(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -368,13 +447,64 @@ def load_rubric(folder: str | os.PathLike[str]) -> form.Rubric:
     return form.load(Path(folder) / RUBRIC_FILE)
 
 
+def check_rubric(folder: str | os.PathLike[str], store: Store) -> form.Rubric:
+    """The round's rubric, refused (:class:`RoundError`) when it is not the one the round
+    started with: reviews saved against the old items would no longer fit.  The text the round
+    started with is kept in ``review.db``; :func:`restore_rubric` writes it back."""
+    rubric_ = load_rubric(folder)
+    path = Path(folder) / RUBRIC_FILE
+    started = store.meta("rubric_text")
+    before = form.parse(started, f"{path} (as the round started)").items if started else None
+    now = [(item.id, len(item.levels)) for item in rubric_.items]
+    if before is None:  # a round from before the text was kept: the item ids are
+        if [item for item, _ in now] == store.rubric_items:
+            store.set_meta("rubric_text", path.read_text(encoding="utf-8"))
+            return rubric_
+        changed = f"its items are now {', '.join(i for i, _ in now)}, not {', '.join(store.rubric_items)}"
+    elif rubric_.items == before:
+        return rubric_
+    else:
+        old = {item.id: item for item in before}
+        new = {item.id: item for item in rubric_.items}
+        parts = [f"item {i!r} added" for i in new if i not in old] + [
+            f"item {i!r} removed" for i in old if i not in new
+        ]
+        parts += [f"item {i!r} changed" for i in new if i in old and new[i] != old[i]]
+        changed = "; ".join(parts) or "its items are in another order"
+    raise RoundError(
+        f"{path} changed after the round started ({changed}): reviews already saved use the old rubric. "
+        f"Put it back with `python -m grader review serve {folder} --restore-rubric`, or plan a new round"
+    )
+
+
+def restore_rubric(folder: str | os.PathLike[str]) -> Path:
+    """Write the rubric the round started with (kept in ``review.db``) back to ``rubric.toml``."""
+    path = Path(folder) / RUBRIC_FILE
+    store = Store.open(Path(folder) / DB_FILE)
+    try:
+        text = store.meta("rubric_text")
+    finally:
+        store.close()
+    if not text:
+        raise RoundError(f"{Path(folder) / DB_FILE} keeps no rubric text (a round started by an older grader)")
+    fd = os.open(path.with_name(path.name + ".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(path.with_name(path.name + ".tmp"), path)
+    return path
+
+
 def open_store(folder: str | os.PathLike[str], base_url: str = "") -> tuple[Store, bool]:
     """The round's database and whether this call created it: the first call makes
-    ``review.db`` from the plan (tokens for everyone) and writes ``links.csv``."""
+    ``review.db`` from the plan (tokens for everyone); every call with a ``base_url``
+    (re)writes ``links.csv`` with it, so the links follow the address students open."""
     folder = Path(folder)
     path = folder / DB_FILE
     if path.exists():
-        return Store.open(path), False
+        store = Store.open(path)
+        if base_url:
+            write_links(store, folder / LINKS_FILE, base_url)
+        return store, False
     plan = load_plan(folder)
     rubric_ = load_rubric(folder)
     try:
@@ -392,6 +522,7 @@ def open_store(folder: str | os.PathLike[str], base_url: str = "") -> tuple[Stor
         people=[(p["id"], p["alias"], p["role"]) for p in plan["people"]],
         solutions=solutions,
         tasks=[(r["reviewer"], r["author"], r["role"], r["reason"]) for r in plan["reviews"]],
+        rubric_text=(folder / RUBRIC_FILE).read_text(encoding="utf-8"),
     )
     write_links(store, folder / LINKS_FILE, base_url)
     return store, True
@@ -400,13 +531,15 @@ def open_store(folder: str | os.PathLike[str], base_url: str = "") -> tuple[Stor
 def write_links(store: Store, path: Path, base_url: str = "") -> None:
     """Each person's private link in a CSV (mode 600): id, role, alias, link."""
     base = base_url.rstrip("/")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("id", "role", "alias", "link"))
         for person in store.people():
             kind = "s" if person.role == STAFF and not store.tasks_of(person.id) else "r"
             writer.writerow((person.id, person.role, person.alias, f"{base}/{kind}/{person.token}"))
+    os.replace(tmp, path)
 
 
 def score_round(folder: str | os.PathLike[str]) -> tuple[consensus.ScoreReport, list[Path]]:

@@ -6,10 +6,26 @@ overwritten: each save of a review appends a version (the latest submitted one c
 drafts and earlier submissions stay), a deleted comment is only marked deleted, and each
 rating is a new row (the last one counts).  So a review submitted twice loses nothing.
 
+**A review is one record.**  A version holds the rubric levels, the summary *and* the line
+comments as they were when it was saved (a snapshot): the author reads the comments of the
+last submitted version, so a comment added or deleted after submitting changes nothing the
+author sees until the reviewer submits again.
+
+**Opaque ids.**  Pages and forms never carry a row id (ids run in plan order, which is sorted
+by reviewer, so an id would name the reviewer): each task and comment has a random
+``public`` id, and a reviewer's tasks are numbered 1..k for that reviewer only.
+
+**Staff actions** are rows too: ``moderation`` (a review hidden from its author and the
+consensus, shown again, or flagged, with a note and who did it) and ``events`` (closing,
+reopening, deadlines, reassignments).  A task reassigned from a reviewer who never reviewed
+is ``withdrawn`` (kept, with its drafts) and a new task goes to the volunteer.  The round is
+closed when its owner closed it or its deadline passed.
+
 The schema has a version in the ``meta`` table.  :meth:`Store.open` migrates an older file in
 place, after copying it to ``<name>.v<N>.bak``, and refuses a newer one with a message naming
 both versions.  Version 1 (the first release of the review app) kept one row per review and
-per rating; version 2 keeps their history and soft-deletes comments.
+per rating; version 2 keeps their history and soft-deletes comments; version 3 adds the
+comment snapshots, the opaque ids, moderation, events, deadlines and the rubric's text.
 
 The web app serves requests from several threads: one connection with
 ``check_same_thread=False`` behind a lock, every write in one transaction.
@@ -18,7 +34,6 @@ The web app serves requests from several threads: one connection with
 import json
 import os
 import secrets
-import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,11 +45,15 @@ from typing import Any
 from grader.review.consensus import RATINGS, Review
 
 #: The schema this grader writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: States of a review version.
 DRAFT, SUBMITTED = "draft", "submitted"
 #: The role whose tasks and people sort last (staff reviewers, on top of the student quota).
 STAFF_ROLE = "staff"
+#: Moderation actions on a review.
+HIDE, SHOW, FLAG = "hide", "show", "flag"
+#: The person who owns the round (closes, reopens, sets the deadline): the course lead's id.
+OWNER = "staff"
 
 #: The tables both schemas share.
 _COMMON = """
@@ -53,6 +72,7 @@ CREATE TABLE tasks (
 );
 """
 
+#: Version 2, kept to test the migration: no snapshots, no opaque ids, no moderation.
 SCHEMA_V2 = (
     _COMMON
     + """
@@ -71,6 +91,43 @@ CREATE TABLE ratings (
     rated_at TEXT NOT NULL
 );
 """
+)
+
+_V3_TABLES = """
+CREATE TABLE moderation (
+    id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id),
+    action TEXT NOT NULL CHECK (action IN ('hide', 'show', 'flag')), note TEXT NOT NULL,
+    by TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, by TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL
+);
+"""
+
+SCHEMA_V3 = (
+    _COMMON.replace(
+        "reason TEXT NOT NULL, UNIQUE (reviewer, number)",
+        "reason TEXT NOT NULL, public TEXT NOT NULL UNIQUE, withdrawn TEXT NOT NULL DEFAULT '',\n"
+        "    UNIQUE (reviewer, number)",
+    )
+    + """
+CREATE TABLE review_versions (
+    task INTEGER NOT NULL REFERENCES tasks(id), version INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('draft', 'submitted')), scores TEXT NOT NULL,
+    summary TEXT NOT NULL, saved_at TEXT NOT NULL, comments TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (task, version)
+);
+CREATE TABLE comments (
+    id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, text TEXT NOT NULL, created_at TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0, public TEXT NOT NULL UNIQUE
+);
+CREATE TABLE ratings (
+    id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), rating INTEGER NOT NULL,
+    rated_at TEXT NOT NULL
+);
+"""
+    + _V3_TABLES
 )
 
 #: Version 1, kept to test the migration: one review row and one rating row per task.
@@ -117,7 +174,10 @@ class Solution:
 
 @dataclass(frozen=True)
 class Task:
-    """One review to write: ``reviewer`` reviews ``author``; ``number`` counts from 1 per reviewer."""
+    """One review to write: ``reviewer`` reviews ``author``; ``number`` counts from 1 per reviewer.
+
+    ``public`` is the task's id on pages and forms (random); ``withdrawn`` is empty, or says
+    when and to whom staff reassigned it."""
 
     id: int
     reviewer: str
@@ -125,11 +185,26 @@ class Task:
     number: int
     role: str
     reason: str
+    public: str = ""
+    withdrawn: str = ""
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment on the lines ``start``..``end`` (from 1, inclusive) of the reviewed code;
+    ``public`` is its id on pages and forms."""
+
+    id: int
+    task: int
+    start: int
+    end: int
+    text: str
+    public: str = ""
 
 
 @dataclass(frozen=True)
 class ReviewVersion:
-    """One save of a review: a draft or a submission."""
+    """One save of a review: a draft or a submission, with its line comments as they were."""
 
     task: int
     version: int
@@ -138,17 +213,28 @@ class ReviewVersion:
     scores: dict[str, int]
     summary: str
     saved_at: str
+    comments: tuple[Comment, ...] = ()
 
 
 @dataclass(frozen=True)
-class Comment:
-    """A comment on the lines ``start``..``end`` (from 1, inclusive) of the reviewed code."""
+class Moderation:
+    """A staff action on a review: hidden from its author and the consensus, shown again, or flagged."""
 
-    id: int
     task: int
-    start: int
-    end: int
-    text: str
+    action: str
+    note: str
+    by: str
+    at: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something staff did to the round (closed, reopened, deadline set, review reassigned)."""
+
+    at: str
+    by: str
+    action: str
+    detail: str
 
 
 def _now() -> str:
@@ -178,8 +264,36 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    """Version 2 -> 3: opaque ids for tasks and comments, comment snapshots in every version
+    (version 2 showed authors the comments as they are now, so that is what each version
+    gets), withdrawn tasks, moderation and events."""
+    db.executescript(
+        """
+        ALTER TABLE tasks ADD COLUMN public TEXT;
+        ALTER TABLE tasks ADD COLUMN withdrawn TEXT NOT NULL DEFAULT '';
+        ALTER TABLE comments ADD COLUMN public TEXT;
+        ALTER TABLE review_versions ADD COLUMN comments TEXT NOT NULL DEFAULT '[]';
+        """
+        + _V3_TABLES
+    )
+    for table in ("tasks", "comments"):
+        for (row,) in db.execute(f"SELECT id FROM {table}").fetchall():
+            db.execute(f"UPDATE {table} SET public = ? WHERE id = ?", (_public_id(), row))
+        db.execute(f"CREATE UNIQUE INDEX {table}_public ON {table}(public)")
+    for (task,) in db.execute("SELECT DISTINCT task FROM review_versions").fetchall():
+        rows = db.execute(
+            'SELECT id, task, start, "end", text, public FROM comments WHERE task = ? AND deleted = 0'
+            ' ORDER BY start, "end", id',
+            (task,),
+        ).fetchall()
+        db.execute(
+            "UPDATE review_versions SET comments = ? WHERE task = ?", (_comments_json(Comment(*r) for r in rows), task)
+        )
+
+
 #: version -> the step that lifts a database of that version by one.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 class Store:
@@ -208,11 +322,14 @@ class Store:
         people: Iterable[tuple[str, str, str]],
         solutions: Iterable[Solution],
         tasks: Iterable[tuple[str, str, str, str]],
+        rubric_text: str = "",
     ) -> "Store":
         """Make a new database (mode 600) with a fresh unguessable token per person.
 
         ``people`` are (id, alias, role); ``tasks`` are (reviewer, author, role, reason), numbered
-        per reviewer in the order given.  :class:`StoreError` if ``path`` exists.
+        per reviewer in the order given; ``rubric_text`` is the rubric file the round started
+        with (kept, so that a later edit of the file is noticed).  :class:`StoreError` if
+        ``path`` exists.
         """
         path = Path(path)
         try:
@@ -223,14 +340,18 @@ class Store:
         db = _connect(path)
         try:
             with db:
-                db.executescript(SCHEMA_V2)
-                meta = {
-                    "schema_version": str(SCHEMA_VERSION),
-                    "round_id": round_id,
-                    "unit": unit,
-                    "rubric_items": json.dumps(list(rubric_items)),
-                    "closed_at": "",
-                }
+                db.executescript(SCHEMA_V3)
+                meta = (
+                    {
+                        "schema_version": str(SCHEMA_VERSION),
+                        "round_id": round_id,
+                        "unit": unit,
+                        "rubric_items": json.dumps(list(rubric_items)),
+                        "closed_at": "",
+                    }
+                    | _V3_META
+                    | {"secret": secrets.token_hex(32), "rubric_text": rubric_text}
+                )
                 db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
                 db.executemany(
                     "INSERT INTO people VALUES (?, ?, ?, ?)",
@@ -247,8 +368,8 @@ class Store:
                 for reviewer, author, role, reason in tasks:
                     numbers[reviewer] = numbers.get(reviewer, 0) + 1
                     db.execute(
-                        "INSERT INTO tasks (reviewer, author, number, role, reason) VALUES (?, ?, ?, ?, ?)",
-                        (reviewer, author, numbers[reviewer], role, reason),
+                        "INSERT INTO tasks (reviewer, author, number, role, reason, public) VALUES (?, ?, ?, ?, ?, ?)",
+                        (reviewer, author, numbers[reviewer], role, reason, _public_id()),
                     )
         except sqlite3.Error as exc:
             db.close()
@@ -269,7 +390,7 @@ class Store:
                 f"versions up to {SCHEMA_VERSION}: update the grader"
             )
         if version < SCHEMA_VERSION:
-            shutil.copy2(path, path.with_name(f"{path.name}.v{version}.bak"))
+            _backup(path, path.with_name(f"{path.name}.v{version}.bak"))
             db = _connect(path)
             try:
                 with db:
@@ -278,6 +399,8 @@ class Store:
                         version += 1
                     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
                     db.execute("INSERT OR IGNORE INTO meta VALUES ('closed_at', '')")
+                    for key, value in (_V3_META | {"secret": secrets.token_hex(32)}).items():
+                        db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             except (sqlite3.Error, KeyError) as exc:
                 db.close()
                 raise StoreError(f"{path}: cannot migrate it from schema version {version} ({exc})") from exc
@@ -306,13 +429,59 @@ class Store:
         """The rubric's item ids, in order."""
         return list(self._rubric_items)
 
-    def closed(self) -> bool:
-        """Whether staff closed the round (reviews are final and visible to their authors)."""
-        return bool(self._one("SELECT value FROM meta WHERE key = 'closed_at'", ())[0])
+    def meta(self, key: str) -> str:
+        """One value of the round's metadata (``""`` when unset)."""
+        row = self._maybe("SELECT value FROM meta WHERE key = ?", (key,))
+        return "" if row is None else str(row[0])
 
-    def close_round(self) -> None:
-        """Close the round; closing twice keeps the first time."""
-        self._write("UPDATE meta SET value = ? WHERE key = 'closed_at' AND value = ''", (_now(),))
+    def set_meta(self, key: str, value: str) -> None:
+        """Set one value of the round's metadata."""
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def deadline(self) -> datetime | None:
+        """When the round closes by itself, or None."""
+        value = self.meta("deadline")
+        return datetime.fromisoformat(value) if value else None
+
+    def closed(self, now: datetime | None = None) -> bool:
+        """Whether the round is closed (reviews are final and visible to their authors): its
+        owner closed it, or its deadline passed."""
+        if self.meta("closed_at"):
+            return True
+        deadline = self.deadline()
+        return deadline is not None and (now or datetime.now(UTC)) >= deadline
+
+    def close_round(self, by: str = OWNER) -> None:
+        """Close the round now; closing a closed round keeps the first time."""
+        with self._lock, self._db:
+            cursor = self._db.execute("UPDATE meta SET value = ? WHERE key = 'closed_at' AND value = ''", (_now(),))
+            if cursor.rowcount:
+                self._event(by, "closed", "")
+
+    def reopen(self, deadline: datetime | None, by: str = OWNER) -> None:
+        """Open a closed round again until ``deadline`` (None: until closed by hand).
+        :class:`ValueError` for a deadline that is not in the future."""
+        if deadline is not None and deadline <= datetime.now(UTC):
+            raise ValueError("the new deadline has passed already")
+        with self._lock, self._db:
+            self._db.execute("UPDATE meta SET value = '' WHERE key = 'closed_at'")
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'deadline'", (_iso(deadline),))
+            self._event(by, "reopened", f"until {_iso(deadline) or 'closed by hand'}")
+
+    def set_deadline(self, deadline: datetime | None, by: str = OWNER) -> None:
+        """Set or extend the deadline of an open round (None: no deadline).
+        :class:`ValueError` when the round is closed or the deadline has passed."""
+        if self.closed():
+            raise ValueError("the round is closed: reopen it with a new deadline")
+        if deadline is not None and deadline <= datetime.now(UTC):
+            raise ValueError("that deadline has passed already")
+        with self._lock, self._db:
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'deadline'", (_iso(deadline),))
+            self._event(by, "deadline", _iso(deadline) or "none")
+
+    def events(self) -> list[Event]:
+        """What staff did to the round, oldest first."""
+        return [Event(*row) for row in self._all("SELECT at, by, action, detail FROM events ORDER BY id", ())]
 
     # -- people and tasks ---------------------------------------------------------------
 
@@ -334,23 +503,77 @@ class Store:
         return [Person(*row) for row in rows]
 
     def tasks_of(self, reviewer: str) -> list[Task]:
-        """The reviews ``reviewer`` has to write, by number."""
-        return [Task(*row) for row in self._all(f"{_TASKS} WHERE reviewer = ? ORDER BY number", (reviewer,))]
+        """The reviews ``reviewer`` has to write (not those reassigned to others), by number."""
+        rows = self._all(f"{_TASKS} WHERE reviewer = ? AND withdrawn = '' ORDER BY number", (reviewer,))
+        return [Task(*row) for row in rows]
+
+    def withdrawn_of(self, reviewer: str) -> list[Task]:
+        """The reviews staff took from ``reviewer`` and gave to someone else."""
+        rows = self._all(f"{_TASKS} WHERE reviewer = ? AND withdrawn != '' ORDER BY number", (reviewer,))
+        return [Task(*row) for row in rows]
 
     def task(self, reviewer: str, number: int) -> Task | None:
-        """The reviewer's task ``number``, or None (a number that is not theirs)."""
-        row = self._maybe(f"{_TASKS} WHERE reviewer = ? AND number = ?", (reviewer, number))
+        """The reviewer's task ``number``, or None (a number that is not theirs, or withdrawn)."""
+        if not 0 < number < 1 << 62:
+            return None
+        row = self._maybe(f"{_TASKS} WHERE reviewer = ? AND number = ? AND withdrawn = ''", (reviewer, number))
         return None if row is None else Task(*row)
 
     def task_by_id(self, task_id: int) -> Task | None:
-        """A task by its id, or None."""
+        """A task by its row id, or None."""
         row = self._maybe(f"{_TASKS} WHERE id = ?", (task_id,))
         return None if row is None else Task(*row)
 
-    def tasks_for_author(self, author: str) -> list[Task]:
-        """The reviews of ``author``'s code: students' first, then staff, each by reviewer's number."""
-        rows = self._all(f"{_TASKS} WHERE author = ? ORDER BY role = ?, reviewer, number", (author, STAFF_ROLE))
+    def task_by_public(self, public: str) -> Task | None:
+        """A task by its public id, or None."""
+        row = self._maybe(f"{_TASKS} WHERE public = ?", (public,))
+        return None if row is None else Task(*row)
+
+    def all_tasks(self) -> list[Task]:
+        """Every task that is not withdrawn: students' first, then staff, by reviewer and number."""
+        rows = self._all(f"{_TASKS} WHERE withdrawn = '' ORDER BY role = ?, reviewer, number", (STAFF_ROLE,))
         return [Task(*row) for row in rows]
+
+    def tasks_for_author(self, author: str) -> list[Task]:
+        """The reviews of ``author``'s code: students' first, then staff, each in a random but
+        fixed order (by public id), so that the order tells nothing about the reviewers."""
+        rows = self._all(
+            f"{_TASKS} WHERE author = ? AND withdrawn = '' ORDER BY role = ?, public", (author, STAFF_ROLE)
+        )
+        return [Task(*row) for row in rows]
+
+    def reassign(self, task: Task, reviewer: str, by: str = OWNER) -> Task:
+        """Give ``task`` to ``reviewer`` (a volunteer or staff): the old task is withdrawn (its
+        drafts kept) and the new one is the reviewer's next number.  :class:`ValueError` when
+        the task was submitted, is withdrawn, or ``reviewer`` is the author, the same reviewer,
+        unknown, or already reviews that author."""
+        person = self.person(reviewer)
+        if person is None:
+            raise ValueError(f"{reviewer!r} is not in this round")
+        if task.withdrawn:
+            raise ValueError("this review was already reassigned")
+        if self.submitted(task.id) is not None:
+            raise ValueError("this review was submitted: only reviews never submitted are reassigned")
+        if reviewer in (task.author, task.reviewer):
+            raise ValueError(f"{reviewer} is the author or the reviewer of this review")
+        with self._lock, self._db:
+            if self._db.execute(
+                "SELECT 1 FROM tasks WHERE reviewer = ? AND author = ?", (reviewer, task.author)
+            ).fetchone():
+                raise ValueError(f"{reviewer} already reviews (or reviewed) this author")
+            (last,) = self._db.execute(
+                "SELECT COALESCE(MAX(number), 0) FROM tasks WHERE reviewer = ?", (reviewer,)
+            ).fetchone()
+            cursor = self._db.execute(
+                "INSERT INTO tasks (reviewer, author, number, role, reason, public) VALUES (?, ?, ?, ?, ?, ?)",
+                (reviewer, task.author, last + 1, person.role, f"reassigned from {task.reviewer}", _public_id()),
+            )
+            self._db.execute(
+                "UPDATE tasks SET withdrawn = ? WHERE id = ?", (f"{_now()} to {reviewer} by {by}", task.id)
+            )
+            self._event(by, "reassigned", f"{task.reviewer} -> {reviewer} (author {task.author})")
+            row = self._db.execute(f"{_TASKS} WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return Task(*row)
 
     def solution(self, author: str) -> Solution | None:
         """The author's stored solution, or None (staff have none)."""
@@ -362,7 +585,9 @@ class Store:
     # -- reviews ------------------------------------------------------------------------
 
     def save_review(self, task_id: int, scores: Mapping[str, int], summary: str, *, submit: bool) -> ReviewVersion:
-        """Append a version of the review (a draft, or a submission if ``submit``).
+        """Append a version of the review (a draft, or a submission if ``submit``) with the
+        task's line comments as they are now.  A draft that changes nothing is not appended
+        (the latest version is returned).
 
         :class:`ValueError` for an item not in the rubric or a negative level.
         """
@@ -372,12 +597,20 @@ class Store:
             if not isinstance(level, int) or level < 0:
                 raise ValueError(f"level {level!r} of {item!r} is not a level index")
         with self._lock, self._db:
-            (last,) = self._db.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM review_versions WHERE task = ?", (task_id,)
+            comments = tuple(Comment(*row) for row in self._db.execute(_LIVE_COMMENTS, (task_id,)).fetchall())
+            latest = self._db.execute(
+                f"{_VERSIONS} WHERE task = ? ORDER BY version DESC LIMIT 1", (task_id,)
             ).fetchone()
-            version = ReviewVersion(task_id, last + 1, SUBMITTED if submit else DRAFT, dict(scores), summary, _now())
+            last = latest[1] if latest else 0
+            if latest is not None and not submit:
+                before = _review_version(latest)
+                if (before.scores, before.summary, before.comments) == (dict(scores), summary, comments):
+                    return before
+            version = ReviewVersion(
+                task_id, last + 1, SUBMITTED if submit else DRAFT, dict(scores), summary, _now(), comments
+            )
             self._db.execute(
-                "INSERT INTO review_versions VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO review_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     task_id,
                     version.version,
@@ -385,6 +618,7 @@ class Store:
                     json.dumps(version.scores, sort_keys=True),
                     summary,
                     version.saved_at,
+                    _comments_json(comments),
                 ),
             )
         return version
@@ -406,35 +640,34 @@ class Store:
         row = self._maybe(f"{_VERSIONS} WHERE task = ? {condition} ORDER BY version DESC LIMIT 1", (task_id,))
         return None if row is None else _review_version(row)
 
-    def add_comment(self, task_id: int, start: int, end: int, text: str) -> Comment:
-        """Comment on lines ``start``..``end``; :class:`ValueError` for a bad range or empty text."""
-        if not 1 <= start <= end:
-            raise ValueError(f"lines {start}..{end} are not a range of lines (from 1, start <= end)")
+    def add_comment(self, task_id: int, start: int, end: int, text: str, lines: int | None = None) -> Comment:
+        """Comment on lines ``start``..``end`` (within ``lines``, the length of the code, when
+        given); :class:`ValueError` for a bad range or empty text."""
+        last = lines if lines is not None else 1 << 62
+        if not 1 <= start <= end <= last:
+            raise ValueError(f"lines {start}..{end} are not a range of lines of the code (1..{last}, start <= end)")
         if not text.strip():
             raise ValueError("the comment is empty")
+        public = _public_id()
         with self._lock, self._db:
             cursor = self._db.execute(
-                'INSERT INTO comments (task, start, "end", text, created_at) VALUES (?, ?, ?, ?, ?)',
-                (task_id, start, end, text.strip(), _now()),
+                'INSERT INTO comments (task, start, "end", text, created_at, public) VALUES (?, ?, ?, ?, ?, ?)',
+                (task_id, start, end, text.strip(), _now(), public),
             )
-        return Comment(int(cursor.lastrowid or 0), task_id, start, end, text.strip())
+        return Comment(int(cursor.lastrowid or 0), task_id, start, end, text.strip(), public)
 
-    def delete_comment(self, task_id: int, comment_id: int) -> bool:
-        """Mark one of the task's comments deleted (kept in the file); False if it is not the task's."""
+    def delete_comment(self, task_id: int, public: str) -> bool:
+        """Mark the task's comment ``public`` deleted (kept in the file); False if it is not the task's."""
         with self._lock, self._db:
             cursor = self._db.execute(
-                "UPDATE comments SET deleted = 1 WHERE id = ? AND task = ? AND deleted = 0", (comment_id, task_id)
+                "UPDATE comments SET deleted = 1 WHERE public = ? AND task = ? AND deleted = 0", (public, task_id)
             )
         return cursor.rowcount == 1
 
     def comments(self, task_id: int) -> list[Comment]:
-        """The task's comments that are not deleted, by line then time."""
-        rows = self._all(
-            'SELECT id, task, start, "end", text FROM comments WHERE task = ? AND deleted = 0'
-            ' ORDER BY start, "end", id',
-            (task_id,),
-        )
-        return [Comment(*row) for row in rows]
+        """The task's comments as they are now (not deleted), by line then time: the reviewer's
+        working copy.  What an author reads is the snapshot in :meth:`submitted`."""
+        return [Comment(*row) for row in self._all(_LIVE_COMMENTS, (task_id,))]
 
     def rate(self, task_id: int, rating: int) -> None:
         """The author's helpfulness rating of a review, -2..+2; rating again replaces it."""
@@ -446,6 +679,30 @@ class Store:
         """The author's last rating of the review, or None."""
         row = self._maybe("SELECT rating FROM ratings WHERE task = ? ORDER BY id DESC LIMIT 1", (task_id,))
         return None if row is None else int(row[0])
+
+    # -- moderation ---------------------------------------------------------------------
+
+    def moderate(self, task_id: int, action: str, note: str, by: str) -> None:
+        """Hide a review from its author and the consensus, show it again, or flag it."""
+        if action not in (HIDE, SHOW, FLAG):
+            raise ValueError(f"unknown moderation {action!r}")
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO moderation (task, action, note, by, at) VALUES (?, ?, ?, ?, ?)",
+                (task_id, action, note.strip(), by, _now()),
+            )
+
+    def moderation(self, task_id: int) -> list[Moderation]:
+        """The staff actions on a review, oldest first."""
+        rows = self._all("SELECT task, action, note, by, at FROM moderation WHERE task = ? ORDER BY id", (task_id,))
+        return [Moderation(*row) for row in rows]
+
+    def hidden(self, task_id: int) -> bool:
+        """Whether staff hid the review (the last hide or show counts)."""
+        row = self._maybe(
+            "SELECT action FROM moderation WHERE task = ? AND action != ? ORDER BY id DESC LIMIT 1", (task_id, FLAG)
+        )
+        return row is not None and row[0] == HIDE
 
     # -- staff views --------------------------------------------------------------------
 
@@ -462,26 +719,35 @@ class Store:
         return result
 
     def reviews(self) -> list[Review]:
-        """The submitted reviews as :mod:`~grader.review.consensus` records (with ratings)."""
+        """The submitted reviews that staff did not hide, as :mod:`~grader.review.consensus`
+        records (with ratings, staff flags and the author's grader status)."""
         result = []
-        for person in self.people():
-            for task in self.tasks_of(person.id):
-                version = self.submitted(task.id)
-                if version is None:
-                    continue
-                comments = self.comments(task.id)
-                result.append(
-                    Review(
-                        reviewer=task.reviewer,
-                        author=task.author,
-                        unit=self._unit,
-                        scores=dict(version.scores),
-                        comments=len(comments),
-                        text_chars=len(version.summary.strip()) + sum(len(c.text) for c in comments),
-                        helpful=self.rating(task.id),
-                    )
+        for task in self.all_tasks():
+            version = self.submitted(task.id)
+            if version is None or self.hidden(task.id):
+                continue
+            solution = self.solution(task.author)
+            flags = [m.note or "flagged" for m in self.moderation(task.id) if m.action == FLAG]
+            result.append(
+                Review(
+                    reviewer=task.reviewer,
+                    author=task.author,
+                    unit=self._unit,
+                    scores=dict(version.scores),
+                    comments=len(version.comments),
+                    text_chars=len(version.summary.strip()) + sum(len(c.text) for c in version.comments),
+                    helpful=self.rating(task.id),
+                    author_status=solution.status if solution else "",
+                    staff_flags=tuple(flags),
                 )
+            )
         return result
+
+    def _event(self, by: str, action: str, detail: str) -> None:
+        """Record a staff action; call with the lock held, inside a transaction."""
+        self._db.execute(
+            "INSERT INTO events (at, by, action, detail) VALUES (?, ?, ?, ?)", (_now(), by, action, detail)
+        )
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -504,18 +770,53 @@ class Store:
             self._db.execute(sql, params)
 
 
-_TASKS = "SELECT id, reviewer, author, number, role, reason FROM tasks"
-_VERSIONS = "SELECT task, version, state, scores, summary, saved_at FROM review_versions"
+_TASKS = "SELECT id, reviewer, author, number, role, reason, public, withdrawn FROM tasks"
+_VERSIONS = "SELECT task, version, state, scores, summary, saved_at, comments FROM review_versions"
+_LIVE_COMMENTS = (
+    'SELECT id, task, start, "end", text, public FROM comments WHERE task = ? AND deleted = 0 ORDER BY start, "end", id'
+)
+#: Metadata a version-3 round has besides its name, unit and rubric.
+_V3_META = {"deadline": "", "owner": OWNER, "rubric_text": ""}
+
+
+def _public_id() -> str:
+    """A random id for pages and forms (72 bits, url-safe)."""
+    return secrets.token_urlsafe(9)
+
+
+def _iso(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _comments_json(comments: Iterable[Comment]) -> str:
+    return json.dumps([[c.id, c.start, c.end, c.text, c.public] for c in comments])
 
 
 def _review_version(row: Sequence[Any]) -> ReviewVersion:
-    return ReviewVersion(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+    comments = tuple(Comment(c[0], row[0], c[1], c[2], c[3], c[4]) for c in json.loads(row[6]))
+    return ReviewVersion(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], comments)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False)
     db.execute("PRAGMA foreign_keys = ON")
+    # write-ahead log: a save is one append and no fsync per transaction (durable at checkpoints,
+    # safe against a crash of the server); readers such as `review score` never wait for writers
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
     return db
+
+
+def _backup(path: Path, copy: Path) -> None:
+    """A consistent copy (mode 600) of the database at ``path``, its write-ahead log included."""
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    source, target = sqlite3.connect(path), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
 
 
 def _version(path: Path) -> int:

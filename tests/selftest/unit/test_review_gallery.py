@@ -487,8 +487,9 @@ def write_result(batch, ident, report_results, source=None, status="graded"):
 
 
 def test_solutions_from_batch(tmp_path):
-    """Behaviour from results.json, code from the submission folder; a zip, a link, a
-    missing file, a non-UTF-8 file and a rejected submission keep their status with no code."""
+    """Behaviour from results.json, code from the submission folder; a zip that cannot be read,
+    a link, a missing file, a non-UTF-8 file and a rejected submission keep their status with no
+    code (a readable zip, nested folders and notebooks: test_review_shapes.py)."""
     batch, subs = tmp_path / "out", tmp_path / "subs"
     subs.mkdir()
     ex = rubric.BY_ID[SDPA]

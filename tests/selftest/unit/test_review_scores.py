@@ -19,7 +19,10 @@ from grader.review.consensus import (
     AUTHOR_WITHOUT_REVIEWS,
     COLUMNS,
     EMPTY_REVIEW,
+    FLAGGED_BY_STAFF,
     LARGE_DISAGREEMENT,
+    LONE_TOP_SCORE,
+    RATED_HARMFUL,
     Flag,
     Review,
     is_empty,
@@ -93,7 +96,23 @@ def test_worked_example_medians_agreement_helpfulness_and_flags():
         Flag(AUTHOR_WITHOUT_REVIEWS, "", "di", UNIT, "", "no review"),
         Flag(EMPTY_REVIEW, "di", "cy", UNIT, "", "no scores and no line comments"),
         Flag(LARGE_DISAGREEMENT, "di", "ana", UNIT, "correctness", "gave 0, consensus 2 (levels 0..2)"),
+        Flag(RATED_HARMFUL, "cy", "bo", UNIT, "", "the author rated it -2"),
     )
+
+
+def test_a_lone_top_score_on_a_failing_solution_and_staff_flags_are_flagged():
+    def top(reviewer, status, flags=()):
+        return Review(reviewer, "eve", UNIT, {"correctness": 2, "shapes": 4}, 1, 50, None, status, flags)
+
+    def low(reviewer, status):
+        return Review(reviewer, "eve", UNIT, {"correctness": 0, "shapes": 1}, 1, 50, None, status)
+
+    kinds = lambda reviews: [(f.kind, f.reviewer) for f in score(reviews, RUBRIC).flags if f.kind != LARGE_DISAGREEMENT]  # noqa: E731
+    assert kinds([top("ana", "failed"), low("bo", "failed")]) == [(LONE_TOP_SCORE, "ana")]
+    assert kinds([top("ana", "passed"), low("bo", "passed")]) == []  # the grader passed it: a top score is fair
+    assert kinds([top("ana", "failed"), top("bo", "failed")]) == []  # not alone: staff see the agreement instead
+    assert kinds([top("ana", "failed")]) == []  # one review: nothing to stand out from
+    assert kinds([top("ana", "passed", ("tone",)), low("bo", "passed")]) == [(FLAGGED_BY_STAFF, "ana")]
 
 
 def test_a_single_reviewer_agrees_with_themselves():
