@@ -103,7 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--check", action="store_true", help="only report stubs that are out of date (exit 1)")
 
     batch = _add(sub, "batch", help="grade every submission (sub-folder or .zip) of a folder")
-    batch.add_argument("submissions", help="folder of submissions: one sub-folder or .zip each")
+    batch.add_argument(
+        "submissions",
+        help="folder of submissions: one sub-folder or .zip each, holding attention.py, ... or their notebooks "
+        "(attention.ipynb, ...; a .py file wins)",
+    )
     batch.add_argument(
         "--out",
         required=True,
@@ -173,7 +177,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     nbs.add_argument(
         "--course",
         metavar="DIR",
-        help="also make DIR an nbgrader course folder (nbgrader_config.py, source/dlbasic/) graded in the sandbox",
+        help="also make DIR an nbgrader course folder (nbgrader_config.py, source/dlbasic/) graded in the sandbox; "
+        "an existing nbgrader_config.py keeps its own lines (only the grader's marked block is written)",
+    )
+    nbs.add_argument(
+        "--course-id",
+        metavar="ID",
+        default=None,
+        help="with --course: nbgrader's c.CourseDirectory.course_id (default: dlbasic-course)",
+    )
+    nbs.add_argument(
+        "--force",
+        action="store_true",
+        help="with --course: overwrite source notebooks that differ, and write the grader's block even where "
+        "nbgrader_config.py already sets its keys",
     )
 
     rel = _add(sub, "release", help="write the student release (a new one-commit git repository) and check it")
@@ -233,12 +250,12 @@ def _check(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
         if notebooks:
             label = ", ".join(str(p) for p in notebooks)
-            folder = _from_notebooks(notebooks, Path(tmp))
+            folder = _from_notebooks(notebooks, Path(tmp), args)
             # a check of named notebooks grades their modules (unless exercises are named)
             args.targets = args.targets or sorted({p.stem for p in notebooks if p.stem in rubric.MODULES})
         elif _notebooks_in(folder):
             label = str(folder)
-            folder = _from_notebooks(_notebooks_in(folder), Path(tmp))
+            folder = _from_notebooks(_notebooks_in(folder), Path(tmp), args)
         return _grade_and_report(folder, args, label)
 
 
@@ -264,18 +281,20 @@ def _notebooks_in(folder: Path) -> list[Path]:
     return [p for p in sorted(folder.glob("*.ipynb")) if p.stem in rubric.MODULES and not p.with_suffix(".py").exists()]
 
 
-def _from_notebooks(notebooks: list[Path], into: Path) -> Path:
+def _from_notebooks(notebooks: list[Path], into: Path, args: argparse.Namespace) -> Path:
     """Write the modules of ``notebooks`` into ``into``, beside the module ``.py`` files of
-    their folders; print why a notebook gives no module (that module then scores 0)."""
+    their folders; why a notebook gives no module (that module then scores 0) and which locked
+    cells were restored become notes of the report (``args.notebook_notes``)."""
     from grader.notebooks import cells
 
     for path in {p.parent for p in notebooks}:
         for module_file in path.glob("*.py"):
             if module_file.stem in rubric.MODULES:
                 shutil.copyfile(module_file, into / module_file.name)
-    _, problems = cells.submission_folder(notebooks, into)
-    for module, problem in problems.items():
-        print(f"error: {module}: {problem}: the module scores 0", file=sys.stderr)
+    ok, problems = cells.submission_folder(notebooks, into)
+    notes = [f"{problem}: every exercise of {module} scores 0" for module, problem in problems.items()]
+    notes += [note for restored in ok.values() if restored != "ok" for note in restored.split("; ")]
+    args.notebook_notes = notes
     return into
 
 
@@ -315,6 +334,7 @@ def _grade_and_report(folder: Path, args: argparse.Namespace, label: str | None 
         return 2
     if label:
         result.submission = label
+    result.notes[:0] = getattr(args, "notebook_notes", [])
     print(report.render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_gradescope(), indent=2) + "\n", encoding="utf-8")
@@ -331,12 +351,22 @@ def _generate(args: argparse.Namespace) -> int:
 def _notebooks(args: argparse.Namespace) -> int:
     from grader.notebooks import build
 
+    if (args.course_id is not None or args.force) and not args.course:
+        print("error: --course-id and --force go with --course DIR", file=sys.stderr)
+        return 2
     status = _written(build.write(check=args.check), args.check, "notebooks", "notebooks")
     if args.course and status == 0:
-        from grader.notebooks import autograde
+        from grader.notebooks import course
 
-        root = autograde.setup_course(args.course)
-        print(f"wrote the nbgrader course {root}: now `cd {root} && nbgrader generate_assignment dlbasic`")
+        try:
+            root = course.setup_course(
+                args.course, course_id=args.course_id or course.DEFAULT_COURSE_ID, force=args.force
+            )
+        except course.CourseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote the nbgrader course {root} (nbgrader_config.py: the grader's block; source notebooks)")
+        print(course.next_steps(root))
     return status
 
 
@@ -354,6 +384,7 @@ def _written(paths: list[Path], check: bool, command: str, what: str) -> int:
 
 def _batch(args: argparse.Namespace) -> int:
     from grader.grading import batch, cluster, isolation
+    from grader.notebooks import cells
 
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder", file=sys.stderr)
@@ -366,6 +397,7 @@ def _batch(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             devices=args.device,
             weak_isolation=args.weak_isolation,
+            stager=cells.stage_modules,  # .py files, and a module handed in only as a notebook
         )
     except (staffkey.StaffKeyError, cluster.ClusterError, isolation.IsolationRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -296,7 +296,7 @@ def _student_errors(label: str, path: str | os.PathLike[str]) -> Iterator[None]:
     except NotImplementedError as exc:
         frames = traceback.extract_tb(exc.__traceback__)
         if frames and frames[-1].filename == str(path):  # the stub's own raise, not one inside torch
-            raise NotImplementedYet(f"{label}: not implemented yet (fill in its TODO in {Path(path).name})") from None
+            raise NotImplementedYet(f"{label}: {_not_implemented(exc)}") from None
         raise StudentCodeError(label, "NotImplementedError", str(exc), student_location(exc, path)) from None
     except MemoryError:
         raise WorkerOutOfMemory(f"{label}: ran out of memory (the limit is a few GiB)") from None
@@ -306,6 +306,17 @@ def _student_errors(label: str, path: str | os.PathLike[str]) -> Iterator[None]:
         if "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
             raise WorkerOutOfMemory(f"{label}: ran out of memory ({str(exc)[:200]})") from None
         raise StudentCodeError(label, type(exc).__name__, str(exc), student_location(exc, path)) from None
+
+
+def _not_implemented(exc: NotImplementedError) -> str:
+    """What a stub's own ``raise NotImplementedError`` means, in words that fit a ``.py`` file and a
+    notebook alike (the worker sees a ``.py`` file either way): the function or method to fill in."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code if tb is not None else None
+    name = getattr(code, "co_qualname", None) or getattr(code, "co_name", "the function")
+    return f"not implemented yet: fill in `{name}`, whose body still raises NotImplementedError"
 
 
 def sanitize(value: Any, what: str, _depth: int = 0) -> Any:

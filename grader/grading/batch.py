@@ -1,9 +1,13 @@
 """``python -m grader batch``: grade every submission of a folder, safely and resumably.
 
 Each sub-folder or ``.zip`` of ``SUBMISSIONS_DIR`` is one submission.  Only its module
-files (``attention.py``, ...) are copied out of it, into a fresh staging folder, by
-:mod:`grader.grading.staging`: links, special files, oversized files and unsafe zip
-entries (absolute paths, ``..``, links, zip bombs) are never followed or extracted.
+files (``attention.py``, ...) are copied out of it, into a fresh staging folder, by a
+*stager* (:data:`Stager`; :func:`grader.grading.staging.stage` unless the caller passes
+another): links, special files, oversized files and unsafe zip entries (absolute paths,
+``..``, links, zip bombs) are never followed or extracted.  ``python -m grader batch`` passes
+:func:`grader.notebooks.cells.stage_modules`, which also reads a module handed in as a notebook
+(``attention.ipynb``); this room cannot import the notebooks (they sit above it), so the stager
+is injected, and travels to the guarded process by its import name (:func:`stager_name`).
 Each result is written atomically to ``OUT_DIR/<id>/results.json`` as its submission
 finishes, and the gradebook ``OUT_DIR/grades.csv`` is rebuilt atomically from all results
 after each one: a batch killed halfway and started again skips what is done and loses
@@ -25,6 +29,7 @@ gradebook and the notes.
 
 import csv
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -35,7 +40,7 @@ import tempfile
 import time
 import unicodedata
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -46,6 +51,52 @@ from grader.grading import cluster, isolation, runner, staging
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED = {"grades.csv", "notes.txt"}  # files of OUT_DIR: never a submission's folder there
 DIGEST_CHARS = 10
+#: Stages a submission (a folder or a zip) into an existing empty folder as module files; returns the
+#: staging notes; raises :class:`grader.grading.staging.Rejected` for one refused as a whole.  It must
+#: be a module-level function: Dask pickles it by reference and the guarded process imports it by name.
+Stager = Callable[[Path, Path], list[str]]
+
+
+def stager_name(stager: Stager) -> str:
+    """``module:qualname`` of ``stager``, by which :func:`load_stager` finds it again in another process.
+
+    Raises ``ValueError`` for a callable that cannot be imported by that name (a lambda, a
+    nested function, a bound method).
+    """
+    module, qualname = getattr(stager, "__module__", None), getattr(stager, "__qualname__", None)
+    name = f"{module}:{qualname}"
+    try:
+        same = bool(module and qualname) and load_stager(name) is stager
+    except (ImportError, AttributeError, ValueError):
+        same = False
+    if not same:
+        raise ValueError(f"the stager {stager!r} is no module-level function: another process cannot import it")
+    return name
+
+
+def load_stager(name: str) -> Stager:
+    """The stager :func:`stager_name` named ``name`` (``module:qualname``), imported."""
+    module, _, qualname = name.partition(":")
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(f"{name!r} names no module-level function (expected module:qualname)")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not callable(found):
+        raise ValueError(f"{name!r} is not callable")
+    stager: Stager = found
+    return stager
+
+
+def staged_sha256(src: str | os.PathLike[str], stager: Stager = staging.stage) -> str | None:
+    """The ``files_sha256`` that grading ``src`` with ``stager`` now would record (``None``: it is
+    rejected); :func:`grader.grading.staging.staged_sha256` for any stager."""
+    with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
+        try:
+            stager(Path(src), Path(tmp))
+        except staging.Rejected:
+            return None
+        return staging.files_sha256(tmp)
 
 
 def submission_id(name: str, zipped: bool = False) -> str:
@@ -141,12 +192,14 @@ def _load_result(out_dir: str | os.PathLike[str], ident: str) -> dict[str, Any] 
     return result if isinstance(result, dict) else None
 
 
-def is_done(out_dir: str | os.PathLike[str], ident: str, path: str | os.PathLike[str]) -> bool:
+def is_done(
+    out_dir: str | os.PathLike[str], ident: str, path: str | os.PathLike[str], stager: Stager = staging.stage
+) -> bool:
     """Whether ``ident`` has a complete result of the entry ``path`` as it is now.
 
     The result must come from an entry of the same name and record the hash of the same
-    files as staging ``path`` gives now (a changed submission is regraded); a grader
-    error is retried.
+    files as staging ``path`` with ``stager`` gives now (a changed submission, or a changed
+    notebook when the stager reads notebooks, is regraded); a grader error is retried.
     """
     result = _load_result(out_dir, ident)
     if not result:
@@ -158,17 +211,23 @@ def is_done(out_dir: str | os.PathLike[str], ident: str, path: str | os.PathLike
     if not isinstance(source, dict) or source.get("name") != Path(path).name or "files_sha256" not in extra:
         return False
     try:
-        return extra["files_sha256"] == staging.staged_sha256(path)
+        return extra["files_sha256"] == staged_sha256(path, stager)
     except OSError:  # the entry cannot be read now: grade it, and let grade_one record why
         return False
 
 
 def grade_one(
-    ident: str, path: str | os.PathLike[str], out_dir: str | os.PathLike[str], **grade_args: Any
+    ident: str,
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    stager: Stager = staging.stage,
+    **grade_args: Any,
 ) -> dict[str, Any]:
-    """Stage and grade one submission; write its results.json; return that dict.
+    """Stage (with ``stager``) and grade one submission; write its results.json; return that dict.
 
-    Its ``extra_data`` records the ``source`` entry (path as given, name, kind) and the
+    Its ``extra_data`` records the ``source`` entry (path as given, name, kind), the staging
+    notes among its ``notes`` (a skipped file, a notebook that gives no module) and the
     ``files_sha256`` of the files graded (:func:`grader.grading.staging.files_sha256`;
     ``None``: a zip refused as a whole); its ``execution_time`` (Gradescope's field) the
     seconds it took, staging and grading, rounded to 0.1 s.
@@ -180,10 +239,11 @@ def grade_one(
         staged = Path(tmp)
         status, notes, digest = "graded", [], None
         try:
-            notes = staging.stage(path, staged)
+            notes = stager(path, staged)
             digest = staging.files_sha256(staged)
             if not any(staged.iterdir()):
-                raise staging.Rejected("no attention.py, lstm.py, param_count.py or elbo.py found")
+                why = "; see the notes" if notes else ""
+                raise staging.Rejected(f"no attention.py, lstm.py, param_count.py or elbo.py found{why}")
             # the other submissions and the results are staff files too: no worker may read them
             protect = [path.parent.resolve(), Path(out_dir).resolve()]
             report = runner.grade(staged, (), staff=True, protect=protect, **grade_args)
@@ -234,17 +294,25 @@ def keeper_main() -> None:
     job = cluster.keep()
     staffkey.hide_this_process()  # before the key is read
     key = staffkey.receive()
+    stager = load_stager(job["stager"]) if "stager" in job else staging.stage
     try:
-        grade_one(job["ident"], job["path"], job["out_dir"], staff_key=key, **job["grade_args"])
+        grade_one(job["ident"], job["path"], job["out_dir"], stager=stager, staff_key=key, **job["grade_args"])
     finally:
         cluster.kill_descendants()
 
 
 def grade_task(
-    ident: str, path: str, out_dir: str, key_id: str, gpus: int, grade_args: dict[str, Any]
+    ident: str,
+    path: str,
+    out_dir: str,
+    key_id: str,
+    gpus: int,
+    grade_args: dict[str, Any],
+    stager: Stager = staging.stage,
 ) -> dict[str, Any]:
     """One Dask task: grade submission ``ident`` (entry ``path``) into ``out_dir``, as
-    :func:`grade_one` in a guarded process (:func:`grader.grading.cluster.run_guarded`).
+    :func:`grade_one` with ``stager`` in a guarded process (:func:`grader.grading.cluster.run_guarded`,
+    which imports the stager by its name, :func:`stager_name`).
 
     ``key_id`` is the staff key's fingerprint (the worker finds the key itself,
     :func:`grader.grading.cluster.key_for`).  With ``gpus`` (a local cluster on a GPU
@@ -258,7 +326,7 @@ def grade_task(
         # from a local check (each worker gets a uid of its own from the sandbox's pool).
         grade_args = {**grade_args, "env": {**grade_args.get("env", {}), "CUDA_VISIBLE_DEVICES": str(slot % gpus)}}
     start = time.monotonic()
-    job = {"ident": ident, "path": path, "out_dir": out_dir, "grade_args": grade_args}
+    job = {"ident": ident, "path": path, "out_dir": out_dir, "grade_args": grade_args, "stager": stager_name(stager)}
     # From the batch's folder (relative paths hold; remote workers get absolute ones), the grader from ROOT.
     argv = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {KEEPER}"]
     code, stderr = cluster.run_guarded(argv, job, key, cwd=Path.cwd())
@@ -323,9 +391,16 @@ def run(
     staff_key: str | bytes | None = None,
     scheduler: str | None = None,
     processes: bool = False,
+    stager: Stager = staging.stage,
     **grade_args: Any,
 ) -> tuple[int, int]:
     """Grade every submission not yet graded, or changed since; returns ``(graded_now, skipped)``.
+
+    ``stager`` copies a submission's module files out of it (:data:`Stager`; default
+    :func:`grader.grading.staging.stage`, ``.py`` files only; ``python -m grader batch`` passes
+    :func:`grader.notebooks.cells.stage_modules`, which reads notebooks too).  It stages each
+    submission and decides which are done (a resumed batch hashes what it stages); it must be a
+    module-level function (``ValueError`` otherwise), which the workers import by name.
 
     Entries that share an id (:func:`discover`) are not graded: each is listed in
     ``OUT_DIR/notes.txt``, in a warning on ``out`` and in the id's gradebook row.
@@ -354,6 +429,7 @@ def run(
     sandbox here (or on a worker of ``scheduler``) could not keep staff files, the other
     submissions and the results from the worker, unless ``weak_isolation=True`` is passed on.
     """
+    stager_name(stager)  # a lambda fails here, before anything starts
     if scheduler and workers is not None:
         raise cluster.ClusterError(
             "--workers sizes the local cluster; with --scheduler the cluster's own workers grade "
@@ -386,7 +462,7 @@ def run(
                 cluster.check_workers(
                     client, key_id, [submissions_dir, out_dir], __name__, grade_args.get("weak_isolation", False)
                 )
-            return _grade_all(client, submissions_dir, out_dir, out, key_id, gpus, baseline, grade_args)
+            return _grade_all(client, submissions_dir, out_dir, out, key_id, gpus, baseline, grade_args, stager)
     finally:
         if local_key:
             cluster.forget_key(key_id)
@@ -401,6 +477,7 @@ def _grade_all(
     gpus: int,
     baseline: Collection[int],
     grade_args: dict[str, Any],
+    stager: Stager = staging.stage,
 ) -> tuple[int, int]:
     """:func:`run` once the cluster is there: discover, skip what is done, one task per
     submission, the gradebook and the progress line after each."""
@@ -409,7 +486,7 @@ def _grade_all(
     entries, conflicts = discover(submissions_dir)
     for line in write_notes(out_dir, conflicts):
         out.write(f"warning: {line}\n")
-    todo = [(i, p) for i, p in entries if not is_done(out_dir, i, p)]
+    todo = [(i, p) for i, p in entries if not is_done(out_dir, i, p, stager)]
     pending = {i for i, _ in todo}
     skipped = len(entries) - len(todo)
     write_gradebook(out_dir, entries, conflicts, pending)
@@ -427,6 +504,7 @@ def _grade_all(
             key_id,
             gpus,
             grade_args,
+            stager,
             key=f"grade-{ident}-{run_id}-{attempt}",
         )
 

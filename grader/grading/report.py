@@ -6,8 +6,9 @@ from grader.outcomes import HIDDEN, PASSED
 _MARK = {PASSED: "ok"}
 
 
-def render(report: Report, max_messages: int = 3) -> str:
-    """The report as text: table, per-module totals, then feedback for each exercise lost."""
+def render(report: Report, max_messages: int = 3, totals: bool = True) -> str:
+    """The report as text: table, per-module totals (unless not ``totals``: the report of one
+    exercise in a notebook's test cell), then feedback for each exercise lost."""
     labels = [r.exercise.id for r in report.results] + [f"{m} total" for m in report.module_scores()]
     width = max(len(label) for label in ["exercise", "TOTAL", *labels]) if report.results else 10
     lines = [
@@ -22,10 +23,11 @@ def render(report: Report, max_messages: int = 3) -> str:
         if hidden:
             status += f" ({hidden} hidden test{'s' if hidden > 1 else ''}, graded later)"
         lines.append(f"  {r.exercise.id:<{width}}  {_pts(r.score, r.max_score):>13}  {status}")
-    lines.append(f"  {'-' * width}  {'-' * 13}")
-    for module, (got, possible) in report.module_scores().items():
-        lines.append(f"  {module + ' total':<{width}}  {_pts(got, possible):>13}")
-    lines.append(f"  {'TOTAL':<{width}}  {_pts(report.score, report.max_score):>13}")
+    if totals:
+        lines.append(f"  {'-' * width}  {'-' * 13}")
+        for module, (got, possible) in report.module_scores().items():
+            lines.append(f"  {module + ' total':<{width}}  {_pts(got, possible):>13}")
+        lines.append(f"  {'TOTAL':<{width}}  {_pts(report.score, report.max_score):>13}")
     ran_hidden = [(r, rec) for r in report.results for rec in r.records if rec.hidden and rec.status != HIDDEN]
     if ran_hidden:  # staff grading: a hidden test shows its name and passed/failed, nothing else
         lines += ["", "Hidden tests"]
@@ -49,7 +51,9 @@ def render(report: Report, max_messages: int = 3) -> str:
             lines.append(f"  - {first}")
             lines += [f"    {line}" for line in rest]
         if len(messages) > max_messages:
-            lines.append(f"  ... and {len(messages) - max_messages} more (see --json)")
+            lines.append(
+                f"  ... and {len(messages) - max_messages} more not shown (fixing the ones above often fixes them)"
+            )
     return "\n".join(lines)
 
 

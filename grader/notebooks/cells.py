@@ -12,11 +12,18 @@ nbgrader allows only ``[a-zA-Z0-9_-]``, so an exercise ID's ``.`` becomes ``-``)
   source is the one-line self-check ``check("attention.sdpa")``.
 
 :func:`module_source` turns a saved notebook back into ``<module>.py``: every code cell but the
-test cells, in notebook order, the student's own cells included.  Only the cells' sources and
+test cells, in notebook order, the student's own cells included.  The locked cells (setup and
+given code) are always the ones handed out (:func:`locked_cells`): an edited one is graded as
+it was given and a deleted one is put back, as nbgrader's ``OverwriteCells`` does in
+``autograde``, so every place that grades a notebook grades the same code (:func:`read_module`
+also says what it restored).  A cell the student added runs inside ``try``: one that raises
+is skipped instead of failing the whole module.  Only the cells' sources and
 ids are read (never their outputs), and nothing is executed: it is plain text processing, safe
 on any notebook.  It imports neither nbgrader nor nbformat (whose import takes a second or more).
 """
 
+import ast
+import functools
 import json
 import os
 import re
@@ -98,18 +105,27 @@ def solution_cell_ids(module: str) -> dict[str, tuple[str, str]]:
 
 
 def module_source(path_or_text: str | os.PathLike[str] | Mapping[str, Any], module: str) -> str:
-    """The student's ``<module>.py`` read out of a saved notebook of ``module``.
+    """The student's ``<module>.py`` read out of a saved notebook of ``module``: the text of
+    :func:`read_module` (see there)."""
+    return read_module(path_or_text, module)[0]
+
+
+def read_module(path_or_text: str | os.PathLike[str] | Mapping[str, Any], module: str) -> tuple[str, list[str]]:
+    """The student's ``<module>.py`` read out of a saved notebook of ``module``, and notes on what
+    was restored.
 
     ``path_or_text`` is a path to the ``.ipynb`` file, its text (a ``str``) or the parsed
     notebook (a mapping).  The result holds every code cell except the test cells, in notebook
     order, each after a ``# %% [cell N] <grade_id>`` line and two blank lines; IPython magics
-    and shell lines (``%...``, ``!...``) of a cell that is not valid Python become comments;
-    cells the student added are kept.  Outputs are never read.
+    and shell lines (``%...``, ``!...``) of a cell that is not valid Python become comments.
+    The locked cells are the ones handed out (an edit is undone, a deleted one put back, each
+    with a note); a cell the student added is kept, inside ``try`` so that an error in it skips
+    the cell, not the module.  Outputs are never read.
 
     Raises :class:`NotebookProblem` when the file is no notebook (not JSON, not nbformat 4, too
-    large), belongs to another module or assignment (ids of another module, or no
-    ``<module>-setup`` cell), lacks a solution cell of the module (named, with its exercise) or
-    holds one id twice, or when its code is larger than 1 MiB.
+    large), belongs to another module or assignment (ids of another module only), lacks a
+    solution cell of the module (named, with its exercise) or holds one id twice, or when its
+    code is larger than 1 MiB.
     """
     if module not in rubric.MODULES:
         raise ValueError(f"unknown module {module!r} (modules: {', '.join(rubric.MODULES)})")
@@ -117,22 +133,149 @@ def module_source(path_or_text: str | os.PathLike[str] | Mapping[str, Any], modu
     raw_cells = nb.get("cells")
     if not isinstance(raw_cells, list):
         raise NotebookProblem(name, "not a Jupyter notebook (no list of cells)")
-    cells = [_cell(name, index, c) for index, c in enumerate(raw_cells, 1)]
+    cells = _identify(module, [_cell(name, index, c) for index, c in enumerate(raw_cells, 1)])
     _check_ids(name, module, cells)
-    parts: list[str] = []
+    originals = locked_cells(module)
+    notes: list[str] = []
+    present = {grade_id for _, _, grade_id, _ in cells if grade_id}
+    order = list(originals) + list(solution_cell_ids(module))
+    parts: list[tuple[str | None, str]] = []
     for index, cell_type, grade_id, source in cells:
         if cell_type != "code" or exercise_of_test_cell(grade_id or "") or _CHECK_CELL.fullmatch(source):
             continue
+        if grade_id in originals:
+            if source.strip() != originals[grade_id].strip():
+                notes.append(
+                    f"{name}: the locked cell {grade_id} (cell {index}) was edited; it is graded as handed out"
+                )
+            parts.append((grade_id, f"# %% [cell {index}] {grade_id}\n{originals[grade_id].rstrip()}\n"))
+            continue
         if not source.strip():
             continue
+        code = _comment_magics(source).rstrip()
+        if grade_id is None and not _is_definitions(code):
+            code = _guarded(code, index)
         label = f" {grade_id}" if grade_id else ""
-        parts.append(f"# %% [cell {index}]{label}\n{_comment_magics(source).rstrip()}\n")
+        parts.append((grade_id, f"# %% [cell {index}]{label}\n{code}\n"))
+    for grade_id, original in originals.items():
+        if grade_id in present:
+            continue
+        notes.append(f"{name}: the locked cell {grade_id} was deleted; it is put back as handed out")
+        before = order[: order.index(grade_id)]
+        at = max((i + 1 for i, (gid, _) in enumerate(parts) if gid in before), default=0)
+        parts.insert(at, (grade_id, f"# %% [restored] {grade_id}\n{original.rstrip()}\n"))
     text = f"# {module}.py, read out of {name} (code cells in notebook order, test cells left out)\n\n\n"
-    text += "\n\n".join(parts)
+    text += "\n\n".join(part for _, part in parts)
     size = len(text.encode("utf-8"))
     if size > MAX_SOURCE_BYTES:
         raise NotebookProblem(name, f"its code cells hold {size} bytes, more than the {MAX_SOURCE_BYTES} a module may")
-    return text
+    return text, notes
+
+
+def _identify(module: str, cells: list[tuple[int, str, str | None, str]]) -> list[tuple[int, str, str | None, str]]:
+    """Give a solution cell whose nbgrader metadata an editor dropped (VS Code, Colab) its id
+    back: a code cell without an id that defines exactly the one missing function or class."""
+    present = {grade_id for _, _, grade_id, _ in cells if grade_id}
+    missing = {name: grade_id for grade_id, (_, name) in solution_cell_ids(module).items() if grade_id not in present}
+    if not missing:
+        return cells
+    out = []
+    for index, cell_type, grade_id, source in cells:
+        if grade_id is None and cell_type == "code":
+            try:
+                body = ast.parse(_comment_magics(source)).body
+            except SyntaxError:
+                body = []
+            names = [n.name for n in body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+            if len(names) == 1 and names[0] in missing:
+                grade_id = missing.pop(names[0])
+        out.append((index, cell_type, grade_id, source))
+    return out
+
+
+@functools.cache
+def _locked_cells(module: str) -> tuple[tuple[str, str], ...]:
+    stub = ROOT / "assignments" / f"{module}.py"
+    if stub.is_file():
+        return tuple(locked_cells_of(stub.read_text(encoding="utf-8"), module).items())
+    source = notebook_path(module)
+    if source.is_file():  # a package without the stubs: the source notebook's locked cells
+        nb = json.loads(source.read_text(encoding="utf-8"))
+        return tuple(
+            (
+                c["metadata"]["nbgrader"]["grade_id"],
+                "".join(c["source"]) if isinstance(c["source"], list) else c["source"],
+            )
+            for c in nb["cells"]
+            if c.get("metadata", {}).get("nbgrader", {}).get("locked") and not c["metadata"]["nbgrader"].get("grade")
+        )
+    return ()
+
+
+def locked_cells(module: str) -> dict[str, str]:
+    """The locked code cells of ``module``'s notebook as handed out, ``{grade_id: source}`` in
+    notebook order: its setup cell and its given defs (test cells excluded), cut out of the stub
+    ``assignments/<module>.py`` as :mod:`grader.notebooks.build` cuts them."""
+    return dict(_locked_cells(module))
+
+
+def locked_cells_of(text: str, module: str) -> dict[str, str]:
+    """The setup cell (the code before the first def, the module docstring left out) and the given
+    defs (those of no exercise, each with the statements after it) of a module's ``text``."""
+    lines = text.splitlines()
+    body = list(ast.parse(text).body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        body = body[1:]
+    defs = [node for node in body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    if not defs:
+        return {}
+    first = def_start(defs[0])
+    before = [node for node in body if def_start(node) < first]
+    setup_start = min((def_start(node) for node in before), default=first)
+    setup_end = max((node.end_lineno or node.lineno for node in before), default=0)
+    out = {setup_cell_id(module): cut(lines, setup_start, setup_end)}
+    for index, node in enumerate(defs):
+        if rubric.exercise_for_name(module, node.name) is None:
+            end = def_start(defs[index + 1]) - 1 if index + 1 < len(defs) else len(lines)
+            out[given_cell_id(module, node.name)] = cut(lines, def_start(node), end)
+    return out
+
+
+def def_start(node: ast.stmt) -> int:
+    """The first line of a statement, its decorators included."""
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)])
+
+
+def cut(lines: list[str], start: int, end: int) -> str:
+    """Lines ``start``..``end`` (1-based, inclusive) without blank lines around them."""
+    return "\n".join(lines[start - 1 : end]).strip("\n")
+
+
+def _is_definitions(code: str) -> bool:
+    """Whether a cell only defines functions and classes: it stays as written (a ``try`` around
+    it would only shift its lines)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return all(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for node in tree.body)
+
+
+def _guarded(code: str, index: int) -> str:
+    """A cell the student added, run inside ``try`` so that an error skips the cell (reported on
+    stderr), not the whole module."""
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return code  # a syntax error is the module's (and reported as such); try cannot catch it
+    body = "\n".join(f"    {line}" if line.strip() else line for line in code.splitlines())
+    return (
+        f"try:\n{body}\n"
+        f"except Exception as _grader_cell_error:  # cell {index} is yours: an error there skips the cell\n"
+        f"    import sys as _grader_sys\n\n"
+        f'    print(f"cell {index} raised {{_grader_cell_error!r}} and was skipped", file=_grader_sys.stderr)'
+    )
 
 
 def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -159,12 +302,12 @@ def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, str]
             continue
         seen[module] = path
         try:
-            text = module_source(path, module)
+            text, restored = read_module(path, module)
         except NotebookProblem as exc:
             problems[module] = str(exc)
             continue
         (into / f"{module}.py").write_text(text, encoding="utf-8")
-        ok[module] = "ok"
+        ok[module] = "; ".join(restored) or "ok"
     return ok, problems
 
 
@@ -232,10 +375,10 @@ def _check_ids(name: str, module: str, cells: list[tuple[int, str, str | None, s
                 f"this is a notebook of {other}, not {module} (it holds the cell {foreign[0]}): "
                 f"save your {module} work as {module}.ipynb",
             )
-    if setup_cell_id(module) not in where:
+    if not any(g.startswith(f"{module}-") for g in where):
         raise NotebookProblem(
             name,
-            f"no cell {setup_cell_id(module)}: not the {module} notebook of the {ASSIGNMENT} assignment "
+            f"no cell of {module}: not the {module} notebook of the {ASSIGNMENT} assignment "
             f"(start again from the notebook you were given)",
         )
     repeated = [f"{g} (cells {', '.join(map(str, where[g]))})" for g in where if len(where[g]) > 1]

@@ -19,6 +19,7 @@ import pytest
 
 from grader import ROOT, mistakes, rubric
 from grader.notebooks import autograde, cells
+from grader.notebooks import course as course_folder
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,10 @@ PARAM_MISTAKE = mistakes.load("param_count")[0]
 PLAN = {
     "alice": {"param_count": "reference", "elbo": "mistake", "attention": "stubs"},
     "bob": {"param_count": "mistake", "elbo": "reference", "attention": "not json", "lstm": "hostile"},
+    # edits VS Code and Colab allow: locked cells changed or deleted, a scratch cell that raises, a renamed file
+    "carol": {"param_count": "edited setup cell", "elbo": "scratch cell that raises"},
+    "dave": {"param_count": "edited test cell"},
+    "erin": {"param_count": "deleted test cell", "elbo": "renamed file"},
 }
 
 HOSTILE_CELL = """\
@@ -91,6 +96,19 @@ def _student_notebook(course: Path, module: str, kind: str) -> str:
         _fill(nb, module, (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8"))
     elif kind == "mistake":
         _fill(nb, module, (MISTAKES.get(module) or PARAM_MISTAKE).source())
+    elif kind in ("edited setup cell", "edited test cell", "deleted test cell", "scratch cell that raises"):
+        _fill(nb, module, (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8"))
+        by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+        first_test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+        if kind == "edited setup cell":
+            by_id[f"{module}-setup"].source += "\nimport numpy as np  # mine"
+        elif kind == "edited test cell":  # what the old self-check message advised, and more points
+            first_test.source = first_test.source.replace('")', f'", "{module}.ipynb")')
+            first_test.metadata["nbgrader"]["points"] = 100
+        elif kind == "deleted test cell":
+            nb.cells.remove(first_test)
+        else:
+            nb.cells.insert(3, nbformat.v4.new_code_cell("trying = 1 / 0"))
     elif kind == "hostile":
         _fill(
             nb,
@@ -109,13 +127,14 @@ def _student_notebook(course: Path, module: str, kind: str) -> str:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     """A course folder after generate_assignment, submissions, autograde and export."""
-    root = autograde.setup_course(tmp_path_factory.mktemp("course"))
+    root = course_folder.setup_course(tmp_path_factory.mktemp("course"))
     _nbgrader(root, "generate_assignment", cells.ASSIGNMENT, "--force")
     for student, modules in PLAN.items():
         folder = root / "submitted" / student / cells.ASSIGNMENT
         folder.mkdir(parents=True)
         for module, kind in modules.items():
-            (folder / f"{module}.ipynb").write_text(_student_notebook(root, module, kind), encoding="utf-8")
+            name = f"{module} (1).ipynb" if kind == "renamed file" else f"{module}.ipynb"
+            (folder / name).write_text(_student_notebook(root, module, kind), encoding="utf-8")
     _nbgrader(root, "autograde", cells.ASSIGNMENT, "--create")
     _nbgrader(root, "export")
     return root
@@ -188,6 +207,75 @@ def test_autograde_and_export_equal_grader_check_staff(course, tmp_path):
     assert sum(alice[ex.id] for ex in rubric.exercises_of("elbo")) < 20
 
 
+def test_edits_an_editor_allows_are_undone_not_punished(course):
+    """The edits VS Code and Colab allow cost nothing: the locked cells are graded as handed out
+    (the feedback says so), a scratch cell that raises is skipped, a renamed notebook is missing."""
+    full = {m: sum(ex.points for ex in rubric.exercises_of(m)) for m in rubric.MODULES}
+    carol, dave, erin = (_gradebook_scores(course, s) for s in ("carol", "dave", "erin"))
+    for scores, module in ((carol, "param_count"), (carol, "elbo"), (dave, "param_count"), (erin, "param_count")):
+        assert sum(scores[ex.id] for ex in rubric.exercises_of(module)) == full[module], (scores, module)
+    assert sum(erin[ex.id] for ex in rubric.exercises_of("elbo")) == 0  # "elbo (1).ipynb" is not elbo.ipynb
+    feedback = nbformat.read(course / "autograded" / "carol" / cells.ASSIGNMENT / "param_count.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in feedback.cells for o in c.get("outputs", []))
+    assert "the locked cell param_count-setup (cell" in text and "graded as handed out" in text
+
+
+def test_autograde_without_the_staff_key_refuses_and_says_how(course, tmp_path):
+    import shutil
+
+    copy_ = tmp_path / "course"
+    shutil.copytree(course, copy_)
+    (copy_ / ".staff_key").unlink(missing_ok=True)
+    env = {k: v for k, v in _env().items() if k != "GRADER_STAFF_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "autograde", cells.ASSIGNMENT, "--student", "dave", "--force"],
+        cwd=copy_,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode != 0 and "no staff key" in done.stdout + done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("cell", ["hidden tests", "an extra test cell"])
+def test_generate_refuses_instructor_cells_the_grader_would_not_run(course, tmp_path, cell):
+    """Added the nbgrader way in the source notebook, they would never run (everyone would get
+    their points): ``generate_assignment`` stops and says why."""
+    import shutil
+
+    copy_ = tmp_path / "course"
+    shutil.copytree(course, copy_, ignore=shutil.ignore_patterns("release", "autograded", "feedback", "submitted"))
+    path = copy_ / "source" / cells.ASSIGNMENT / "elbo.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    if cell == "hidden tests":
+        test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+        test.source += "\n### BEGIN HIDDEN TESTS\nassert gaussian_kl is not None\n### END HIDDEN TESTS"
+        expected = "hidden tests in a notebook are not run"
+    else:
+        extra = nbformat.v4.new_code_cell("assert gaussian_kl is not None")
+        extra.metadata["nbgrader"] = {
+            "grade": True,
+            "grade_id": "my-test",
+            "locked": True,
+            "points": 3,
+            "schema_version": 3,
+            "solution": False,
+        }
+        nb.cells.append(extra)
+        expected = "its code would never run"
+    nbformat.write(nb, path)
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", cells.ASSIGNMENT, "--force"],
+        cwd=copy_,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode != 0 and expected in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
+
+
 def test_bad_and_hostile_notebooks_earn_nothing_and_say_why(course):
     bob = _gradebook_scores(course, "bob")
     assert all(bob[ex.id] == 0 for ex in rubric.exercises_of("attention"))  # not JSON
@@ -223,22 +311,24 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def _edit(nb: nbformat.NotebookNode, case: str) -> str | None:
     """Damage ``nb`` as ``case`` says; the words the placeholder must say (``None``: no problem)."""
     by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
-    if case == "edited test cell":
+    if case == "edited test cell":  # nbgrader's OverwriteCells puts it back; nothing to refuse
         by_id["param_count-markov"].source = "print(4.0)"
-        return "the locked cell param_count-markov was edited"
-    if case == "edited setup cell":
+        return None
+    if case == "edited setup cell":  # graded as handed out, and the feedback says so
         by_id["param_count-setup"].source += "\nmath.prod = sum"
-        return "the locked cell param_count-setup was edited"
+        return None
     if case == "deleted solution cell":
         nb.cells.remove(by_id["param_count-markov-impl-markov_params"])
         return "param_count-markov-impl-markov_params (exercise param_count.markov, markov_params) is missing"
     if case == "duplicated solution cell":
         nb.cells.append(copy.deepcopy(by_id["param_count-markov-impl-markov_params"]))
         return "param_count-markov-impl-markov_params (cells"
-    if case == "another assignment":
+    if case == "another module":
         for cell in nb.cells:
-            cell.metadata.pop("nbgrader", None)
-        return "no cell param_count-setup: not the param_count notebook of the dlbasic assignment"
+            meta = cell.metadata.get("nbgrader")
+            if meta:
+                meta["grade_id"] = meta["grade_id"].replace("param_count-", "lstm-", 1)
+        return "this is a notebook of lstm, not param_count"
     if case == "corrupt metadata":
         by_id["param_count-markov"].metadata.nbgrader.pop("points")
         return "its nbgrader cell metadata is corrupted"
@@ -256,7 +346,7 @@ def _edit(nb: nbformat.NotebookNode, case: str) -> str | None:
         "edited setup cell",
         "deleted solution cell",
         "duplicated solution cell",
-        "another assignment",
+        "another module",
         "corrupt metadata",
         "megabytes of output",
     ],
@@ -275,6 +365,8 @@ def test_a_bad_notebook_becomes_a_placeholder_that_says_why(course, case):
     checked, _ = autograde.CheckSubmission().preprocess(nb, resources)
     if expected is None:
         assert checked is nb and autograde.PROBLEM_KEY not in checked.metadata
+        restored = checked.metadata.get(autograde.RESTORED_KEY, [])
+        assert (case == "edited setup cell") == any("param_count-setup" in note for note in restored), restored
         return
     problem = checked.metadata[autograde.PROBLEM_KEY]
     assert problem.startswith("param_count.ipynb: ") and expected in problem
@@ -293,8 +385,14 @@ def test_a_test_cell_run_in_jupyter_prints_what_grader_check_prints(course, tmp_
     runner_nb = nbformat.v4.new_notebook(cells=[cell])
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.delenv("GRADER_STAFF_KEY", raising=False)
-    NotebookClient(runner_nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    client = NotebookClient(
+        runner_nb, timeout=600, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(work)}}
+    )
+    client.execute()
     shown = "".join(o.get("text", "") for o in runner_nb.cells[0].outputs)
+    errors = [o for o in runner_nb.cells[0].outputs if o.output_type == "error"]
+    # below full marks the cell raises (so `nbgrader validate` fails), in one line
+    assert [(e.ename, e.evalue.split(":")[0]) for e in errors] == [("NotFullMarks", PARAM_MISTAKE.exercise)]
     done = subprocess.run(
         [sys.executable, "-m", "grader", "check", PARAM_MISTAKE.exercise, str(work / "param_count.ipynb")],
         cwd=ROOT,

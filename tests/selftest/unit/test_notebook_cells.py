@@ -92,9 +92,52 @@ def test_invalid_json_and_foreign_notebooks_are_named():
     assert "nbformat 5" in _problem(json.dumps({"nbformat": 5, "cells": []}))
     assert "this is a notebook of lstm, not attention" in _problem(_source_nb("lstm"))
     other = _source_nb("attention")
-    for cell in other["cells"]:
+    other["cells"] = [c for c in other["cells"] if c["cell_type"] == "markdown"]
+    assert "no cell of attention" in _problem(other)
+
+
+def test_cells_whose_metadata_an_editor_dropped_are_found_by_their_code():
+    """VS Code and Colab may drop nbgrader's metadata: a solution cell is found by the one
+    function it defines, and the locked cells are the ones handed out."""
+    nb = _source_nb("attention")
+    for cell in nb["cells"]:
         cell.get("metadata", {}).pop("nbgrader", None)
-    assert "no cell attention-setup" in _problem(other)
+    text, notes = cells.read_module(nb, "attention")
+    reference = cells.read_module(_source_nb("attention"), "attention")[0]
+    for name in ("scaled_dot_product_attention", "split_heads", "merge_heads"):
+        assert f"def {name}(" in text
+    assert any("attention-setup was deleted" in n for n in notes)  # its metadata went: put back as handed out
+    assert _exec(text) >= _exec(reference)
+
+
+def _exec(text):
+    namespace = {}
+    exec(compile(text, "<module>", "exec"), namespace)
+    return {k for k in namespace if not k.startswith("_")}
+
+
+def test_edited_and_deleted_locked_cells_are_graded_as_handed_out():
+    nb = _source_nb("lstm")
+    setup = next(c for c in nb["cells"] if _grade_id(c) == "lstm-setup")
+    original = "".join(setup["source"]) if isinstance(setup["source"], list) else setup["source"]
+    setup["source"] = original + "\nimport numpy as np  # added by the student\n"
+    text, notes = cells.read_module(nb, "lstm")
+    assert "import numpy as np  # added" not in text and original.strip() in text
+    assert notes == ["lstm.ipynb: the locked cell lstm-setup (cell 2) was edited; it is graded as handed out"]
+    deleted = _source_nb("lstm")
+    deleted["cells"] = [c for c in deleted["cells"] if _grade_id(c) != "lstm-setup"]
+    text, notes = cells.read_module(deleted, "lstm")
+    assert text.index(original.strip()) < text.index("def ") and "was deleted" in notes[0]
+    assert cells.read_module(_source_nb("lstm"), "lstm")[1] == []  # nothing restored in an untouched notebook
+
+
+def test_a_scratch_cell_that_raises_is_skipped_not_the_module():
+    nb = _source_nb("elbo")
+    scratch = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "scratch"}
+    nb["cells"].insert(3, dict(scratch, source="x = 1 / 0  # trying something\nprint(x)"))
+    text = cells.module_source(nb, "elbo")
+    assert "try:\n    x = 1 / 0" in text
+    assert _exec(text) == _exec(cells.module_source(_source_nb("elbo"), "elbo"))
 
 
 def test_a_deleted_or_duplicated_solution_cell_is_named():
@@ -181,7 +224,8 @@ def test_check_of_a_notebook_grades_its_module_from_the_notebook(tmp_path, monke
     assert "def gaussian_kl(" in seen["elbo"]
     assert cli.main(["check", "--submission", str(tmp_path), "elbo.kl"]) == 0
     assert seen["targets"] == ["elbo.kl"]
-    assert "error: lstm: lstm.ipynb: not a Jupyter notebook: invalid JSON" in capsys.readouterr().err
+    # the cause is in the report itself (a notebook student reads the report, not stderr)
+    assert "lstm.ipynb: not a Jupyter notebook: invalid JSON" in capsys.readouterr().out
 
 
 def test_the_self_check_runs_the_grader_command_outside_the_kernel(tmp_path, monkeypatch, capsys):
@@ -195,6 +239,8 @@ def test_the_self_check_runs_the_grader_command_outside_the_kernel(tmp_path, mon
 
     def fake_run(cmd, **kwargs):
         calls.append((cmd, kwargs))
+        full = {"score": 4, "max_score": 4, "tests": [{"tags": ["elbo", "elbo.kl"], "status": "passed"}]}
+        Path(cmd[cmd.index("--json") + 1]).write_text(json.dumps(full), encoding="utf-8")
         return subprocess.CompletedProcess(cmd, 0, "the report\n", "")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
@@ -202,7 +248,7 @@ def test_the_self_check_runs_the_grader_command_outside_the_kernel(tmp_path, mon
 
     check("elbo.kl")
     (cmd, kwargs), *_ = calls
-    assert cmd == [sys.executable, "-m", "grader", "check", "elbo.kl", str((tmp_path / "elbo.ipynb").resolve())]
+    assert cmd[:6] == [sys.executable, "-m", "grader", "check", "elbo.kl", str((tmp_path / "elbo.ipynb").resolve())]
     assert kwargs["cwd"] == ROOT and str(ROOT) in kwargs["env"]["PYTHONPATH"]
     assert "the report" in capsys.readouterr().out
 
@@ -221,7 +267,8 @@ def test_a_test_cells_outputs_give_nbgrader_the_grader_score(score, status):
     assert cell.outputs[0].name == "stdout" and "lstm.gru" in cell.outputs[0].text
 
 
-def test_a_placeholder_or_a_failed_engine_gives_every_test_cell_an_error(monkeypatch):
+def test_a_placeholder_or_a_failed_engine_gives_every_test_cell_an_error(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # nbgrader's course root is the working folder: not the repository
     from nbgrader.nbgraderformat import MetadataValidator
     from nbgrader.utils import determine_grade
 
@@ -233,11 +280,55 @@ def test_a_placeholder_or_a_failed_engine_gives_every_test_cell_an_error(monkeyp
     assert len(tests) == len(rubric.exercises_of("elbo"))
     assert all(determine_grade(c)[0] == 0 and "elbo.ipynb: not JSON" in c.outputs[0].evalue for c in tests)
 
-    def broken(source, module, course=None):
+    def broken(sources, course, key):
         raise RuntimeError("the sandbox is gone")
 
-    monkeypatch.setattr(autograde, "grade_module", broken)
+    monkeypatch.setattr(autograde, "grade_modules", broken)
+    monkeypatch.setattr(autograde, "grade_students", broken)
+    monkeypatch.setenv("GRADER_STAFF_KEY", "a strong enough staff key for this unit test only")
     nb = nbformat.read(cells.notebook_path("elbo"), as_version=4)
     graded, _ = autograde.GradeInSandbox().preprocess(nb, resources)
     outputs = [c.outputs for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert all(o and o[0].output_type == "error" and "the sandbox is gone" in o[0].evalue for o in outputs)
+
+
+def test_autograde_refuses_without_a_staff_key_and_with_another_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRADER_STAFF_KEY", raising=False)
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    with pytest.raises(autograde.StaffKeyRequired, match="no staff key.*chmod 600 .staff_key"):
+        autograde.course_key(tmp_path)
+    key_file = tmp_path / ".staff_key"
+    key_file.write_text("0123456789abcdef" * 4 + "\n")
+    key_file.chmod(0o644)
+    with pytest.raises(autograde.StaffKeyRequired, match="read by others"):
+        autograde.course_key(tmp_path)
+    key_file.chmod(0o600)
+    assert autograde.course_key(tmp_path) == ("0123456789abcdef" * 4).encode()
+    assert (tmp_path / ".staff_key_id").is_file()
+    monkeypatch.setenv("GRADER_STAFF_KEY", "another key that is long enough to be accepted")
+    with pytest.raises(autograde.StaffKeyRequired, match="another staff key"):
+        autograde.course_key(tmp_path)
+
+
+def test_generate_refuses_instructor_cells_the_grader_would_not_run():
+    resources = {"nbgrader": {"notebook": "elbo"}}
+    nb = nbformat.read(cells.notebook_path("elbo"), as_version=4)
+    assert autograde.CheckSource().preprocess(nb, resources)[0] is nb
+    hidden = nbformat.read(cells.notebook_path("elbo"), as_version=4)
+    test = next(c for c in hidden.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    test.source += "\n### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS"
+    with pytest.raises(ValueError, match="hidden tests in a notebook are not run"):
+        autograde.CheckSource().preprocess(hidden, resources)
+    extra = nbformat.read(cells.notebook_path("elbo"), as_version=4)
+    cell = nbformat.v4.new_code_cell("assert gaussian_kl is not None")
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": "my-extra-test",
+        "locked": True,
+        "points": 2,
+        "schema_version": 3,
+        "solution": False,
+    }
+    extra.cells.append(cell)
+    with pytest.raises(ValueError, match="not one of the course's: its code would never run"):
+        autograde.CheckSource().preprocess(extra, resources)

@@ -85,7 +85,7 @@ def test_report_golden_text():
         "  - the test did not finish",
         "  - lstm.gates: lstm_gates raised ValueError: bad",
         "  - gates in (0, 1)",
-        "  ... and 2 more (see --json)",
+        "  ... and 2 more not shown (fixing the ones above often fixes them)",
     ]
 
 
