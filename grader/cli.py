@@ -293,8 +293,9 @@ def _from_notebooks(notebooks: list[Path], into: Path, args: argparse.Namespace)
                 shutil.copyfile(module_file, into / module_file.name)
     ok, problems = cells.submission_folder(notebooks, into)
     notes = [f"{problem}: every exercise of {module} scores 0" for module, problem in problems.items()]
-    notes += [note for restored in ok.values() if restored != "ok" for note in restored.split("; ")]
+    notes += [note for restored in ok.values() if restored != "ok" for note in restored.split("\n")]
     args.notebook_notes = notes
+    args.notebook_modules = {m: (into / f"{m}.py").read_text(encoding="utf-8") for m in ok}
     return into
 
 
@@ -335,7 +336,13 @@ def _grade_and_report(folder: Path, args: argparse.Namespace, label: str | None 
     if label:
         result.submission = label
     result.notes[:0] = getattr(args, "notebook_notes", [])
-    print(report.render(result))
+    text = report.render(result)
+    if getattr(args, "notebook_modules", None):
+        from grader.notebooks import cells
+
+        for module, module_text in args.notebook_modules.items():
+            text = cells.in_cells(text, module, module_text)  # lines of the notebook, not of the module read out of it
+    print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_gradescope(), indent=2) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")

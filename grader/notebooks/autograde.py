@@ -236,11 +236,13 @@ class GradeInSandbox(NbGraderPreprocessor):
         restored = nb.metadata.pop(RESTORED_KEY, None)
         results: dict[str, ExerciseResult] = {}
         notes: list[str] = [str(n) for n in restored] if isinstance(restored, list) else []
+        module_text = ""
         if problem is None:
             root = course_root(self.config)
             key = course_key(root)  # no key: StaffKeyRequired stops autograde with the reason
             try:
-                graded = _STUDENTS.report(self.config, root, key, info, module, cells.module_source(nb, module))
+                module_text = cells.module_source(nb, module)
+                graded = _STUDENTS.report(self.config, root, key, info, module, module_text)
                 results = {r.exercise.id: r for r in graded.results}
                 notes += graded.notes
             except Exception as exc:  # the engine failed: every test cell says so and scores 0
@@ -254,7 +256,7 @@ class GradeInSandbox(NbGraderPreprocessor):
             count += 1
             cell.execution_count = count
             if exercise in results:
-                cell.outputs = _outputs(results[exercise], module, notes)
+                cell.outputs = _outputs(results[exercise], module, notes, module_text)
             else:
                 cause = problem or f"{exercise} was not graded: the notebook of {module} holds no such exercise"
                 cell.outputs = [_error(f"{exercise}: {cause}")]
@@ -442,13 +444,15 @@ def grade_modules(sources: dict[str, str], course: Path | None, key: bytes) -> d
     }
 
 
-def test_cell_text(result: ExerciseResult, module: str, notes: list[str]) -> str:
-    """The feedback a test cell shows: the report of ``python -m grader check`` for its exercise."""
-    return text_report.render(Report(f"{module}.ipynb", [result], notes), totals=False)
+def test_cell_text(result: ExerciseResult, module: str, notes: list[str], module_text: str = "") -> str:
+    """The feedback a test cell shows: the report of ``python -m grader check`` for its exercise,
+    lines named by the notebook's cells (``module_text``: the module read out of the notebook)."""
+    text = text_report.render(Report(f"{module}.ipynb", [result], notes), totals=False)
+    return cells.in_cells(text, module, module_text) if module_text else text
 
 
-def _outputs(result: ExerciseResult, module: str, notes: list[str]) -> list[Any]:
-    text = test_cell_text(result, module, notes) + "\n"
+def _outputs(result: ExerciseResult, module: str, notes: list[str], module_text: str = "") -> list[Any]:
+    text = test_cell_text(result, module, notes, module_text) + "\n"
     stream = nbformat.v4.new_output("stream", name="stdout", text=text)
     if result.score <= 0:
         return [stream, _error(f"{result.exercise.id}: 0 / {result.max_score:g} ({result.status})")]

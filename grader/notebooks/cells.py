@@ -278,10 +278,35 @@ def _guarded(code: str, index: int) -> str:
     )
 
 
+_MARKER = re.compile(r"^# %% \[(?:cell (\d+)|restored)\](?: (\S+))?$")
+
+
+def in_cells(text: str, module: str, module_text: str) -> str:
+    """``text`` (a report) with each ``<module>.py line N`` of ``module_text`` (read out of a
+    notebook by :func:`read_module`) said as the notebook's cell and line: ``attention.ipynb
+    cell 9, line 3``, or the locked cell by id when it was put back."""
+    starts: list[tuple[int, str]] = []  # (line of the marker, how the cell is named)
+    for number, line in enumerate(module_text.splitlines(), 1):
+        match = _MARKER.match(line)
+        if match:
+            name = f"cell {match[1]}" if match[1] else f"the locked cell {match[2]} (as handed out)"
+            starts.append((number, name))
+
+    def where(match: re.Match[str]) -> str:
+        line = int(match[1])
+        cell = next(((at, name) for at, name in reversed(starts) if at < line), None)
+        if cell is None:
+            return match[0]
+        return f"{module}.ipynb {cell[1]}, line {line - cell[0]}"
+
+    return re.sub(rf"\b{re.escape(module)}\.py line (\d+)", where, text)
+
+
 def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Write ``<module>.py`` into ``into`` for each notebook of ``paths`` (named ``<module>.ipynb``).
 
-    Returns ``({module: "ok"}, {module: problem})``: a notebook that gives no module (see
+    Returns ``({module: "ok", or the notes on restored locked cells, one a line}, {module:
+    problem})``: a notebook that gives no module (see
     :func:`module_source`; also a file named after no module, or two notebooks of one module)
     writes nothing and is reported, and the other notebooks are still written.
     """
@@ -307,7 +332,7 @@ def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, str]
             problems[module] = str(exc)
             continue
         (into / f"{module}.py").write_text(text, encoding="utf-8")
-        ok[module] = "; ".join(restored) or "ok"
+        ok[module] = "\n".join(restored) or "ok"
     return ok, problems
 
 

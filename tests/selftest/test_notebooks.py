@@ -1,9 +1,15 @@
-"""The nbgrader course end to end: generate_assignment, student notebooks, autograde, export.
+"""The nbgrader course end to end, driven by nbgrader's own CLI: generate_assignment, student
+notebooks, autograde, export.
 
-Two students submit notebooks filled with the reference, a catalogued mistake and the stubs,
-plus a notebook that is no JSON, a missing notebook and a hostile one; ``nbgrader autograde``
-(the course folder ``python -m grader notebooks --course`` writes) must give each exercise the
-score ``python -m grader check --staff`` gives the same code, and the hostile notebook nothing.
+Fourteen students submit notebooks: the reference, catalogued mistakes, the stubs, a notebook
+that is no JSON, missing notebooks, a hostile one, and the edits VS Code and Colab allow (an
+edited or deleted setup cell, an edited or deleted test cell, a scratch cell that raises, a
+renamed file, an old-format notebook).  For every student and exercise the gradebook (the
+course folder ``python -m grader notebooks --course`` writes) equals ``python -m grader check
+--staff`` and the student's own check (what a test cell's self-check runs; one exercise is
+also run in a real Jupyter kernel); the hostile notebook earns nothing.  Autograde refuses
+without the staff key, and ``generate_assignment`` refuses instructor cells the grader would
+not run.
 """
 
 import ast
@@ -36,6 +42,15 @@ PLAN = {
     "carol": {"param_count": "edited setup cell", "elbo": "scratch cell that raises"},
     "dave": {"param_count": "edited test cell"},
     "erin": {"param_count": "deleted test cell", "elbo": "renamed file"},
+    "fay": {"param_count": "deleted setup cell"},
+    "gus": {"elbo": "old format"},
+    "hal": {"param_count": "mistake"},
+    "ivy": {"elbo": "stubs"},
+    "jon": {"param_count": "not json"},
+    "kim": {"elbo": "reference"},
+    "lee": {"param_count": "reference", "elbo": "mistake"},
+    "max": {"elbo": "scratch cell that raises"},
+    "ned": {"param_count": "edited setup cell"},
 }
 
 HOSTILE_CELL = """\
@@ -96,12 +111,23 @@ def _student_notebook(course: Path, module: str, kind: str) -> str:
         _fill(nb, module, (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8"))
     elif kind == "mistake":
         _fill(nb, module, (MISTAKES.get(module) or PARAM_MISTAKE).source())
-    elif kind in ("edited setup cell", "edited test cell", "deleted test cell", "scratch cell that raises"):
+    elif kind == "old format":  # nbformat 3, as an old Jupyter or a converter writes it
+        _fill(nb, module, (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8"))
+        return nbformat.writes(nbformat.convert(nb, 3), version=3)
+    elif kind in (
+        "edited setup cell",
+        "deleted setup cell",
+        "edited test cell",
+        "deleted test cell",
+        "scratch cell that raises",
+    ):
         _fill(nb, module, (ROOT / "solutions" / f"{module}.py").read_text(encoding="utf-8"))
         by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
         first_test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
         if kind == "edited setup cell":
             by_id[f"{module}-setup"].source += "\nimport numpy as np  # mine"
+        elif kind == "deleted setup cell":
+            nb.cells.remove(by_id[f"{module}-setup"])
         elif kind == "edited test cell":  # what the old self-check message advised, and more points
             first_test.source = first_test.source.replace('")', f'", "{module}.ipynb")')
             first_test.metadata["nbgrader"]["points"] = 100
@@ -150,16 +176,18 @@ def _gradebook_scores(course: Path, student: str) -> dict[str, float]:
         }
 
 
-def _check_staff(course: Path, student: str, tmp_path: Path) -> dict[str, float]:
-    """``python -m grader check --staff --json`` on the student's submitted notebooks."""
-    out = tmp_path / f"{student}.json"
+def _check_staff(course: Path, student: str, tmp_path: Path, staff: bool = True) -> dict[str, float]:
+    """``python -m grader check --staff --json`` on the student's submitted notebooks (without
+    ``staff``: the student's own check, which a test cell's self-check runs)."""
+    out = tmp_path / f"{student}-{staff}.json"
+    env = _env() if staff else {k: v for k, v in _env().items() if k != "GRADER_STAFF_KEY"}
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "grader",
             "check",
-            "--staff",
+            *(["--staff"] if staff else []),
             "--quiet",
             "--json",
             str(out),
@@ -167,7 +195,7 @@ def _check_staff(course: Path, student: str, tmp_path: Path) -> dict[str, float]
             str(course / "submitted" / student / cells.ASSIGNMENT),
         ],
         cwd=ROOT,
-        env=_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
@@ -198,6 +226,8 @@ def test_autograde_and_export_equal_grader_check_staff(course, tmp_path):
         nbgrader_scores = _gradebook_scores(course, student)
         check_scores = _check_staff(course, student, tmp_path)
         assert nbgrader_scores == pytest.approx(check_scores, abs=1e-6), student
+        # the student's own check (what each test cell's self-check runs) gives the same scores
+        assert _check_staff(course, student, tmp_path, staff=False) == pytest.approx(check_scores, abs=1e-6), student
         assert float(exported[student]["raw_score"]) == pytest.approx(sum(check_scores.values()), abs=1e-3)
     alice = _gradebook_scores(course, "alice")
     assert sum(alice[ex.id] for ex in rubric.exercises_of("param_count")) == 20  # the reference: full marks
@@ -211,9 +241,19 @@ def test_edits_an_editor_allows_are_undone_not_punished(course):
     """The edits VS Code and Colab allow cost nothing: the locked cells are graded as handed out
     (the feedback says so), a scratch cell that raises is skipped, a renamed notebook is missing."""
     full = {m: sum(ex.points for ex in rubric.exercises_of(m)) for m in rubric.MODULES}
-    carol, dave, erin = (_gradebook_scores(course, s) for s in ("carol", "dave", "erin"))
-    for scores, module in ((carol, "param_count"), (carol, "elbo"), (dave, "param_count"), (erin, "param_count")):
-        assert sum(scores[ex.id] for ex in rubric.exercises_of(module)) == full[module], (scores, module)
+    for student, module in (
+        ("carol", "param_count"),
+        ("carol", "elbo"),
+        ("dave", "param_count"),
+        ("erin", "param_count"),
+        ("fay", "param_count"),
+        ("gus", "elbo"),
+        ("max", "elbo"),
+        ("ned", "param_count"),
+    ):
+        scores = _gradebook_scores(course, student)
+        assert sum(scores[ex.id] for ex in rubric.exercises_of(module)) == full[module], (student, module, scores)
+    erin = _gradebook_scores(course, "erin")
     assert sum(erin[ex.id] for ex in rubric.exercises_of("elbo")) == 0  # "elbo (1).ipynb" is not elbo.ipynb
     feedback = nbformat.read(course / "autograded" / "carol" / cells.ASSIGNMENT / "param_count.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in feedback.cells for o in c.get("outputs", []))

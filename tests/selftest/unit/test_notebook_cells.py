@@ -332,3 +332,24 @@ def test_generate_refuses_instructor_cells_the_grader_would_not_run():
     extra.cells.append(cell)
     with pytest.raises(ValueError, match="not one of the course's: its code would never run"):
         autograde.CheckSource().preprocess(extra, resources)
+
+
+def test_report_lines_are_named_by_the_notebooks_cells():
+    nb = _source_nb("param_count")
+    index, cell = next(
+        (i, c) for i, c in enumerate(nb["cells"], 1) if _grade_id(c) == "param_count-markov-impl-markov_params"
+    )
+    source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    cell["source"] = source.replace("### BEGIN SOLUTION", "### BEGIN SOLUTION\n    x = undefined_name + 1")
+    in_cell = next(n for n, line in enumerate(cell["source"].splitlines(), 1) if "undefined_name" in line)
+    text = cells.module_source(nb, "param_count")
+    at = next(n for n, line in enumerate(text.splitlines(), 1) if "undefined_name" in line)
+    shown = cells.in_cells(f"at param_count.py line {at}: x = undefined_name + 1", "param_count", text)
+    assert shown == f"at param_count.ipynb cell {index}, line {in_cell}: x = undefined_name + 1"
+    assert cells.in_cells("at elbo.py line 3: x", "param_count", text) == "at elbo.py line 3: x"  # another module
+    deleted = _source_nb("param_count")
+    deleted["cells"] = [c for c in deleted["cells"] if _grade_id(c) != "param_count-setup"]
+    restored = cells.module_source(deleted, "param_count")
+    assert "the locked cell param_count-setup (as handed out), line 1" in cells.in_cells(
+        "param_count.py line 5", "param_count", restored
+    )
