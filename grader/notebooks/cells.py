@@ -468,6 +468,7 @@ def stage_modules(submission: Path, into: Path) -> list[str]:
         return notes
     with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
         notes += staging.stage(submission, Path(tmp), wanted, MAX_NOTEBOOK_BYTES)
-        _, problems = submission_folder(sorted(Path(tmp).glob("*.ipynb")), into)
+        ok, problems = submission_folder(sorted(Path(tmp).glob("*.ipynb")), into)
     notes += [f"{module}.ipynb: {problem}: the module scores 0" for module, problem in sorted(problems.items())]
+    notes += [note for _, restored in sorted(ok.items()) if restored != "ok" for note in restored.split("\n")]
     return notes
