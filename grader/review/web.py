@@ -335,7 +335,7 @@ def create_app(folder: str | os.PathLike[str], base_url: str = "") -> Flask:
                     "state": state_of(task),
                     "hidden": store.hidden(task.id),
                     "flagged": any(m.action == FLAG for m in marks),
-                    "candidates": _candidates(store, task, people) if store.submitted(task.id) is None else [],
+                    "open": store.submitted(task.id) is None,
                 }
             )
         return render_template(
@@ -350,6 +350,7 @@ def create_app(folder: str | os.PathLike[str], base_url: str = "") -> Flask:
                 for card in cards
             ],
             own=store.tasks_of(person.id),
+            volunteers=_volunteers(store, people),
             aliases=aliases,
             events=store.events(),
             **round_state(),
@@ -439,13 +440,12 @@ def create_app(folder: str | os.PathLike[str], base_url: str = "") -> Flask:
     return app
 
 
-def _candidates(store: Store, task: Task, people: list[Person]) -> list[Person]:
-    """Who could take ``task`` over: not its author or reviewer, nobody already reviewing that
-    author; staff first, then students by how few reviews they have left to write."""
-    busy = {t.reviewer for t in store.tasks_for_author(task.author)} | {task.author, task.reviewer}
-    open_counts = {p.id: sum(store.submitted(t.id) is None for t in store.tasks_of(p.id)) for p in people}
-    free = [p for p in people if p.id not in busy]
-    return sorted(free, key=lambda p: (p.role != STAFF, open_counts[p.id], p.id))
+def _volunteers(store: Store, people: list[Person]) -> list[tuple[Person, int]]:
+    """Who could take reviews over, with how many reviews each has left to write: staff first,
+    then students by how few they have left (one list for the page; the store refuses the
+    author, the same reviewer and anyone already reviewing that author)."""
+    left = {p.id: sum(store.submitted(t.id) is None for t in store.tasks_of(p.id)) for p in people}
+    return sorted(((p, left[p.id]) for p in people), key=lambda pair: (pair[0].role != STAFF, pair[1], pair[0].id))
 
 
 def parse_deadline(text: str) -> datetime | None:
