@@ -46,7 +46,7 @@ from typing import Any, TextIO
 
 from grader import ROOT, rubric, staffkey
 from grader.execution.worker import descendants
-from grader.grading import cluster, isolation, runner, staging
+from grader.grading import cluster, files, isolation, runner, staging
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED = {"grades.csv", "notes.txt"}  # files of OUT_DIR: never a submission's folder there
@@ -154,28 +154,8 @@ def write_notes(out_dir: str | os.PathLike[str], conflicts: dict[str, list[Path]
     """Rewrite ``OUT_DIR/notes.txt``, the batch's notes: one line per id conflict."""
     lines = [conflict_message(ident, paths) for ident, paths in sorted(conflicts.items())]
     text = "".join(f"{line}\n" for line in lines) or "no conflicts: every submission has its own id\n"
-    _atomic_write(Path(out_dir) / "notes.txt", text)
+    files.write_atomic(Path(out_dir) / "notes.txt", text)
     return lines
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader (or a kill) sees the old or the new file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def result_path(out_dir: str | os.PathLike[str], ident: str) -> Path:
@@ -262,7 +242,7 @@ def grade_one(
     extra.update({"submission": ident, "status": status, "notes": notes, "source": source, "files_sha256": digest})
     result["execution_time"] = round(time.monotonic() - start, 1)
     with cluster.WRITES:  # in a guarded process: not after the batch died (cluster._die)
-        _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
+        files.write_atomic(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -278,7 +258,7 @@ def _record_error(ident: str, path: Path, out_dir: str | os.PathLike[str], messa
         "files_sha256": None,
     }
     result = {"score": 0.0, "max_score": 100, "tests": [], "execution_time": round(seconds, 1), "extra_data": extra}
-    _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
+    files.write_atomic(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
 
 
 #: How many times a submission is graded again when the worker grading it closes.
@@ -380,7 +360,7 @@ def write_gradebook(
                 source,
             ]
         )
-    _atomic_write(Path(out_dir) / "grades.csv", buf.getvalue())
+    files.write_atomic(Path(out_dir) / "grades.csv", buf.getvalue())
 
 
 def run(
@@ -557,7 +537,7 @@ def _check_gpu_released(
     result["extra_data"].setdefault("notes", []).append(
         f"GPU memory still held after grading by {sorted(leftover)} ({sum(leftover.values())} MiB): killed"
     )
-    _atomic_write(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
+    files.write_atomic(result_path(out_dir, ident), json.dumps(result, indent=2) + "\n")
 
 
 def _progress(out: TextIO, done: int, total: int, start: float, skipped: int, last: str = "") -> None:

@@ -23,11 +23,12 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any
 
 from grader import ROOT, rubric
+from grader.grading import files
 from grader.notebooks import cells
 
 #: The nbgrader config file of a course folder.
@@ -215,22 +216,6 @@ def _notebook_clashes(source: Path) -> list[Path]:
     return clashes
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` at once (its mode kept), never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if path.exists():
-            shutil.copymode(path, tmp)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def setup_course(root: str | os.PathLike[str], course_id: str = DEFAULT_COURSE_ID, force: bool = False) -> Path:
     """Make ``root`` an nbgrader course folder for the notebooks; returns it (resolved).
 
@@ -268,7 +253,8 @@ def setup_course(root: str | os.PathLike[str], course_id: str = DEFAULT_COURSE_I
                 target.unlink()
         shutil.copyfile(cells.notebook_path(module), target)
     if text != existing:
-        _write_atomic(config, text)
+        # the config keeps its mode (an instructor's file), a new one is readable as nbgrader writes its own
+        files.write_atomic(config, text, stat.S_IMODE(config.stat().st_mode) if config.exists() else 0o644)
     _staff_key(root)
     return root
 

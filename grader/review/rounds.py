@@ -34,18 +34,19 @@ roster names, and the other students' ids and names).
 """
 
 import csv
+import io
 import json
 import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grader import rubric
+from grader.grading.files import write_atomic
 from grader.outcomes import ERROR, HIDDEN, MISSING, NOT_IMPLEMENTED, PASSED, worst
 from grader.review import consensus, form, gallery
 from grader.review.anonymize import Identity, anonymize, identity_of, redact
@@ -404,28 +405,11 @@ def make_round(
     solutions = {
         e.id: {"code": e.code, "status": e.status, "approach": e.approach, "evidence": e.evidence} for e in kept
     }
-    _write(folder / PLAN_FILE, json.dumps(payload, indent=1, sort_keys=True) + "\n")
-    _write(folder / SOLUTIONS_FILE, json.dumps(solutions, indent=1, sort_keys=True) + "\n")
-    _write(folder / ASSIGNMENTS_FILE, to_csv(plan, aliases))
-    _write(folder / RUBRIC_FILE, rubric_text)
+    write_atomic(folder / PLAN_FILE, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    write_atomic(folder / SOLUTIONS_FILE, json.dumps(solutions, indent=1, sort_keys=True) + "\n")
+    write_atomic(folder / ASSIGNMENTS_FILE, to_csv(plan, aliases))
+    write_atomic(folder / RUBRIC_FILE, rubric_text)
     return Made(folder, plan, kept, notes)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, mode 600, through a temporary file made mode 600 beside it
-    and moved over ``path``: a crash never leaves half a file, and no reader ever finds it
-    open to others (an older file of another mode is replaced, not rewritten)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_CREAT|O_EXCL, 600
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_plan(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -487,10 +471,7 @@ def restore_rubric(folder: str | os.PathLike[str]) -> Path:
         store.close()
     if not text:
         raise RoundError(f"{Path(folder) / DB_FILE} keeps no rubric text (a round started by an older grader)")
-    fd = os.open(path.with_name(path.name + ".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(path.with_name(path.name + ".tmp"), path)
+    write_atomic(path, text)
     return path
 
 
@@ -531,15 +512,13 @@ def open_store(folder: str | os.PathLike[str], base_url: str = "") -> tuple[Stor
 def write_links(store: Store, path: Path, base_url: str = "") -> None:
     """Each person's private link in a CSV (mode 600): id, role, alias, link."""
     base = base_url.rstrip("/")
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("id", "role", "alias", "link"))
-        for person in store.people():
-            kind = "s" if person.role == STAFF and not store.tasks_of(person.id) else "r"
-            writer.writerow((person.id, person.role, person.alias, f"{base}/{kind}/{person.token}"))
-    os.replace(tmp, path)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("id", "role", "alias", "link"))
+    for person in store.people():
+        kind = "s" if person.role == STAFF and not store.tasks_of(person.id) else "r"
+        writer.writerow((person.id, person.role, person.alias, f"{base}/{kind}/{person.token}"))
+    write_atomic(path, buffer.getvalue())
 
 
 def score_round(folder: str | os.PathLike[str]) -> tuple[consensus.ScoreReport, list[Path]]:

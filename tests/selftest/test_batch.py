@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grader import ROOT, mistakes, staffkey
-from grader.grading import batch, runner, staging
+from grader.grading import batch, files, runner, staging
 
 REFERENCE = (ROOT / "solutions" / "attention.py").read_text()
 
@@ -189,7 +189,7 @@ def test_is_done_only_for_the_same_entry_with_the_same_files(tmp_path):
 
     def record(**extra):
         extra = {"status": "graded", "source": {"name": "alice"}, "files_sha256": staging.staged_sha256(entry)} | extra
-        batch._atomic_write(batch.result_path(out, "alice"), json.dumps({"score": 20.0, "extra_data": extra}))
+        files.write_atomic(batch.result_path(out, "alice"), json.dumps({"score": 20.0, "extra_data": extra}))
 
     assert not batch.is_done(out, "alice", entry)
     record()
