@@ -46,9 +46,7 @@ def notebook(module: str, solutions: str | Path | None = None) -> nbformat.Noteb
     defs = [node for node in body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
     if not defs:
         raise ValueError(f"solutions/{module}.py defines no function or class")
-    first = _start(defs[0])
-    setup_end = max((node.end_lineno or node.lineno for node in body if _start(node) < first), default=0)
-    setup_start = min((_start(node) for node in body if _start(node) < first), default=first)
+    locked = cells.locked_cells_of(text, module)  # the setup cell and the given defs, cut as every reader cuts them
 
     nb = v4.new_notebook()
     nb.metadata = {
@@ -57,17 +55,21 @@ def notebook(module: str, solutions: str | Path | None = None) -> nbformat.Noteb
     }
     title = f"# `{module}`\n\n" + _markdown(docstring)
     nb.cells.append(_markdown_cell(f"{module}-intro", title + _HOW_TO_CHECK.format(module=module)))
-    nb.cells.append(_code_cell(cells.setup_cell_id(module), _source(lines, setup_start, setup_end), locked=True))
+    nb.cells.append(_code_cell(cells.setup_cell_id(module), locked[cells.setup_cell_id(module)], locked=True))
 
     last_of = {ex.id: max(i for i, d in enumerate(defs) if d.name in ex.names) for ex in rubric.exercises_of(module)}
     introduced: set[str] = set()
     for index, node in enumerate(defs):
-        end = _start(defs[index + 1]) - 1 if index + 1 < len(defs) else len(lines)
-        source = _source(lines, _start(node), end)  # the def and any statement after it
         exercise = rubric.exercise_for_name(module, node.name)
         if exercise is None:
-            nb.cells.append(_code_cell(cells.given_cell_id(module, node.name), source, locked=True))
+            nb.cells.append(
+                _code_cell(
+                    cells.given_cell_id(module, node.name), locked[cells.given_cell_id(module, node.name)], locked=True
+                )
+            )
             continue
+        end = cells.def_start(defs[index + 1]) - 1 if index + 1 < len(defs) else len(lines)
+        source = cells.cut(lines, cells.def_start(node), end)  # the def and any statement after it
         if exercise.id not in introduced:
             introduced.add(exercise.id)
             nb.cells.append(_markdown_cell(f"{cells.test_cell_id(exercise.id)}-intro", _introduction(exercise, defs)))
@@ -113,16 +115,6 @@ Each test cell grades its exercise with the course's autograder, outside this no
 **save the notebook first** (Ctrl-S), then run the test cell. The same check runs from a terminal:
 `python -m grader check path/to/{module}.ipynb`.
 """
-
-
-def _start(node: ast.stmt) -> int:
-    decorators = getattr(node, "decorator_list", [])
-    return min([node.lineno, *(d.lineno for d in decorators)])
-
-
-def _source(lines: list[str], start: int, end: int) -> str:
-    """Lines ``start``..``end`` (1-based, inclusive) without blank lines around them."""
-    return "\n".join(lines[start - 1 : end]).strip("\n")
 
 
 def _introduction(exercise: rubric.Exercise, defs: list[Any]) -> str:

@@ -215,7 +215,8 @@ def _locked_cells(module: str) -> tuple[tuple[str, str], ...]:
 def locked_cells(module: str) -> dict[str, str]:
     """The locked code cells of ``module``'s notebook as handed out, ``{grade_id: source}`` in
     notebook order: its setup cell and its given defs (test cells excluded), cut out of the stub
-    ``assignments/<module>.py`` as :mod:`grader.notebooks.build` cuts them."""
+    ``assignments/<module>.py`` by :func:`locked_cells_of` (which also cuts the notebooks that
+    :mod:`grader.notebooks.build` writes)."""
     return dict(_locked_cells(module))
 
 
