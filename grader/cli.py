@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,15 +248,19 @@ def _check(args: argparse.Namespace) -> int:
         return _watch(folder, args, notebooks)
     label = None
     with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
+        read = None
         if notebooks:
             label = ", ".join(str(p) for p in notebooks)
-            folder = _from_notebooks(notebooks, Path(tmp), args)
+            read = _from_notebooks(notebooks, Path(tmp))
             # a check of named notebooks grades their modules (unless exercises are named)
             args.targets = args.targets or sorted({p.stem for p in notebooks if p.stem in rubric.MODULES})
         elif _notebooks_in(folder):
             label = str(folder)
-            folder = _from_notebooks(_notebooks_in(folder), Path(tmp), args)
-        return _grade_and_report(folder, args, label)
+            read = _from_notebooks(_notebooks_in(folder), Path(tmp))
+        if read is None:
+            return _grade_and_report(folder, args, label)
+        notes, texts = read
+        return _grade_and_report(Path(tmp), args, label, notes=notes, from_notebooks=texts)
 
 
 def _watch(folder: Path, args: argparse.Namespace, notebooks: list[Path]) -> int:
@@ -281,10 +285,10 @@ def _notebooks_in(folder: Path) -> list[Path]:
     return [p for p in sorted(folder.glob("*.ipynb")) if p.stem in rubric.MODULES and not p.with_suffix(".py").exists()]
 
 
-def _from_notebooks(notebooks: list[Path], into: Path, args: argparse.Namespace) -> Path:
+def _from_notebooks(notebooks: list[Path], into: Path) -> tuple[list[str], dict[str, str]]:
     """Write the modules of ``notebooks`` into ``into``, beside the module ``.py`` files of
-    their folders; why a notebook gives no module (that module then scores 0) and which locked
-    cells were restored become notes of the report (``args.notebook_notes``)."""
+    their folders.  ``(notes, {module: its text})``: the notes say why a notebook gives no
+    module (that module then scores 0) and which locked cells were restored."""
     from grader.notebooks import cells
 
     for path in {p.parent for p in notebooks}:
@@ -293,14 +297,20 @@ def _from_notebooks(notebooks: list[Path], into: Path, args: argparse.Namespace)
                 shutil.copyfile(module_file, into / module_file.name)
     ok, problems = cells.submission_folder(notebooks, into)
     notes = [f"{problem}: every exercise of {module} scores 0" for module, problem in problems.items()]
-    notes += [note for restored in ok.values() if restored != "ok" for note in restored.split("\n")]
-    args.notebook_notes = notes
-    args.notebook_modules = {m: (into / f"{m}.py").read_text(encoding="utf-8") for m in ok}
-    return into
+    notes += [note for restored in ok.values() for note in restored]
+    return notes, {m: (into / f"{m}.py").read_text(encoding="utf-8") for m in ok}
 
 
-def _grade_and_report(folder: Path, args: argparse.Namespace, label: str | None = None) -> int:
-    """Grade ``folder`` as ``args`` ask and print the report (naming the submission ``label`` when given)."""
+def _grade_and_report(
+    folder: Path,
+    args: argparse.Namespace,
+    label: str | None = None,
+    notes: Sequence[str] = (),
+    from_notebooks: Mapping[str, str] | None = None,
+) -> int:
+    """Grade ``folder`` as ``args`` ask and print the report (naming the submission ``label``
+    when given, with ``notes`` first); lines of the modules read out of notebooks
+    (``from_notebooks``: ``{module: its text}``) are named by cell."""
     staff_key = None
     if args.staff:
         try:
@@ -335,12 +345,12 @@ def _grade_and_report(folder: Path, args: argparse.Namespace, label: str | None 
         return 2
     if label:
         result.submission = label
-    result.notes[:0] = getattr(args, "notebook_notes", [])
+    result.notes[:0] = notes
     text = report.render(result)
-    if getattr(args, "notebook_modules", None):
+    if from_notebooks:
         from grader.notebooks import cells
 
-        for module, module_text in args.notebook_modules.items():
+        for module, module_text in from_notebooks.items():
             text = cells.in_cells(text, module, module_text)  # lines of the notebook, not of the module read out of it
     print(text)
     if args.json:

@@ -303,15 +303,15 @@ def in_cells(text: str, module: str, module_text: str) -> str:
     return re.sub(rf"\b{re.escape(module)}\.py line (\d+)", where, text)
 
 
-def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, str], dict[str, str]]:
+def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Write ``<module>.py`` into ``into`` for each notebook of ``paths`` (named ``<module>.ipynb``).
 
-    Returns ``({module: "ok", or the notes on restored locked cells, one a line}, {module:
-    problem})``: a notebook that gives no module (see
+    Returns ``({module written: its notes on restored locked cells}, {module: problem})``: a
+    notebook that gives no module (see
     :func:`module_source`; also a file named after no module, or two notebooks of one module)
     writes nothing and is reported, and the other notebooks are still written.
     """
-    ok: dict[str, str] = {}
+    ok: dict[str, list[str]] = {}
     problems: dict[str, str] = {}
     seen: dict[str, Path] = {}
     for path in paths:
@@ -333,7 +333,7 @@ def submission_folder(paths: Sequence[Path], into: Path) -> tuple[dict[str, str]
             problems[module] = str(exc)
             continue
         (into / f"{module}.py").write_text(text, encoding="utf-8")
-        ok[module] = "\n".join(restored) or "ok"
+        ok[module] = restored
     return ok, problems
 
 
@@ -471,5 +471,5 @@ def stage_modules(submission: Path, into: Path) -> list[str]:
         notes += staging.stage(submission, Path(tmp), wanted, MAX_NOTEBOOK_BYTES)
         ok, problems = submission_folder(sorted(Path(tmp).glob("*.ipynb")), into)
     notes += [f"{module}.ipynb: {problem}: the module scores 0" for module, problem in sorted(problems.items())]
-    notes += [note for _, restored in sorted(ok.items()) if restored != "ok" for note in restored.split("\n")]
+    notes += [note for _, restored in sorted(ok.items()) for note in restored]
     return notes

@@ -199,7 +199,7 @@ def test_a_folder_of_notebooks_writes_the_good_ones_and_names_the_bad(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     ok, problems = cells.submission_folder([good, bad, stray, *twice], out)
-    assert ok == {"elbo": "ok"}
+    assert ok == {"elbo": []}  # written, nothing restored
     assert sorted(p.name for p in out.iterdir()) == ["elbo.py"]
     assert "lstm.ipynb: not a Jupyter notebook: invalid JSON" in problems["lstm"]
     assert "notes.ipynb: not a notebook of the course" in problems["notes"]
