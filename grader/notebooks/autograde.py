@@ -368,8 +368,9 @@ def grade_students(
     students: dict[str, dict[str, str]], course: Path | None, key: bytes
 ) -> dict[str, dict[str, Report]]:
     """Grade ``{student: {module: source}}`` in one sandboxed run (``grader batch``'s way:
-    :func:`grader.grading.runner.grade_many`) with the hidden tests and ``key``;
-    ``{student: {module: Report}}``."""
+    :func:`grader.grading.runner.grade_many`) with the hidden tests and ``key``; staff grading
+    refuses where a worker could read the repository's staff files or the ``course`` folder
+    (``GRADER_WEAK_ISOLATION=1`` accepts it).  ``{student: {module: Report}}``."""
     if not students:
         return {}
     with tempfile.TemporaryDirectory(prefix="grader-notebooks-") as tmp:
@@ -423,25 +424,10 @@ def course_root(config: Any) -> Path | None:
     return root if root != Path(root.anchor) else None
 
 
-def grade_module(source: str, module: str, course: Path | None = None) -> Report:
-    """Grade ``source`` as ``<module>.py`` in the sandbox, with the hidden tests and the course's
-    staff key (:func:`course_key`) as ``python -m grader check --staff`` does."""
-    return grade_modules({module: source}, course, course_key(course))[module]
-
-
 def grade_modules(sources: dict[str, str], course: Path | None, key: bytes) -> dict[str, Report]:
-    """Grade each ``{module: source}`` in one sandboxed run with the hidden tests and ``key``;
-    staff grading refuses where a worker could read the repository's staff files or the
-    ``course`` folder (``GRADER_WEAK_ISOLATION=1`` accepts it).  ``{module: its Report}``."""
-    with tempfile.TemporaryDirectory(prefix="grader-notebook-") as tmp:
-        for module, source in sources.items():
-            (Path(tmp) / f"{module}.py").write_text(source, encoding="utf-8")
-        protect = [course] if course is not None else []
-        report = runner.grade(tmp, sorted(sources), staff=True, staff_key=key, protect=protect)
-    return {
-        module: Report(report.submission, [r for r in report.results if r.exercise.module == module], report.notes)
-        for module in sources
-    }
+    """Grade one student's ``{module: source}`` in one sandboxed run (:func:`grade_students`);
+    ``{module: its Report}``."""
+    return grade_students({"submission": sources}, course, key)["submission"]
 
 
 def test_cell_text(result: ExerciseResult, module: str, notes: list[str], module_text: str = "") -> str:
