@@ -166,21 +166,35 @@ def test_open_refuses_what_is_not_a_current_review_database(store, tmp_path):
         Store.open(tmp_path / "review.db")
 
 
-def test_a_version_1_database_is_migrated_after_a_backup(tmp_path):
-    path = tmp_path / "review.db"
+def _old_round(path, schema, version, round_id, closed_at, *rows):
+    """A round's database of an older schema: the people, the first three tasks, and ``rows``
+    (SQL statements) on top."""
     db = sqlite3.connect(path)
-    db.executescript(SCHEMA_V1)
-    meta = {"schema_version": "1", "round_id": "old", "unit": "lstm", "rubric_items": '["correct"]', "closed_at": "x"}
-    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+    db.executescript(schema)
+    meta = {"schema_version": version, "round_id": round_id, "unit": "lstm", "rubric_items": '["correct"]'}
+    db.executemany("INSERT INTO meta VALUES (?, ?)", (meta | {"closed_at": closed_at}).items())
     db.executemany(
         "INSERT INTO people VALUES (?, ?, ?, ?)", [(i, a, r, f"token-{i}-" + "x" * 30) for i, a, r in PEOPLE]
     )
     db.executemany("INSERT INTO tasks (reviewer, author, number, role, reason) VALUES (?, ?, 1, ?, ?)", TASKS[:3])
-    db.execute("INSERT INTO reviews VALUES (1, 'submitted', '{\"correct\": 1}', 'old summary', 't0')")
-    db.execute("INSERT INTO comments (task, start, \"end\", text, created_at) VALUES (1, 2, 3, 'old comment', 't0')")
-    db.execute("INSERT INTO ratings VALUES (1, -1)")
+    for row in rows:
+        db.execute(row)
     db.commit()
     db.close()
+
+
+def test_a_version_1_database_is_migrated_after_a_backup(tmp_path):
+    path = tmp_path / "review.db"
+    _old_round(
+        path,
+        SCHEMA_V1,
+        "1",
+        "old",
+        "x",
+        "INSERT INTO reviews VALUES (1, 'submitted', '{\"correct\": 1}', 'old summary', 't0')",
+        "INSERT INTO comments (task, start, \"end\", text, created_at) VALUES (1, 2, 3, 'old comment', 't0')",
+        "INSERT INTO ratings VALUES (1, -1)",
+    )
     migrated = Store.open(path)
     try:
         with sqlite3.connect(tmp_path / "review.db.v1.bak") as backup:  # the version-1 file as it was
@@ -276,18 +290,15 @@ def test_a_deadline_closes_the_round_by_itself_and_the_owner_reopens_it(store):
 
 def test_a_version_2_database_is_migrated_with_snapshots_and_public_ids(tmp_path):
     path = tmp_path / "review.db"
-    db = sqlite3.connect(path)
-    db.executescript(SCHEMA_V2)
-    meta = {"schema_version": "2", "round_id": "v2", "unit": "lstm", "rubric_items": '["correct"]', "closed_at": ""}
-    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-    db.executemany(
-        "INSERT INTO people VALUES (?, ?, ?, ?)", [(i, a, r, f"token-{i}-" + "x" * 30) for i, a, r in PEOPLE]
+    _old_round(
+        path,
+        SCHEMA_V2,
+        "2",
+        "v2",
+        "",
+        "INSERT INTO review_versions VALUES (1, 1, 'submitted', '{\"correct\": 1}', 'v2 summary', 't0')",
+        "INSERT INTO comments (task, start, \"end\", text, created_at) VALUES (1, 2, 3, 'v2 comment', 't0')",
     )
-    db.executemany("INSERT INTO tasks (reviewer, author, number, role, reason) VALUES (?, ?, 1, ?, ?)", TASKS[:3])
-    db.execute("INSERT INTO review_versions VALUES (1, 1, 'submitted', '{\"correct\": 1}', 'v2 summary', 't0')")
-    db.execute("INSERT INTO comments (task, start, \"end\", text, created_at) VALUES (1, 2, 3, 'v2 comment', 't0')")
-    db.commit()
-    db.close()
 
     migrated = Store.open(path)
     try:
