@@ -282,11 +282,7 @@ def _v2_to_v3(db: sqlite3.Connection) -> None:
             db.execute(f"UPDATE {table} SET public = ? WHERE id = ?", (_public_id(), row))
         db.execute(f"CREATE UNIQUE INDEX {table}_public ON {table}(public)")
     for (task,) in db.execute("SELECT DISTINCT task FROM review_versions").fetchall():
-        rows = db.execute(
-            'SELECT id, task, start, "end", text, public FROM comments WHERE task = ? AND deleted = 0'
-            ' ORDER BY start, "end", id',
-            (task,),
-        ).fetchall()
+        rows = db.execute(_LIVE_COMMENTS, (task,)).fetchall()
         db.execute(
             "UPDATE review_versions SET comments = ? WHERE task = ?", (_comments_json(Comment(*r) for r in rows), task)
         )
